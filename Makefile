@@ -1,0 +1,60 @@
+# llm-platform: offline render, tests, and the real deployment path.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+STACK ?= dev
+OUT ?= build/$(STACK)
+# Local file state backend and passphrase secrets by default: no Pulumi Cloud account needed.
+PULUMI_BACKEND_URL ?= file://$(HOME)/.pulumi-state/llm-platform
+export PULUMI_BACKEND_URL
+
+BIN := $(VENV)/bin
+PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
+
+.PHONY: help venv synth test preview up destroy verify clean
+
+help:
+	@echo "make synth STACK=dev|prod [OUT=dir]  offline render (no CLI, no cloud)"
+	@echo "make test                           unit tests under Pulumi mocks + policy checkers"
+	@echo "make preview|up STACK=...           real deployment with the Pulumi CLI"
+	@echo "make verify STACK=...               live SR1/SR2 checks against the stack's cluster"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+synth: venv
+	$(BIN)/python -m tools.render --stack $(STACK) --out $(OUT)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+define pulumi_stack
+	@command -v pulumi >/dev/null || { echo "$(PULUMI_INSTALL_HINT)" >&2; exit 127; }
+	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): stack secrets are passphrase-encrypted" >&2; exit 2; }
+	@case "$(PULUMI_BACKEND_URL)" in file://*) mkdir -p "$(patsubst file://%,%,$(PULUMI_BACKEND_URL))";; esac
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi stack select --create --secrets-provider passphrase "$(STACK)"
+endef
+
+preview: venv
+	$(pulumi_stack)
+	pulumi preview --stack "$(STACK)" --diff
+
+up: venv
+	$(pulumi_stack)
+	pulumi up --stack "$(STACK)"
+
+destroy: venv
+	$(pulumi_stack)
+	pulumi destroy --stack "$(STACK)"
+
+verify: venv
+	$(BIN)/python -m tools.verify --stack $(STACK)
+
+clean:
+	rm -rf build

@@ -1,0 +1,42 @@
+"""llm-platform: a GKE cluster with Dataplane V2 and, behind `security`, SR1 + SR2."""
+
+import pulumi
+
+from components import config
+from components.cluster import GkeCluster, GkeClusterArgs, existing_cluster_provider
+
+# 1. Typed config, validated before anything is registered.
+try:
+    settings = config.load()
+except config.ConfigError as err:
+    raise pulumi.RunError(str(err)) from None
+
+# 2. The cluster: created here, or someone else's.
+kubeconfig = None
+cluster_deps: list[pulumi.Resource] = []
+if settings.cluster is not None:
+    gke = GkeCluster("gke", GkeClusterArgs(config=settings.cluster, project=settings.gcp_project))
+    provider = gke.provider
+    kubeconfig = gke.kubeconfig
+    cluster_deps = gke.ready
+    pulumi.export("clusterName", gke.cluster.name)
+    pulumi.export("datapathProvider", gke.cluster.datapath_provider)
+    pulumi.export("kubeconfig", gke.kubeconfig)
+else:
+    provider = existing_cluster_provider(settings.existing_cluster)
+
+# 3. The security capability group plugs in here, and only here.
+pulumi.export("security", settings.security)
+if settings.security:
+    from components.security import Security, SecurityArgs
+
+    Security(
+        "security",
+        SecurityArgs(
+            settings=settings,
+            kubeconfig=kubeconfig,
+            kube_context=settings.existing_cluster.context if settings.existing_cluster else None,
+            depends_on=cluster_deps,
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )

@@ -1,0 +1,225 @@
+"""GKE cluster with Dataplane V2, its node pools, and the Kubernetes provider built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.config import ClusterConfig, ExistingCluster, NodePool
+
+# Kyverno (and other admission webhooks) listen on 9443; GKE's default firewall lets the
+# private control plane reach nodes on 443 and 10250 only.
+WEBHOOK_PORTS = ["9443"]
+
+
+@dataclass
+class GkeClusterArgs:
+    """Inputs of :class:`GkeCluster`."""
+
+    config: ClusterConfig
+    """Validated cluster settings from the stack config."""
+    project: str
+    """Google Cloud project id (Workload Identity pool `<project>.svc.id.goog`)."""
+
+
+def replacement_guard(config: ClusterConfig) -> bool:
+    """Whether the cluster is `protect`ed: Pulumi then refuses to delete or replace it.
+
+    Lifted only by ``allowReplacement: true`` (a reviewed, deliberate change) or on a stack
+    that turned deletion protection off.
+    """
+    return config.deletion_protection and not config.allow_replacement
+
+
+def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
+    """A kubeconfig that authenticates with gke-gcloud-auth-plugin (no static credentials)."""
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster:
+    server: https://{endpoint}
+    certificate-authority-data: {ca_certificate}
+contexts:
+- name: {name}
+  context:
+    cluster: {name}
+    user: {name}
+current-context: {name}
+users:
+- name: {name}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: gke-gcloud-auth-plugin
+      installHint: Install gke-gcloud-auth-plugin, see https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin
+      provideClusterInfo: true
+"""
+
+
+class GkeCluster(pulumi.ComponentResource):
+    """A GKE cluster with Dataplane V2, separate node pools and a server-side-apply provider."""
+
+    cluster: gcp.container.Cluster
+    node_pools: list[gcp.container.NodePool]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:cluster:GkeCluster", name, None, opts)
+        cfg = args.config
+        node_tag = f"{cfg.name}-node"
+        protect = replacement_guard(cfg)
+
+        private = None
+        if cfg.private_nodes:
+            private = gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True,
+                enable_private_endpoint=False,
+                master_ipv4_cidr_block=cfg.control_plane_cidr,
+            )
+
+        self.cluster = gcp.container.Cluster(
+            cfg.name,
+            name=cfg.name,
+            project=args.project,
+            location=cfg.location,
+            network=cfg.network,
+            subnetwork=cfg.subnetwork,
+            # Dataplane V2 enforces NetworkPolicy with eBPF; it is immutable, so it is set at creation.
+            datapath_provider="ADVANCED_DATAPATH",
+            # No legacy network_policy / addons_config.network_policy_config: GKE rejects them with Dataplane V2.
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=cfg.release_channel),
+            workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+                workload_pool=f"{args.project}.svc.id.goog"
+            ),
+            ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(),
+            private_cluster_config=private,
+            master_authorized_networks_config=(
+                gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                    cidr_blocks=[
+                        gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                            cidr_block=n.cidr, display_name=n.name or n.cidr
+                        )
+                        for n in cfg.authorized_networks
+                    ]
+                )
+                if cfg.authorized_networks
+                else None
+            ),
+            enable_shielded_nodes=True,
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            deletion_protection=cfg.deletion_protection and not cfg.allow_replacement,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+
+        self.node_pools = [self._node_pool(cfg, pool, node_tag, protect) for pool in cfg.node_pools]
+
+        children: list[pulumi.Resource] = [self.cluster, *self.node_pools]
+        if cfg.private_nodes:
+            children.append(
+                gcp.compute.Firewall(
+                    f"{cfg.name}-webhooks",
+                    project=args.project,
+                    network=cfg.network,
+                    description="GKE control plane to admission webhooks (Kyverno) on the nodes",
+                    direction="INGRESS",
+                    source_ranges=[cfg.control_plane_cidr],
+                    target_tags=[node_tag],
+                    allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=WEBHOOK_PORTS)],
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
+                lambda a: kubeconfig(a[0], a[1], a[2]["cluster_ca_certificate"])
+            )
+        )
+        # Everything Kubernetes workloads need from the cloud side before they are installed.
+        self.ready: list[pulumi.Resource] = children
+        self.provider = kubernetes_provider(
+            f"{cfg.name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=children),
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster.name,
+                "endpoint": self.cluster.endpoint,
+                "datapathProvider": self.cluster.datapath_provider,
+                "nodePools": [p.name for p in self.node_pools],
+            }
+        )
+
+    def _node_pool(self, cfg: ClusterConfig, pool: NodePool, node_tag: str, protect: bool) -> gcp.container.NodePool:
+        accelerators = None
+        if pool.gpu:
+            accelerators = [
+                gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                    type=pool.gpu.type,
+                    count=pool.gpu.count,
+                    gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                        gpu_driver_version=pool.gpu.driver_version
+                    ),
+                )
+            ]
+        return gcp.container.NodePool(
+            f"{cfg.name}-{pool.name}",
+            name=pool.name,
+            cluster=self.cluster.id,
+            location=cfg.location,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                min_node_count=pool.min_nodes, max_node_count=pool.max_nodes
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=pool.machine_type,
+                disk_size_gb=pool.disk_size_gb,
+                spot=pool.spot,
+                tags=[node_tag],
+                # gVisor runs only on Container-Optimized OS with containerd.
+                image_type="COS_CONTAINERD",
+                guest_accelerators=accelerators,
+                sandbox_config=(
+                    gcp.container.NodePoolNodeConfigSandboxConfigArgs(type="GVISOR") if pool.sandbox else None
+                ),
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"
+                ),
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True, enable_integrity_monitoring=True
+                ),
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+
+
+def kubernetes_provider(
+    name: str,
+    *,
+    kubeconfig: Optional[pulumi.Input[str]] = None,
+    context: Optional[str] = None,
+    opts: Optional[pulumi.ResourceOptions] = None,
+) -> k8s.Provider:
+    """The one Kubernetes provider every Kubernetes resource uses (server-side apply, explicitly)."""
+    return k8s.Provider(
+        name,
+        kubeconfig=kubeconfig,
+        context=context,
+        enable_server_side_apply=True,
+        opts=opts,
+    )
+
+
+def existing_cluster_provider(config: ExistingCluster) -> k8s.Provider:
+    """Provider for a cluster someone else manages: no GKE resources are created."""
+    # The provider accepts a kubeconfig path as well as its contents; None means $KUBECONFIG.
+    return kubernetes_provider("existing-cluster", kubeconfig=config.kubeconfig, context=config.context)

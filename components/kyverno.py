@@ -1,0 +1,231 @@
+"""SR2: the Kyverno admission engine (chart 3.8.1) and the platform's ClusterPolicies.
+
+Order on create: namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm release
+(waits for the admission controller) -> policies. Destroy runs it backwards, so the
+policies go first, then Kyverno, then the guard deletes any webhook configuration Kyverno
+left behind (kyverno/kyverno#16492), then the CRDs. See docs/decisions/0001-kyverno-install.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.config import KyvernoConfig
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = "kyverno"
+CHART_VERSION = "3.8.1"  # Kyverno v1.18.1
+CHART_REPO = "https://kyverno.github.io/kyverno/"
+NAMESPACE = "kyverno"
+CRD_DIR = ROOT / "vendor" / "kyverno" / CHART_VERSION / "crds"
+POLICY_DIR = ROOT / "policies" / "kyverno"
+POLICY_FILES = ["require-kueue-queue-name/require-kueue-queue-name.yaml"]
+WEBHOOK_LABEL = "webhook.kyverno.io/managed-by=kyverno"
+
+# Shell run by the cleanup guard when it is deleted (after the Helm release is gone).
+CLEANUP_SCRIPT = """set -eu
+kc="$(mktemp)"; trap 'rm -f "$kc"' EXIT
+args=""
+if [ -n "${KUBECONFIG_CONTENT:-}" ]; then printf '%s' "$KUBECONFIG_CONTENT" > "$kc"; args="--kubeconfig $kc"; fi
+if [ -n "${KUBE_CONTEXT:-}" ]; then args="$args --context $KUBE_CONTEXT"; fi
+kubectl $args delete validatingwebhookconfigurations,mutatingwebhookconfigurations \\
+  -l webhook.kyverno.io/managed-by=kyverno --ignore-not-found --wait=true
+"""
+CLEANUP_PREFLIGHT = (
+    "command -v kubectl >/dev/null 2>&1 || { echo 'kubectl is required: at destroy time it removes "
+    "the webhook configurations Kyverno leaves behind' >&2; exit 1; }"
+)
+
+
+@functools.lru_cache(maxsize=None)
+def crd_manifests() -> tuple[dict[str, Any], ...]:
+    """The chart's 22 CRDs, vendored byte-identical from kyverno v1.18.1 (see vendor/kyverno/README.md)."""
+    out = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        with path.open(encoding="utf-8") as fh:
+            for doc in yaml.load_all(fh, Loader=yaml.CSafeLoader):
+                if doc:
+                    doc.pop("status", None)
+                    out.append(doc)
+    if not out:
+        raise FileNotFoundError(f"no Kyverno CRDs under {CRD_DIR}")
+    return tuple(out)
+
+
+def policy_manifests(failure_action: str) -> list[dict[str, Any]]:
+    """The platform's ClusterPolicies from policies/kyverno/, with this stack's failure action."""
+    out = []
+    for rel in POLICY_FILES:
+        with (POLICY_DIR / rel).open(encoding="utf-8") as fh:
+            policy = yaml.safe_load(fh)
+        out.append(with_failure_action(policy, failure_action))
+    return out
+
+
+def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
+    """Set Enforce/Audit wherever the policy declares it (spec-level and per-rule)."""
+    policy = copy.deepcopy(policy)
+    spec = policy["spec"]
+    found = False
+    if "validationFailureAction" in spec:
+        spec["validationFailureAction"] = action
+        found = True
+    for rule in spec.get("rules", []):
+        validate = rule.get("validate", {})
+        if "failureAction" in validate:
+            validate["failureAction"] = action
+            found = True
+    if not found:
+        spec["validationFailureAction"] = action
+    return policy
+
+
+def helm_values(config: KyvernoConfig) -> dict[str, Any]:
+    """Chart values; every key exists in the chart's values.yaml (tests check it)."""
+    replicas = config.admission_replicas
+    component = {"app.kubernetes.io/component": "admission-controller", "app.kubernetes.io/instance": "kyverno"}
+    small = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    return {
+        # CRDs are separate Pulumi resources applied server-side before the release.
+        "crds": {"install": False},
+        "config": {
+            "webhooks": {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": ["kube-system", NAMESPACE],
+                        }
+                    ]
+                }
+            },
+            "excludeKyvernoNamespace": True,
+        },
+        "admissionController": {
+            "replicas": replicas,
+            "podDisruptionBudget": {"enabled": replicas > 1, "minAvailable": max(1, replicas - 1)},
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    # Soft: a zone outage must not keep a replacement replica from scheduling.
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": component},
+                }
+            ],
+            "container": {
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "768Mi"}}
+            },
+        },
+        "backgroundController": {"resources": small},
+        "cleanupController": {"resources": small},
+        "reportsController": {"resources": small},
+    }
+
+
+@dataclass
+class KyvernoArgs:
+    """Inputs of :class:`Kyverno`."""
+
+    config: KyvernoConfig
+    """Validated SR2 settings (failure action, replicas)."""
+    kubeconfig: Optional[pulumi.Input[str]] = None
+    """Kubeconfig the destroy-time webhook cleanup uses (secret); None for a context-only cluster."""
+    kube_context: Optional[str] = None
+    """kubeconfig context for the cleanup when the cluster is not created by this stack."""
+    extra_depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
+
+
+class Kyverno(pulumi.ComponentResource):
+    """Kyverno v1.18.1 with CRDs applied server-side and the platform's ClusterPolicies."""
+
+    def __init__(self, name: str, args: KyvernoArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:Kyverno", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.namespace = k8s.core.v1.Namespace(
+            NAMESPACE,
+            metadata={
+                "name": NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "llm-platform", "app.kubernetes.io/part-of": "kyverno"},
+            },
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=args.extra_depends_on)),
+        )
+
+        # Two of these are ~1.4 MB: only server-side apply (the provider's mode) can store them.
+        self.crds = [
+            k8s.apiextensions.v1.CustomResourceDefinition(
+                crd["metadata"]["name"],
+                metadata=crd["metadata"],
+                spec=crd["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+            for crd in crd_manifests()
+        ]
+
+        env: dict[str, pulumi.Input[str]] = {}
+        if args.kubeconfig is not None:
+            env["KUBECONFIG_CONTENT"] = args.kubeconfig
+        if args.kube_context:
+            env["KUBE_CONTEXT"] = args.kube_context
+        # Created before the release, therefore deleted after it: removes the validating webhook
+        # configurations Kyverno's own pre-delete hook leaves behind.
+        self.webhook_cleanup = command.local.Command(
+            "kyverno-webhook-cleanup",
+            create=CLEANUP_PREFLIGHT,
+            delete=CLEANUP_SCRIPT,
+            environment=env,
+            interpreter=["/bin/sh", "-c"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.crds),
+        )
+
+        self.release = k8s.helm.v3.Release(
+            "kyverno",
+            name="kyverno",
+            chart=CHART,
+            version=CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
+            namespace=NAMESPACE,
+            create_namespace=False,
+            skip_crds=True,
+            values=helm_values(args.config),
+            # Helm --wait: the release is ready only when the admission controller is.
+            skip_await=False,
+            timeout=600,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.namespace, *self.crds, self.webhook_cleanup]
+            ),
+        )
+
+        self.policies = [
+            k8s.apiextensions.CustomResource(
+                policy["metadata"]["name"],
+                api_version=policy["apiVersion"],
+                kind=policy["kind"],
+                metadata=policy["metadata"],
+                spec=policy["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+            for policy in policy_manifests(args.config.failure_action)
+        ]
+
+        self.register_outputs(
+            {
+                "chartVersion": CHART_VERSION,
+                "crds": len(self.crds),
+                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config.failure_action)],
+                "failureAction": args.config.failure_action,
+            }
+        )

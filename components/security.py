@@ -1,0 +1,55 @@
+"""The security capability group (SR1 + SR2), registered only when `security: true`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+
+from components.config import StackConfig
+from components.kyverno import Kyverno, KyvernoArgs
+from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
+from components.tenants import TenantNamespaces, TenantNamespacesArgs
+
+
+@dataclass
+class SecurityArgs:
+    """Inputs of :class:`Security`."""
+
+    settings: StackConfig
+    """The validated stack config."""
+    kubeconfig: Optional[pulumi.Input[str]] = None
+    """Kubeconfig of a cluster this stack created (for the destroy-time webhook cleanup)."""
+    kube_context: Optional[str] = None
+    """kubeconfig context of an existing cluster."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """Cluster resources that must exist first (node pools, firewall)."""
+
+
+class Security(pulumi.ComponentResource):
+    """SR1 NetworkPolicies, SR2 Kyverno + policy, and tenant onboarding."""
+
+    def __init__(self, name: str, args: SecurityArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:Security", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.network_policies = NetworkPolicies(
+            "sr1", NetworkPoliciesArgs(config=s.network_policy), opts=child
+        )
+        self.kyverno = Kyverno(
+            "sr2",
+            KyvernoArgs(
+                config=s.kyverno,
+                kubeconfig=args.kubeconfig,
+                kube_context=args.kube_context,
+                extra_depends_on=args.depends_on,
+            ),
+            opts=child,
+        )
+        self.tenants = TenantNamespaces(
+            "tenants",
+            TenantNamespacesArgs(tenants=s.tenants, create_missing=s.kyverno.create_tenant_namespaces),
+            opts=child,
+        )
+        self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})

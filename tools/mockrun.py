@@ -1,0 +1,143 @@
+"""Run the real Pulumi program under Pulumi mocks, recording every registration.
+
+Used by the offline render (`make synth`) and by the tests: no Pulumi CLI, no cloud
+credentials, no cluster. What is recorded is exactly what the program asks the engine to
+create: type, name, inputs, and the options that matter for safety (parent, explicit and
+implicit dependencies, protect, retainOnDelete, provider).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import runpy
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROJECT = "llm-platform"
+
+# Values a real deployment gets back from the cloud; only what the program reads.
+MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
+    "gcp:container/cluster:Cluster": {
+        "endpoint": "203.0.113.10",
+        "masterAuth": {"clusterCaCertificate": "TU9DSy1DQS1DRVJUSUZJQ0FURQ=="},
+    },
+}
+
+
+@dataclass
+class Registration:
+    """One resource the program registered."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    parent: str = ""
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    retain_on_delete: bool = False
+    provider: str = ""
+    custom: bool = True
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        return (
+            self.custom
+            and self.type.startswith("kubernetes:")
+            and not self.type.startswith("kubernetes:helm.sh/")
+            and "apiVersion" in self.inputs
+            and "kind" in self.inputs
+        )
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        state.update(MOCK_OUTPUTS.get(args.typ, {}))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.records: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+            self.records.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=_plain(inputs),
+                    parent=request.parent,
+                    dependencies=sorted(request.dependencies),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    provider=request.provider,
+                    custom=bool(request.custom),
+                )
+            )
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Strip Pulumi's wire wrappers (secrets, unknowns) into plain data."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+            return _plain(value.get("value"))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[str, str]:
+    """Pulumi.<stack>.yaml's `config:` as the engine passes it (strings; objects as JSON)."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}; stacks: {', '.join(available_stacks())}")
+    with path.open(encoding="utf-8") as fh:
+        raw = (yaml.safe_load(fh) or {}).get("config", {}) or {}
+    raw.update(overrides or {})
+    out = {}
+    for key, value in raw.items():
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def available_stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def run(stack: str, config: dict[str, str]) -> list[Registration]:
+    """Run __main__.py under mocks for `stack` with raw `config`; return what it registered."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    monitor = _RecordingMonitor(_Mocks())
+    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    program()
+    return list(monitor.records)
+
+
+def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None) -> list[Registration]:
+    """Run the program with Pulumi.<stack>.yaml plus `overrides` (``{"llm-platform:key": value}``)."""
+    return run(stack, stack_config(stack, overrides))

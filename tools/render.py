@@ -1,0 +1,142 @@
+"""Offline render: `make synth STACK=<stack> [OUT=<dir>]`.
+
+Runs the same __main__.py under Pulumi mocks with Pulumi.<stack>.yaml and writes
+  OUT/k8s/<kind>.<namespace>.<name>.yaml   every Kubernetes object, as it would be applied
+  OUT/cloud/<type>.<name>.yaml             every other resource: type, inputs, options
+  OUT/connectivity.{md,svg}                SR1 connectivity matrix (when security is on)
+then prints a summary. Deterministic; needs no Pulumi CLI, credentials or network. On bad
+config it prints the config error, exits non-zero and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import re
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+import yaml
+
+from tools import mockrun
+
+
+def _normalise(value: Any) -> Any:
+    # Pulumi's wire format carries every number as a float; Kubernetes wants integers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=120)
+
+
+def kubernetes_objects(records: list[mockrun.Registration]) -> list[dict[str, Any]]:
+    """Every Kubernetes object the stack applies, as plain manifests."""
+    return [_normalise(r.inputs) for r in records if r.is_kubernetes_object]
+
+
+def _short_urn(urn: str) -> str:
+    return urn.split("::")[-2].split("$")[-1] + "::" + urn.split("::")[-1] if urn else ""
+
+
+def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, int]:
+    """Write the render for `records` under `out`; return counts per type."""
+    counts: dict[str, int] = collections.Counter()
+    k8s_dir, cloud_dir = out / "k8s", out / "cloud"
+    k8s_dir.mkdir(parents=True)
+    cloud_dir.mkdir(parents=True)
+    for rec in records:
+        counts[rec.type] += 1
+        if rec.is_kubernetes_object:
+            obj = _normalise(rec.inputs)
+            meta = obj.get("metadata", {})
+            fname = ".".join(_safe(p) for p in (obj["kind"], meta.get("namespace", "_cluster"), meta.get("name", rec.name)))
+            path = k8s_dir / f"{fname}.yaml"
+            if path.exists():
+                raise RuntimeError(f"two Kubernetes objects render to {path.name}: names must be unique")
+            path.write_text(_dump(obj), encoding="utf-8")
+        else:
+            doc = {
+                "type": rec.type,
+                "name": rec.name,
+                "inputs": _normalise(rec.inputs),
+                "options": {
+                    "parent": _short_urn(rec.parent),
+                    "dependsOn": sorted(_short_urn(d) for d in rec.dependencies),
+                    "protect": rec.protect,
+                    "retainOnDelete": rec.retain_on_delete,
+                },
+            }
+            path = cloud_dir / f"{_safe(rec.type)}.{_safe(rec.name)}.yaml"
+            path.write_text(_dump(doc), encoding="utf-8")
+    return dict(counts)
+
+
+def render(stack: str, out: pathlib.Path) -> dict[str, int]:
+    """Render `stack` into `out` (replaced only when the whole render succeeded)."""
+    records = mockrun.run_stack(stack)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        counts = write(records, tmp)
+        policies = [o for o in kubernetes_objects(records) if o["kind"] == "NetworkPolicy"]
+        if policies:
+            from tools.connectivity import write_matrix
+
+            config = mockrun.stack_config(stack)
+            tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
+            write_matrix(policies, tenants, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return counts
+
+
+def summary(stack: str, out: pathlib.Path, counts: dict[str, int]) -> str:
+    width = max(len(t) for t in counts) if counts else 10
+    lines = [f"stack {stack}: {sum(counts.values())} resources rendered to {out}", ""]
+    lines.append(f"{'type'.ljust(width)}  count")
+    lines.append(f"{'-' * width}  -----")
+    for t in sorted(counts):
+        lines.append(f"{t.ljust(width)}  {counts[t]:>5}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help=f"one of: {', '.join(mockrun.available_stacks())}")
+    parser.add_argument("--out", help="output directory (default build/<stack>)")
+    args = parser.parse_args(argv)
+    out = pathlib.Path(args.out or f"build/{args.stack}")
+    try:
+        counts = render(args.stack, out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the program's own error (bad config) is the message
+        if type(err).__name__ == "RunError":
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+    print(summary(args.stack, out, counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
