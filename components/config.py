@@ -413,6 +413,8 @@ def parse(raw: Mapping[str, str], stack: str = "") -> StackConfig:
             msg = "unknown key (typo?); see the config reference in README.md for valid keys"
         elif err["type"] == "missing":
             msg = "required key is missing; add it"
+        elif err["type"] != "value_error":
+            msg = f"{msg} (got {err['input']!r})"
         more = f" ({exc.error_count() - 1} more problem(s) after fixing this one)" if exc.error_count() > 1 else ""
         raise ConfigError(f"invalid config in {where}: `{key}`: {msg}{more}") from None
 

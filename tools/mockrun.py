@@ -104,9 +104,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[str, str]:
+def stack_config(
+    stack: str, overrides: Optional[dict[str, Any]] = None, stack_file: Optional[pathlib.Path] = None
+) -> dict[str, str]:
     """Pulumi.<stack>.yaml's `config:` as the engine passes it (strings; objects as JSON)."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
+    path = pathlib.Path(stack_file) if stack_file else ROOT / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}; stacks: {', '.join(available_stacks())}")
     with path.open(encoding="utf-8") as fh:
@@ -122,11 +124,20 @@ def available_stacks() -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+_LAST: list[_RecordingMonitor] = []
+
+
+def last_records() -> list[Registration]:
+    """What the most recent run registered, also when it raised."""
+    return list(_LAST[-1].records) if _LAST else []
+
+
 def run(stack: str, config: dict[str, str]) -> list[Registration]:
     """Run __main__.py under mocks for `stack` with raw `config`; return what it registered."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     monitor = _RecordingMonitor(_Mocks())
+    _LAST[:] = [monitor]
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
 
@@ -138,6 +149,8 @@ def run(stack: str, config: dict[str, str]) -> list[Registration]:
     return list(monitor.records)
 
 
-def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None) -> list[Registration]:
+def run_stack(
+    stack: str, overrides: Optional[dict[str, Any]] = None, stack_file: Optional[pathlib.Path] = None
+) -> list[Registration]:
     """Run the program with Pulumi.<stack>.yaml plus `overrides` (``{"llm-platform:key": value}``)."""
-    return run(stack, stack_config(stack, overrides))
+    return run(stack, stack_config(stack, overrides, stack_file))

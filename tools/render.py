@@ -85,9 +85,9 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
     return dict(counts)
 
 
-def render(stack: str, out: pathlib.Path) -> dict[str, int]:
+def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None) -> dict[str, int]:
     """Render `stack` into `out` (replaced only when the whole render succeeded)."""
-    records = mockrun.run_stack(stack)
+    records = mockrun.run_stack(stack, stack_file=stack_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -96,7 +96,7 @@ def render(stack: str, out: pathlib.Path) -> dict[str, int]:
         if policies:
             from tools.connectivity import write_matrix
 
-            config = mockrun.stack_config(stack)
+            config = mockrun.stack_config(stack, stack_file=stack_file)
             tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
             write_matrix(policies, tenants, tmp)
         if out.exists():
@@ -122,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help=f"one of: {', '.join(mockrun.available_stacks())}")
     parser.add_argument("--out", help="output directory (default build/<stack>)")
+    parser.add_argument("--stack-file", type=pathlib.Path, help="read config from this file instead of Pulumi.<stack>.yaml")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out or f"build/{args.stack}")
     try:
-        counts = render(args.stack, out)
+        counts = render(args.stack, out, args.stack_file)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

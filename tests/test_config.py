@@ -1,0 +1,103 @@
+"""Typed stack config: valid stacks parse; every bad input gives one error naming the key."""
+
+import json
+
+import pytest
+
+from components.config import ConfigError, parse
+from tools import mockrun
+
+CLUSTER = {"name": "c1", "location": "europe-west4-a", "nodePools": [{"name": "system"}]}
+
+
+def raw(**keys):
+    """Raw Pulumi config as the engine passes it: `llm-platform:<key>` -> JSON text."""
+    out = {"gcp:project": "proj-1", "llm-platform:cluster": json.dumps(CLUSTER)}
+    for key, value in keys.items():
+        full = key if ":" in key else f"llm-platform:{key}"
+        if value is None:
+            out.pop(full, None)
+        else:
+            out[full] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def cluster(**changes):
+    return {**CLUSTER, **changes}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_files_are_valid(stack):
+    cfg = parse(mockrun.stack_config(stack), stack)
+    assert cfg.cluster is not None, f"Pulumi.{stack}.yaml must create a cluster"
+    assert cfg.security is True, f"Pulumi.{stack}.yaml turns the security group on"
+
+
+def test_defaults_are_safe():
+    cfg = parse(raw())
+    assert cfg.security is False, "security must default to off"
+    assert cfg.tenants == []
+    assert cfg.cluster.deletion_protection is True, "deletion protection must default to on"
+    assert cfg.cluster.allow_replacement is False, "replacement must be refused by default"
+    assert cfg.kyverno.failure_action == "Enforce"
+
+
+def test_dev_is_zonal_and_prod_regional_private_with_gpu():
+    dev = parse(mockrun.stack_config("dev"), "dev").cluster
+    prod = parse(mockrun.stack_config("prod"), "prod").cluster
+    assert not dev.regional and dev.location == "europe-west4-a"
+    assert prod.regional and prod.private_nodes and prod.control_plane_cidr
+    assert any(p.gpu for p in prod.node_pools), "prod needs a GPU pool"
+    assert parse(mockrun.stack_config("dev"), "dev").kyverno.failure_action == "Audit"
+    assert parse(mockrun.stack_config("prod"), "prod").kyverno.failure_action == "Enforce"
+
+
+BAD = [
+    # (id, raw config, key the error must name, words the fix must contain)
+    ("typo-top-level-key", raw(securty=True), "llm-platform:securty", "unknown key"),
+    ("typo-nested-key", raw(cluster=cluster(nodePool=[{"name": "x"}])), "cluster.nodePool", "unknown key"),
+    ("wrong-type-security", raw(security="maybe"), "llm-platform:security", "boolean"),
+    ("wrong-type-min-nodes", raw(cluster=cluster(nodePools=[{"name": "s", "minNodes": "two"}])), "nodePools[0].minNodes", "integer"),
+    ("bad-cidr", raw(cluster=cluster(privateNodes=True, controlPlaneCidr="172.16.0.300/28")), "controlPlaneCidr", "CIDR"),
+    ("cidr-not-28", raw(cluster=cluster(privateNodes=True, controlPlaneCidr="172.16.0.0/24")), "controlPlaneCidr", "/28"),
+    ("private-without-cidr", raw(cluster=cluster(privateNodes=True)), "llm-platform:cluster", "controlPlaneCidr"),
+    ("bad-authorized-network", raw(cluster=cluster(authorizedNetworks=[{"cidr": "10.0.0.1/8"}])), "authorizedNetworks[0].cidr", "CIDR"),
+    ("gpu-without-count", raw(cluster=cluster(nodePools=[{"name": "g", "gpu": {"type": "nvidia-l4"}}])), "nodePools[0].gpu.count", "missing"),
+    ("only-sandbox-pool", raw(cluster=cluster(nodePools=[{"name": "sb", "sandbox": True}])), "llm-platform:cluster", "at least one pool without"),
+    ("both-cluster-and-existing", raw(existingCluster={"context": "x", "networkPolicyEnforced": True}), "llm-platform", "exactly one"),
+    ("neither-cluster-nor-existing", raw(cluster=None), "llm-platform", "exactly one"),
+    ("existing-without-enforcement-flag", raw(cluster=None, existingCluster={"context": "x"}), "existingCluster.networkPolicyEnforced", "missing"),
+    ("security-on-unenforced-cluster", raw(cluster=None, security=True, existingCluster={"context": "x", "networkPolicyEnforced": False}), "llm-platform", "authored but not enforced"),
+    ("malformed-location", raw(cluster=cluster(location="europe_west4")), "cluster.location", "region"),
+    ("bad-tenant-name", raw(tenants=["Team_A"]), "llm-platform:tenants", "DNS-1123"),
+    ("duplicate-tenant", raw(tenants=["team-a", "team-a"]), "llm-platform:tenants", "listed twice"),
+    ("duplicate-pool-names", raw(cluster=cluster(nodePools=[{"name": "a"}, {"name": "a"}])), "llm-platform:cluster", "listed twice"),
+    ("min-above-max", raw(cluster=cluster(nodePools=[{"name": "a", "minNodes": 5, "maxNodes": 2}])), "nodePools[0]", "minNodes"),
+    ("cluster-name-too-long", raw(cluster=cluster(name="c" * 41)), "cluster.name", "at most 40"),
+    ("missing-gcp-project", raw(**{"gcp:project": None}), "llm-platform", "gcp:project"),
+    ("bad-failure-action", raw(kyverno={"failureAction": "Warn"}), "kyverno.failureAction", "Enforce"),
+]
+
+
+@pytest.mark.parametrize("config,key,fix", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_gives_one_clear_error(config, key, fix):
+    with pytest.raises(ConfigError) as exc:
+        parse(config, "dev")
+    message = str(exc.value)
+    assert message.startswith("invalid config in Pulumi.dev.yaml: `"), message
+    assert key in message, f"error must name the key {key!r}: {message}"
+    assert fix.lower() in message.lower(), f"error must say {fix!r}: {message}"
+    assert "\n" not in message, f"one error, one line: {message}"
+
+
+@pytest.mark.parametrize("config,key,fix", [b[1:] for b in BAD[:6]], ids=[b[0] for b in BAD[:6]])
+def test_program_registers_nothing_on_bad_config(config, key, fix):
+    """The program turns the error into a RunError before any resource is registered."""
+    import pulumi
+
+    monitor_records = []
+    with pytest.raises(pulumi.RunError) as exc:
+        monitor_records = mockrun.run("dev", config)
+    assert key in str(exc.value)
+    assert monitor_records == []
+    assert mockrun.last_records() == [], "no resource may be registered before the config is valid"

@@ -1,0 +1,186 @@
+"""SR2 engine: namespace, CRDs, pinned release, cleanup guard and policy, in the right order."""
+
+import filecmp
+import json
+import os
+import pathlib
+
+import pytest
+import yaml
+
+from components import kyverno
+from tools import mockrun
+
+SHARED_HINT = (
+    "set KYVERNO_CHART_DIR to a directory holding the Kyverno chart 3.8.1 data "
+    "(values.yaml, Chart.yaml, crds/); fetch them with `helm pull kyverno --repo "
+    "https://kyverno.github.io/kyverno/ --version 3.8.1 --untar` (values.yaml, Chart.yaml) and the "
+    "CRDs from github.com/kyverno/kyverno tag v1.18.1, config/crds/**"
+)
+
+
+def chart_dir() -> pathlib.Path:
+    value = os.environ.get("KYVERNO_CHART_DIR")
+    if not value:
+        pytest.skip(f"upstream chart data not available: {SHARED_HINT}")
+    path = pathlib.Path(value)
+    if not (path / "values.yaml").exists():
+        pytest.fail(f"KYVERNO_CHART_DIR={value} has no values.yaml; {SHARED_HINT}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return mockrun.run_stack("prod")
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return mockrun.run_stack("dev")
+
+
+def by_type(records, typ):
+    return [r for r in records if r.type == typ]
+
+
+def sr2(records):
+    ns = [r for r in by_type(records, "kubernetes:core/v1:Namespace") if r.name == "kyverno"]
+    crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
+    cleanup = by_type(records, "command:local:Command")
+    release = by_type(records, "kubernetes:helm.sh/v3:Release")
+    policies = by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
+    return ns, crds, cleanup, release, policies
+
+
+def test_all_parts_registered_once(prod):
+    ns, crds, cleanup, release, policies = sr2(prod)
+    assert len(ns) == 1, "kyverno namespace"
+    assert len(crds) == 22, f"all 22 CRDs of Kyverno v1.18.1, got {len(crds)}"
+    assert len(cleanup) == 1 and len(release) == 1
+    assert [p.inputs["metadata"]["name"] for p in policies] == ["require-kueue-queue-name"]
+
+
+def test_create_order_namespace_crds_cleanup_release_policies(prod):
+    ns, crds, cleanup, release, policies = sr2(prod)
+    ns_urn = ns[0].urn
+    for crd in crds:
+        assert ns_urn in crd.dependencies, f"CRD {crd.name} must wait for the kyverno namespace"
+    crd_urns = {c.urn for c in crds}
+    assert crd_urns <= set(cleanup[0].dependencies), "cleanup guard comes after the CRDs"
+    rel = release[0]
+    assert crd_urns <= set(rel.dependencies), "every CRD must be present before the controller starts"
+    assert cleanup[0].urn in rel.dependencies, (
+        "the release must depend on the cleanup guard, so destroy deletes the release first and the guard after"
+    )
+    assert ns_urn in rel.dependencies
+    for p in policies:
+        assert rel.urn in p.dependencies, f"policy {p.name} only after the admission controller is ready"
+
+
+def test_kyverno_waits_for_node_pools_and_firewall(prod):
+    ns = sr2(prod)[0][0]
+    pools = {r.urn for r in by_type(prod, "gcp:container/nodePool:NodePool")}
+    fw = {r.urn for r in by_type(prod, "gcp:compute/firewall:Firewall")}
+    assert pools | fw <= set(ns.dependencies), "webhooks need nodes and TCP 9443 from the control plane first"
+
+
+def test_release_is_pinned_and_crds_are_not_helm_managed(prod):
+    rel = sr2(prod)[3][0].inputs
+    assert (rel["chart"], rel["version"]) == ("kyverno", "3.8.1"), "chart pinned to 3.8.1"
+    assert rel["repositoryOpts"]["repo"] == "https://kyverno.github.io/kyverno/", "official chart repository"
+    assert rel["namespace"] == "kyverno" and rel["skipCrds"] is True
+    assert rel["values"]["crds"]["install"] is False, "crds.install=false: the subcharts ignore --skip-crds"
+    assert rel.get("skipAwait") is False, "helm --wait: ready before policies are registered"
+
+
+def test_prod_values_are_highly_available(prod, dev):
+    values = sr2(prod)[3][0].inputs["values"]["admissionController"]
+    assert values["replicas"] == 3
+    assert values["podDisruptionBudget"] == {"enabled": True, "minAvailable": 2}
+    assert values["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert values["container"]["resources"]["requests"], "resource requests set"
+    excluded = sr2(prod)[3][0].inputs["values"]["config"]["webhooks"]["namespaceSelector"]["matchExpressions"][0]
+    assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "kyverno"}
+    assert sr2(dev)[3][0].inputs["values"]["admissionController"]["replicas"] == 1
+
+
+def _leaf_paths(value, prefix=()):
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaf_paths(v, prefix + (k,))
+    else:
+        yield prefix
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_every_values_key_exists_in_the_chart(replicas):
+    upstream = yaml.safe_load((chart_dir() / "values.yaml").read_text())
+    values = kyverno.helm_values(kyverno.KyvernoConfig(admission_replicas=replicas))
+    for path in _leaf_paths(values):
+        node = upstream
+        for i, key in enumerate(path):
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, dict) and node == {} or node is None or isinstance(node, list):
+                break  # free-form value in the chart (e.g. resources: {}, topologySpreadConstraints: [])
+            else:
+                pytest.fail(f"values key {'.'.join(path[: i + 1])} does not exist in chart 3.8.1 values.yaml")
+
+
+def test_chart_metadata_matches_pin():
+    chart = yaml.safe_load((chart_dir() / "Chart.yaml").read_text())
+    assert chart["version"] == kyverno.CHART_VERSION
+    assert chart["appVersion"] == "v1.18.1"
+    conditions = {d["name"]: d.get("condition") for d in chart["dependencies"]}
+    assert conditions["crds"] == conditions["kyverno-api"] == "crds.install", "crds.install switches both CRD subcharts"
+
+
+def test_vendored_crds_are_upstream_bytes():
+    upstream = chart_dir() / "crds"
+    names = sorted(p.name for p in upstream.glob("*.yaml"))
+    assert names == sorted(p.name for p in kyverno.CRD_DIR.glob("*.yaml")), "same 22 CRD files"
+    for name in names:
+        assert filecmp.cmp(upstream / name, kyverno.CRD_DIR / name, shallow=False), f"vendored CRD {name} differs from upstream"
+
+
+def test_two_crds_exceed_the_client_side_apply_annotation_limit(prod):
+    sizes = {c["metadata"]["name"]: len(json.dumps(c, separators=(",", ":"))) for c in kyverno.crd_manifests()}
+    too_big = sorted(n for n, s in sizes.items() if s > 262144)
+    assert too_big == ["clusterpolicies.kyverno.io", "policies.kyverno.io"], too_big
+    provider = by_type(prod, "pulumi:providers:kubernetes")[0]
+    assert provider.inputs["enableServerSideApply"] == "true", "only server-side apply can store them"
+
+
+def test_cleanup_guard_removes_every_kyverno_webhook_configuration(prod):
+    cmd = sr2(prod)[2][0].inputs
+    assert "validatingwebhookconfigurations" in cmd["delete"] and "mutatingwebhookconfigurations" in cmd["delete"]
+    assert "-l webhook.kyverno.io/managed-by=kyverno" in cmd["delete"]
+    assert "KUBECONFIG_CONTENT" in cmd["environment"], "the guard needs the cluster's kubeconfig at destroy time"
+    assert "kubectl" in cmd["create"], "create checks kubectl is there before it is needed at destroy time"
+
+
+@pytest.mark.parametrize("stack,action", [("dev", "Audit"), ("prod", "Enforce")])
+def test_failure_action_per_stack(stack, action, prod, dev):
+    policy = sr2({"dev": dev, "prod": prod}[stack])[4][0].inputs
+    actions = {policy["spec"].get("validationFailureAction")} | {
+        r.get("validate", {}).get("failureAction") for r in policy["spec"]["rules"]
+    }
+    actions.discard(None)
+    assert actions == {action}, f"{stack}: require-kueue-queue-name must {action}, got {actions}"
+
+
+def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
+    rendered = sr2(prod)[4][0].inputs
+    source = yaml.safe_load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
+    assert rendered["spec"]["rules"] == kyverno.with_failure_action(source, "Enforce")["spec"]["rules"]
+    assert rendered["metadata"]["annotations"] == source["metadata"]["annotations"]
+
+
+def test_tenants_are_labelled(prod, dev):
+    patches = by_type(prod, "kubernetes:core/v1:NamespacePatch")
+    assert sorted(p.inputs["metadata"]["name"] for p in patches) == ["team-a", "team-b", "team-c"]
+    for p in patches:
+        assert p.inputs["metadata"]["labels"] == {"llm-platform/kueue-managed": "true"}, f"tenant {p.name} label"
+    created = [r for r in by_type(dev, "kubernetes:core/v1:Namespace") if r.name.startswith("tenant-")]
+    assert [c.inputs["metadata"]["name"] for c in created] == ["team-a"], "dev creates missing tenant namespaces"
+    assert all(c.retain_on_delete for c in created), "a created tenant namespace is never deleted with the stack"
