@@ -2,6 +2,7 @@
 
 Runs the same __main__.py under Pulumi mocks with Pulumi.<stack>.yaml and writes
   OUT/k8s/<kind>.<namespace>.<name>.yaml   every Kubernetes object, as it would be applied
+                                           (.patch.yaml: a server-side patch of an existing object)
   OUT/cloud/<type>.<name>.yaml             every other resource: type, inputs, options
   OUT/connectivity.{md,svg}                SR1 connectivity matrix (when security is on)
 then prints a summary. Deterministic; needs no Pulumi CLI, credentials or network. On bad
@@ -36,7 +37,7 @@ def _normalise(value: Any) -> Any:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def _dump(data: Any) -> str:
@@ -64,7 +65,8 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
             obj = _normalise(rec.inputs)
             meta = obj.get("metadata", {})
             fname = ".".join(_safe(p) for p in (obj["kind"], meta.get("namespace", "_cluster"), meta.get("name", rec.name)))
-            path = k8s_dir / f"{fname}.yaml"
+            # A *Patch resource owns only the fields it names, on an object someone else created.
+            path = k8s_dir / (f"{fname}.patch.yaml" if rec.type.endswith("Patch") else f"{fname}.yaml")
             if path.exists():
                 raise RuntimeError(f"two Kubernetes objects render to {path.name}: names must be unique")
             path.write_text(_dump(obj), encoding="utf-8")

@@ -1,0 +1,75 @@
+"""Offline render (`make synth`): complete, deterministic, and all-or-nothing on bad config."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tools import mockrun
+
+ROOT = mockrun.ROOT
+
+
+def synth(stack, out, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.render", "--stack", stack, "--out", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def tree(path):
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def prod_render(tmp_path_factory):
+    base = tmp_path_factory.mktemp("render")
+    first, second = synth("prod", base / "a"), synth("prod", base / "b")
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    return base / "a", base / "b", first.stdout
+
+
+def test_render_is_deterministic(prod_render):
+    a, b, _ = prod_render
+    left, right = tree(a), tree(b)
+    assert sorted(left) == sorted(right), "two renders must write the same files"
+    different = [name for name in left if left[name] != right[name]]
+    assert different == [], f"two renders must be byte-identical; differ: {different}"
+
+
+def test_render_writes_kubernetes_objects_and_cloud_resources(prod_render):
+    out, _, stdout = prod_render
+    cluster = yaml.safe_load((out / "cloud" / "gcp_container_cluster_Cluster.llm-prod.yaml").read_text())
+    assert cluster["inputs"]["datapathProvider"] == "ADVANCED_DATAPATH", "rendered cluster: Dataplane V2"
+    assert cluster["options"]["protect"] is True
+    k8s = sorted(p.name for p in (out / "k8s").iterdir())
+    assert "Namespace._cluster.kyverno.yaml" in k8s
+    assert "ClusterPolicy._cluster.require-kueue-queue-name.yaml" in k8s
+    assert sum(n.startswith("CustomResourceDefinition.") for n in k8s) == 22
+    assert "Namespace._cluster.team-a.patch.yaml" in k8s, "existing tenant namespaces are patched, not created"
+    release = yaml.safe_load((out / "cloud" / "kubernetes_helm.sh_v3_Release.kyverno.yaml").read_text())
+    assert release["inputs"]["version"] == "3.8.1"
+    for name in k8s:
+        obj = yaml.safe_load((out / "k8s" / name).read_text())
+        assert obj["apiVersion"] and obj["kind"] and obj["metadata"]["name"], f"{name}: incomplete object"
+    assert "resources rendered to" in stdout and "gcp:container/cluster:Cluster" in stdout, "summary table printed"
+
+
+def test_bad_config_writes_nothing(tmp_path):
+    stack_file = tmp_path / "Pulumi.bad.yaml"
+    good = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    good["config"]["llm-platform:cluster"]["nodePools"][1]["gpu"].pop("count")
+    stack_file.write_text(yaml.safe_dump(good))
+    out = tmp_path / "out"
+    result = synth("bad", out, "--stack-file", str(stack_file))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "llm-platform:cluster.nodePools[1].gpu.count" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, "a config error is one clear line, not a traceback"
+    assert not out.exists() and list(tmp_path.glob(".out-*")) == [], "nothing may be written on bad config"
+
+
+def test_unknown_stack_is_a_clear_error(tmp_path):
+    result = synth("staging", tmp_path / "x")
+    assert result.returncode == 2 and "no stack file Pulumi.staging.yaml" in result.stderr
