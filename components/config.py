@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -261,11 +262,10 @@ class Ports(_Model):
     inference_metrics: list[int] = Field(default_factory=lambda: [9090, 15020])
     """Metrics ports scraped in `inference` (endpoint picker 9090, gateway proxy 15020)."""
 
-    @model_validator(mode="after")
-    def _range(self) -> "Ports":
-        for field in type(self).model_fields:
-            _ports(getattr(self, field), to_camel(field))
-        return self
+    @field_validator("*")
+    @classmethod
+    def _range(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        return _ports(v, to_camel(info.field_name))
 
 
 class NetworkPolicyConfig(_Model):

@@ -326,8 +326,8 @@ def test_policies_do_not_depend_on_tenants():
     [
         ({"networkPolicy": {"servingAllowedFrom": ["litellm", "litellm"]}}, "networkPolicy.servingAllowedFrom", ["twice"]),
         ({"networkPolicy": {"inferenceAllowedFrom": ["monitoring", "litellm", "monitoring"]}}, "networkPolicy.inferenceAllowedFrom", ["twice"]),
-        ({"networkPolicy": {"ports": {"modelServer": [70000]}}}, "networkPolicy.ports", ["modelServer", "70000", "1-65535"]),
-        ({"networkPolicy": {"ports": {"gateway": [0]}}}, "networkPolicy.ports", ["gateway", "out of range"]),
+        ({"networkPolicy": {"ports": {"modelServer": [70000]}}}, "networkPolicy.ports.modelServer", ["modelServer", "70000", "1-65535"]),
+        ({"networkPolicy": {"ports": {"gateway": [0]}}}, "networkPolicy.ports.gateway", ["gateway", "out of range"]),
         ({"networkPolicy": {"gkeL7ProxyRanges": ["35.191.0.0/33"]}}, "networkPolicy.gkeL7ProxyRanges", ["CIDR"]),
         ({"tenants": ["team-a", "serving"]}, "tenants", ["platform namespace"]),
         ({"tenants": ["team-a", "team-a"]}, "tenants", ["twice"]),
