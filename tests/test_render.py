@@ -73,3 +73,12 @@ def test_bad_config_writes_nothing(tmp_path):
 def test_unknown_stack_is_a_clear_error(tmp_path):
     result = synth("staging", tmp_path / "x")
     assert result.returncode == 2 and "no stack file Pulumi.staging.yaml" in result.stderr
+
+
+def test_readme_picture_is_the_current_prod_matrix(prod_render):
+    out, _, _ = prod_render
+    for name in ("connectivity.svg", "connectivity.md"):
+        committed = ROOT / "docs" / name.replace("connectivity", "connectivity-prod")
+        assert committed.read_bytes() == (out / name).read_bytes(), (
+            f"docs/{committed.name} is stale: run `make synth STACK=prod` and copy build/prod/{name}"
+        )
