@@ -3,7 +3,7 @@
 import pulumi
 
 from components import config
-from components.cluster import GkeCluster, GkeClusterArgs, existing_cluster_provider
+from components.cluster import ClusterAccess, GkeCluster, GkeClusterArgs, existing_cluster_provider
 
 # 1. Typed config, validated before anything is registered.
 try:
@@ -12,18 +12,18 @@ except config.ConfigError as err:
     raise pulumi.RunError(str(err)) from None
 
 # 2. The cluster: created here, or someone else's.
-kubeconfig = None
 cluster_deps: list[pulumi.Resource] = []
 if settings.cluster is not None:
     gke = GkeCluster("gke", GkeClusterArgs(config=settings.cluster, project=settings.gcp_project))
     provider = gke.provider
-    kubeconfig = gke.kubeconfig
+    access = ClusterAccess(kubeconfig=gke.kubeconfig)
     cluster_deps = gke.ready
     pulumi.export("clusterName", gke.cluster.name)
     pulumi.export("datapathProvider", gke.cluster.datapath_provider)
     pulumi.export("kubeconfig", gke.kubeconfig)
 else:
     provider = existing_cluster_provider(settings.existing_cluster)
+    access = ClusterAccess(context=settings.existing_cluster.context)
 
 # 3. The security capability group plugs in here, and only here.
 pulumi.export("security", settings.security)
@@ -32,11 +32,6 @@ if settings.security:
 
     Security(
         "security",
-        SecurityArgs(
-            settings=settings,
-            kubeconfig=kubeconfig,
-            kube_context=settings.existing_cluster.context if settings.existing_cluster else None,
-            depends_on=cluster_deps,
-        ),
+        SecurityArgs(settings=settings, access=access, depends_on=cluster_deps),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

@@ -17,6 +17,16 @@ WEBHOOK_PORTS = ["9443"]
 
 
 @dataclass
+class ClusterAccess:
+    """How commands that run outside the provider (the destroy-time webhook cleanup) reach the cluster."""
+
+    kubeconfig: Optional[pulumi.Input[str]] = None
+    """Kubeconfig contents (secret) of a cluster this stack created."""
+    context: Optional[str] = None
+    """kubeconfig context of an existing cluster."""
+
+
+@dataclass
 class GkeClusterArgs:
     """Inputs of :class:`GkeCluster`."""
 

@@ -19,6 +19,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.cluster import ClusterAccess
 from components.config import KyvernoConfig
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -139,10 +140,8 @@ class KyvernoArgs:
 
     config: KyvernoConfig
     """Validated SR2 settings (failure action, replicas)."""
-    kubeconfig: Optional[pulumi.Input[str]] = None
-    """Kubeconfig the destroy-time webhook cleanup uses (secret); None for a context-only cluster."""
-    kube_context: Optional[str] = None
-    """kubeconfig context for the cleanup when the cluster is not created by this stack."""
+    access: ClusterAccess = field(default_factory=ClusterAccess)
+    """How the destroy-time webhook cleanup reaches the cluster."""
     extra_depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
 
@@ -175,10 +174,10 @@ class Kyverno(pulumi.ComponentResource):
         ]
 
         env: dict[str, pulumi.Input[str]] = {}
-        if args.kubeconfig is not None:
-            env["KUBECONFIG_CONTENT"] = args.kubeconfig
-        if args.kube_context:
-            env["KUBE_CONTEXT"] = args.kube_context
+        if args.access.kubeconfig is not None:
+            env["KUBECONFIG_CONTENT"] = args.access.kubeconfig
+        if args.access.context:
+            env["KUBE_CONTEXT"] = args.access.context
         # Created before the release, therefore deleted after it: removes the validating webhook
         # configurations Kyverno's own pre-delete hook leaves behind.
         self.webhook_cleanup = command.local.Command(

@@ -7,6 +7,7 @@ from typing import Optional
 
 import pulumi
 
+from components.cluster import ClusterAccess
 from components.config import StackConfig
 from components.kyverno import Kyverno, KyvernoArgs
 from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
@@ -19,10 +20,8 @@ class SecurityArgs:
 
     settings: StackConfig
     """The validated stack config."""
-    kubeconfig: Optional[pulumi.Input[str]] = None
-    """Kubeconfig of a cluster this stack created (for the destroy-time webhook cleanup)."""
-    kube_context: Optional[str] = None
-    """kubeconfig context of an existing cluster."""
+    access: ClusterAccess = field(default_factory=ClusterAccess)
+    """How the destroy-time webhook cleanup reaches the cluster."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Cluster resources that must exist first (node pools, firewall)."""
 
@@ -41,8 +40,7 @@ class Security(pulumi.ComponentResource):
             "sr2",
             KyvernoArgs(
                 config=s.kyverno,
-                kubeconfig=args.kubeconfig,
-                kube_context=args.kube_context,
+                access=args.access,
                 extra_depends_on=args.depends_on,
             ),
             opts=child,
