@@ -184,3 +184,47 @@ def test_tenants_are_labelled(prod, dev):
     created = [r for r in by_type(dev, "kubernetes:core/v1:Namespace") if r.name.startswith("tenant-")]
     assert [c.inputs["metadata"]["name"] for c in created] == ["team-a"], "dev creates missing tenant namespaces"
     assert all(c.retain_on_delete for c in created), "a created tenant namespace is never deleted with the stack"
+
+
+def _run_script(script, tmp_path, env):
+    """Run a guard script with a stub kubectl on PATH that records its arguments and kubeconfig."""
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "kubectl.log"
+    stub = bindir / "kubectl"
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {log}\n'
+        'while [ $# -gt 0 ]; do [ "$1" = --kubeconfig ] && cat "$2" >> ' + str(log) + '; shift; done\n'
+    )
+    stub.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={"PATH": f"{bindir}:/usr/bin:/bin", **env},
+        capture_output=True, text=True, timeout=30,
+    )
+    return result, (log.read_text() if log.exists() else "")
+
+
+def test_cleanup_script_deletes_kyverno_webhooks_with_the_stack_kubeconfig(tmp_path):
+    result, log = _run_script(kyverno.CLEANUP_SCRIPT, tmp_path, {"KUBECONFIG_CONTENT": "apiVersion: v1\nkind: Config\n"})
+    assert result.returncode == 0, result.stderr
+    assert "delete validatingwebhookconfigurations,mutatingwebhookconfigurations" in log
+    assert "-l webhook.kyverno.io/managed-by=kyverno --ignore-not-found" in log
+    assert "kind: Config" in log, "kubectl must be given the stack's kubeconfig"
+
+
+def test_cleanup_script_uses_the_context_of_an_existing_cluster(tmp_path):
+    result, log = _run_script(kyverno.CLEANUP_SCRIPT, tmp_path, {"KUBE_CONTEXT": "platform-team"})
+    assert result.returncode == 0, result.stderr
+    assert "--context platform-team" in log and "--kubeconfig" not in log
+
+
+def test_cleanup_preflight_fails_clearly_without_kubectl(tmp_path):
+    import subprocess
+
+    result = subprocess.run(["/bin/sh", "-c", kyverno.CLEANUP_PREFLIGHT], env={"PATH": str(tmp_path)},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "kubectl is required" in result.stderr
