@@ -82,3 +82,22 @@ def test_readme_picture_is_the_current_prod_matrix(prod_render):
         assert committed.read_bytes() == (out / name).read_bytes(), (
             f"docs/{committed.name} is stale: run `make synth STACK=prod` and copy build/prod/{name}"
         )
+
+
+def test_rendered_builtin_objects_are_valid_kubernetes(prod_render):
+    """Every built-in object of the render validates against the Kubernetes 1.33 OpenAPI schemas."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    out, _, _ = prod_render
+    checked = 0
+    for path in sorted((out / "k8s").glob("*.yaml")):
+        obj = yaml.safe_load(path.read_text())
+        if "." in obj["apiVersion"].split("/")[0] and not obj["apiVersion"].startswith(
+            ("networking.k8s.io/", "apiextensions.k8s.io/")
+        ):
+            continue  # custom resources (ClusterPolicy) are checked against their CRD schema elsewhere
+        try:
+            kubernetes_validate.validate(obj, "1.33.0", strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{path.name} is not a valid Kubernetes 1.33 object: {err.message}")
+        checked += 1
+    assert checked >= 22 + 1 + 7, f"expected the CRDs, namespaces and NetworkPolicies to be checked, got {checked}"
