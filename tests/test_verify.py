@@ -1,0 +1,102 @@
+"""`make verify`: the live checks' decisions, offline; and the clear skip when no cluster is reachable."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tools import verify
+from tools.verify import Row
+
+
+class FakeApiException(Exception):
+    def __init__(self, status, body):
+        super().__init__(body)
+        self.status, self.body = status, body
+
+
+KYVERNO_DENIAL = (
+    '{"message":"admission webhook \\"validate.kyverno.svc-fail\\" denied the request: '
+    'require-kueue-queue-name: GPU Pods ... must set a non-empty label kueue.x-k8s.io/queue-name"}'
+)
+
+
+@pytest.mark.parametrize(
+    "exit_code,http,expected",
+    [(28, "000", "PASS"), (7, "000", "PASS"), (0, "200", "FAIL"), (0, "503", "FAIL")],
+    ids=["timeout", "refused", "answered-200", "answered-503"],
+)
+def test_sr1_default_to_serving_must_get_no_answer(exit_code, http, expected):
+    status, detail = verify.classify_denied_probe(exit_code, http)
+    assert status == expected, f"SR1-a: curl exit {exit_code}, HTTP {http} -> {status} ({detail})"
+
+
+@pytest.mark.parametrize(
+    "exit_code,http,expected",
+    [(0, "200", "PASS"), (28, "000", "FAIL"), (0, "403", "FAIL"), (None, "", "FAIL")],
+    ids=["200", "timeout", "403", "pod-never-finished"],
+)
+def test_sr1_monitoring_to_serving_must_get_200(exit_code, http, expected):
+    assert verify.classify_allowed_probe(exit_code, http)[0] == expected
+
+
+def test_sr2_denial_naming_the_label_passes():
+    assert verify.classify_admission(True, FakeApiException(400, KYVERNO_DENIAL))[0] == "PASS"
+
+
+def test_sr2_unlabelled_gpu_pod_admitted_fails():
+    status, detail = verify.classify_admission(True, None)
+    assert status == "FAIL" and "did not deny" in detail
+
+
+def test_sr2_rejection_for_another_reason_fails():
+    assert verify.classify_admission(True, FakeApiException(403, "forbidden: RBAC"))[0] == "FAIL"
+
+
+def test_sr2_labelled_pod_admitted_passes_and_rejected_fails():
+    assert verify.classify_admission(False, None)[0] == "PASS"
+    assert verify.classify_admission(False, FakeApiException(400, KYVERNO_DENIAL))[0] == "FAIL"
+
+
+def test_table_and_exit_code():
+    rows = [Row("SR1-a", "default -> serving times out", "PASS", "ok"), Row("SR2-a", "denied", "SKIP", "why")]
+    text = verify.table(rows)
+    assert text.splitlines()[0].split()[:3] == ["check", "description", "result"]
+    assert "SR1-a" in text and "SKIP" in text
+    assert verify.exit_code(rows) == 0
+    assert verify.exit_code(rows + [Row("SR2-b", "admitted", "FAIL", "x")]) == 1
+
+
+def test_probe_and_gpu_pods_are_least_privilege():
+    curl = verify.curl_pod("p", "http://x")
+    assert curl["spec"]["automountServiceAccountToken"] is False
+    assert curl["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert "--max-time" in curl["spec"]["containers"][0]["command"]
+    labelled, bare = verify.gpu_pod("a", True), verify.gpu_pod("b", False)
+    assert labelled["metadata"]["labels"][verify.QUEUE_LABEL] == "verify"
+    assert verify.QUEUE_LABEL not in bare["metadata"]["labels"]
+    assert bare["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_no_cluster_skips_with_a_clear_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.verify", "--stack", "dev", "--kubeconfig", str(tmp_path / "nonexistent")],
+        cwd=verify.__file__.rsplit("/tools/", 1)[0], capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == verify.EXIT_NO_CLUSTER, result.stdout + result.stderr
+    assert result.stdout.startswith("SKIP: no reachable cluster for stack dev"), result.stdout
+    assert "does not exist" in result.stdout and "--kubeconfig" in result.stdout
+
+
+def test_unreachable_api_server_skips(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\n"
+        "contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.verify", "--stack", "dev", "--kubeconfig", str(kubeconfig)],
+        cwd=verify.__file__.rsplit("/tools/", 1)[0], capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == verify.EXIT_NO_CLUSTER, result.stdout + result.stderr
+    assert "SKIP: no reachable cluster" in result.stdout
