@@ -23,7 +23,9 @@ if settings.cluster is not None:
     pulumi.export("kubeconfig", gke.kubeconfig)
 else:
     provider = existing_cluster_provider(settings.existing_cluster)
-    access = ClusterAccess(context=settings.existing_cluster.context)
+    access = ClusterAccess(
+        context=settings.existing_cluster.context, kubeconfig_path=settings.existing_cluster.kubeconfig
+    )
 
 # 3. The security capability group plugs in here, and only here.
 pulumi.export("security", settings.security)

@@ -24,6 +24,8 @@ class ClusterAccess:
     """Kubeconfig contents (secret) of a cluster this stack created."""
     context: Optional[str] = None
     """kubeconfig context of an existing cluster."""
+    kubeconfig_path: Optional[str] = None
+    """kubeconfig file of an existing cluster (default: $KUBECONFIG or ~/.kube/config)."""
 
 
 @dataclass

@@ -176,6 +176,8 @@ class Kyverno(pulumi.ComponentResource):
         env: dict[str, pulumi.Input[str]] = {}
         if args.access.kubeconfig is not None:
             env["KUBECONFIG_CONTENT"] = args.access.kubeconfig
+        if args.access.kubeconfig_path:
+            env["KUBECONFIG"] = args.access.kubeconfig_path
         if args.access.context:
             env["KUBE_CONTEXT"] = args.access.context
         # Created before the release, therefore deleted after it: removes the validating webhook

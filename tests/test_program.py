@@ -94,12 +94,21 @@ def test_existing_cluster_creates_no_gke_resources():
         "dev",
         {
             "llm-platform:cluster": None,
-            "llm-platform:existingCluster": {"context": "platform-team", "networkPolicyEnforced": True},
+            "llm-platform:existingCluster": {
+                "context": "platform-team",
+                "kubeconfig": "/etc/platform/kubeconfig",
+                "networkPolicyEnforced": True,
+            },
         },
     )
     assert [r for r in records if r.type.startswith("gcp:")] == [], "existingCluster: no GKE resources"
     provider = one(records, "pulumi:providers:kubernetes")
     assert provider.inputs["context"] == "platform-team"
+    assert provider.inputs["kubeconfig"] == "/etc/platform/kubeconfig"
+    cleanup = one(records, "command:local:Command").inputs["environment"]
+    assert cleanup == {"KUBE_CONTEXT": "platform-team", "KUBECONFIG": "/etc/platform/kubeconfig"}, (
+        "the destroy-time cleanup must reach the same existing cluster"
+    )
     assert any(r.type.startswith(SECURITY_PREFIX) for r in records), "security still applies to an existing cluster"
 
 
