@@ -5,9 +5,16 @@ GKE cluster or a node pool, or replace a protected resource.
     python -m tools.replacement_gate preview.json      # or: ... | python -m tools.replacement_gate -
 
 Exit codes: 0 safe, 1 dangerous steps found (each printed with URN, op, reasons, why), 2 the input is
-not a `pulumi preview --json` document. The JSON shape is pulumi's display.PreviewDigest:
-`steps[]` with `op`, `urn`, `oldState`/`newState` (ResourceV3: `type`, `protect`, ...),
-`replaceReasons`, `diffReasons`.
+not a `pulumi preview --json` document. The JSON shape is pulumi's display.PreviewDigest
+(pkg/display/json.go): `config` (key -> string, secrets blinded), `steps[]` with `op`, `urn`,
+`oldState`/`newState` (apitype.ResourceV3: `type`, `protect`, `inputs`, ...), `replaceReasons`,
+`diffReasons`, `detailedDiff`, and `changeSummary`. Ops are the engine's StepOp values: same, create,
+update, delete, replace, create-replacement, delete-replaced, read, read-replacement, refresh, discard,
+discard-replaced, remove-pending-replace, import, import-replacement.
+
+A deliberate cluster/node-pool replacement passes (reported as ALLOWED, exit 0) only when the stack
+config in the same preview has `cluster.allowReplacement: true` -- a reviewed change in
+Pulumi.<stack>.yaml. Replacing any other protected resource is never allowed by this flag.
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ CLUSTER_TYPES = {
 }
 REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced", "import-replacement", "read-replacement"}
 DELETE_OPS = {"delete", "discard"}
+CONFIG_KEY = "llm-platform:cluster"
 HOW_TO_PROCEED = (
     "If this is deliberate: set `cluster.allowReplacement: true` in Pulumi.<stack>.yaml in its own PR, "
     "get it reviewed and approved, run `pulumi up` once (this lifts protect and GKE deletion protection), "
-    "then make the change, and set allowReplacement back to false afterwards."
+    "then make the change in a second PR (the gate reports the cluster/node-pool step as ALLOWED while "
+    "the flag is on; plan for the workloads, volumes and policies on the cluster to be recreated), and "
+    "set allowReplacement back to false afterwards. A protected resource other than the cluster or a "
+    "node pool: remove its `protect` option in a reviewed PR and `pulumi up` that first."
 )
 
 
@@ -43,10 +54,36 @@ class Finding:
     resource_type: str
     reasons: tuple[str, ...]
     why: str
+    allowed: bool = False
+    replace_paths: tuple[str, ...] = ()
+    """detailedDiff property paths whose kind is `*-replace` (e.g. nodeConfig.machineType)."""
+    """True when `cluster.allowReplacement: true` is in the previewed stack config (the step is reported, not refused)."""
 
     def __str__(self) -> str:
         reasons = ", ".join(self.reasons) if self.reasons else "(no property reasons reported)"
-        return f"BLOCKED {self.op} {self.urn}\n  reasons: {reasons}\n  why: {self.why}"
+        verdict = "ALLOWED (cluster.allowReplacement: true)" if self.allowed else "BLOCKED"
+        paths = f"\n  replaced by changes to: {', '.join(self.replace_paths)}" if self.replace_paths else ""
+        return f"{verdict} {self.op} {self.urn}\n  reasons: {reasons}{paths}\n  why: {self.why}"
+
+
+def allow_replacement(preview: dict[str, Any]) -> bool:
+    """Whether the previewed stack config sets `cluster.allowReplacement: true`.
+
+    The digest's `config` maps keys to strings (object values as JSON text, secrets as "[secret]");
+    anything unreadable counts as not allowed.
+    """
+    value = (preview.get("config") or {}).get(CONFIG_KEY)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return False
+    return isinstance(value, dict) and value.get("allowReplacement") is True
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    """The findings that fail the gate."""
+    return [f for f in findings if not f.allowed]
 
 
 def _type_of(step: dict[str, Any]) -> str:
@@ -59,10 +96,19 @@ def _type_of(step: dict[str, Any]) -> str:
     return parts[2].split("$")[-1] if len(parts) >= 4 else ""
 
 
+def _protected(step: dict[str, Any]) -> bool:
+    return any((step.get(state) or {}).get("protect") is True for state in ("oldState", "newState"))
+
+
 def check(preview: Any) -> list[Finding]:
-    """Return the steps of a `pulumi preview --json` document that the gate refuses."""
+    """Return the dangerous steps of a `pulumi preview --json` document.
+
+    Cluster and node-pool findings carry `allowed=True` when the stack config sets
+    `cluster.allowReplacement: true`; every other finding fails the gate (see :func:`blocking`).
+    """
     if not isinstance(preview, dict) or not isinstance(preview.get("steps", []), list):
         raise GateInputError("not a `pulumi preview --json` document: expected an object with a `steps` list")
+    allowed = allow_replacement(preview)
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for step in preview.get("steps", []):
@@ -71,17 +117,24 @@ def check(preview: Any) -> list[Finding]:
         op, urn = step["op"], step["urn"]
         typ = _type_of(step)
         reasons = tuple(step.get("replaceReasons") or step.get("diffReasons") or ())
+        detailed = step.get("detailedDiff") if isinstance(step.get("detailedDiff"), dict) else {}
+        paths = tuple(sorted(k for k, v in detailed.items()
+                             if isinstance(v, dict) and str(v.get("kind", "")).endswith("-replace")))
         why: Optional[str] = None
-        if typ in CLUSTER_TYPES and op in REPLACE_OPS:
+        is_cluster = typ in CLUSTER_TYPES
+        if is_cluster and op in REPLACE_OPS:
             why = f"replacing {CLUSTER_TYPES[typ]}"
-        elif typ in CLUSTER_TYPES and op in DELETE_OPS:
+        elif is_cluster and op in DELETE_OPS:
             why = f"deleting {CLUSTER_TYPES[typ]}"
-        elif op in REPLACE_OPS and (step.get("oldState") or {}).get("protect"):
+        elif op in REPLACE_OPS and _protected(step):
             why = "replacing a resource marked protected (protect exists to stop exactly this)"
         # One replacement shows up as several steps with --show-replacement-steps: report it once.
         if why and (urn, why) not in seen:
             seen.add((urn, why))
-            findings.append(Finding(urn=urn, op=op, resource_type=typ, reasons=reasons, why=why))
+            findings.append(
+                Finding(urn=urn, op=op, resource_type=typ, reasons=reasons, why=why,
+                        allowed=is_cluster and allowed, replace_paths=paths)
+            )
     return findings
 
 
@@ -92,17 +145,23 @@ def main(argv: Optional[list[str]] = None, stdin: TextIO = sys.stdin) -> int:
         return 2
     try:
         text = stdin.read() if args[0] == "-" else open(args[0], encoding="utf-8").read()
-        findings = check(json.loads(text))
-    except (OSError, json.JSONDecodeError, GateInputError) as err:
-        print(f"replacement gate: cannot read the preview: {err}", file=sys.stderr)
+        preview = json.loads(text)
+        findings = check(preview)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, GateInputError) as err:
+        where = "stdin" if args[0] == "-" else args[0]
+        print(f"replacement gate: cannot read the preview from {where}: {err}. "
+              "Expected the output of `pulumi preview --json` (did the preview itself fail?)", file=sys.stderr)
         return 2
-    if not findings:
-        steps = json.loads(text).get("changeSummary", {})
-        print(f"replacement gate: OK, no replacement or deletion of the cluster, node pools or protected resources {steps}")
-        return 0
     for finding in findings:
         print(finding)
-    print(f"\nreplacement gate: {len(findings)} dangerous step(s). {HOW_TO_PROCEED}")
+    refused = blocking(findings)
+    summary = ", ".join(f"{op}={n}" for op, n in sorted((preview.get("changeSummary") or {}).items())) or "no changes"
+    if not refused:
+        allowed = f", {len(findings)} deliberate replacement(s) allowed by cluster.allowReplacement" if findings else ""
+        print(f"replacement gate: OK ({summary}){allowed}: no replacement or deletion of the cluster, "
+              "node pools or protected resources is refused")
+        return 0
+    print(f"\nreplacement gate: FAILED, {len(refused)} dangerous step(s) ({summary}). {HOW_TO_PROCEED}")
     return 1
 
 

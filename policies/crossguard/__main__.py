@@ -16,7 +16,7 @@ def _report_all(messages, report_violation):
 
 
 def _resources(args):
-    return [guardrails.Resource(r.resource_type, r.name, r.props) for r in args.resources]
+    return [guardrails.Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources]
 
 
 def _no_legacy_addon(args, report_violation):

@@ -28,6 +28,18 @@ class Resource(NamedTuple):
     type: str
     name: str
     props: Mapping[str, Any]
+    urn: str = ""
+
+
+def _type_chain(r: Resource) -> list[str]:
+    """The resource's type and its parents' types, from the URN (`...::<parent$...$type>::<name>`)."""
+    parts = r.urn.split("::")
+    return (parts[2].split("$") if len(parts) >= 4 else []) + [r.type]
+
+
+def security_enabled(resources: Iterable[Resource]) -> bool:
+    """The security capability group is in the stack: a `llm-platform:security:*` component or a child of one."""
+    return any(t.startswith(SECURITY_PREFIX) for r in resources for t in _type_chain(r))
 
 
 def legacy_network_policy_addon(name: str, props: Mapping[str, Any]) -> list[str]:
@@ -58,7 +70,7 @@ def unpinned_kyverno(resource_type: str, name: str, props: Mapping[str, Any]) ->
 def security_without_dataplane_v2(resources: Iterable[Resource]) -> list[str]:
     """With the security group in the stack, every GKE cluster must run Dataplane V2."""
     resources = list(resources)
-    if not any(r.type.startswith(SECURITY_PREFIX) for r in resources):
+    if not security_enabled(resources):
         return []
     return [
         f"cluster {r.name}: security is on but datapathProvider is {r.props.get('datapathProvider') or '(unset)'!r}; "
