@@ -9,9 +9,12 @@ Sources, read check by check:
   (Kubernetes v1.33 docs, "Baseline" and "Restricted" tables);
 * the implementation the API server runs: kubernetes/kubernetes
   ``staging/src/k8s.io/pod-security-admission/policy/check_*.go`` (each check below names its file),
-  ``visitor.go`` (which containers a check visits) and ``checks.go`` (versioned checks: a check
-  version applies from its ``MinimumVersion`` on; a level's policy at version X is every check version
-  with the newest ``MinimumVersion <= X``).
+  ``visitor.go`` (which containers a check visits), ``checks.go`` and ``registry.go`` (versioned
+  checks: a level's policy at version X runs, per check, the revision with the newest
+  ``MinimumVersion <= X``; a version above the newest registered revision is clamped to it).
+  Two behaviours upstream patched into the v1.0 functions hold at every version here as there:
+  ``image`` volumes are allowed by restrictedVolumes (PR #130394, Kubernetes 1.33) and
+  ``securityContext.appArmorProfile`` is checked next to the beta annotation.
 
 Semantics reproduced here:
 
@@ -25,8 +28,9 @@ Semantics reproduced here:
   seccompProfile_baseline (``OverrideCheckIDs``): the outcome is the same, only the message differs.
 * From v1.25 the Linux-only restricted checks (allowPrivilegeEscalation, capabilities_restricted,
   seccompProfile_restricted) skip pods with ``spec.os.name: windows``.
-* Checks added after the pinned version do not apply (v1.34's hostProbesAndHostLifecycle,
-  v1.35's user-namespace relaxations and procMount_restricted are not part of v1.33).
+* Checks added after the pinned version do not apply: v1.34's hostProbesAndHostLifecycle is
+  implemented and applies only from v1.34; v1.35's user-namespace relaxations and
+  procMount_restricted are not implemented (versions above v1.34 are refused).
 * The user-namespace relaxation of runAsNonRoot/runAsUser (``relaxPolicyForUserNamespacePod``) sits
   behind the alpha feature gate ``UserNamespacesPodSecurityStandards`` before v1.35; GKE does not
   enable alpha gates on standard clusters, so it is not applied.
@@ -53,9 +57,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 LEVELS = ("privileged", "baseline", "restricted")
 
-# The newest policy version this module implements check by check. Pinning a newer version would
-# silently apply checks (v1.34 hostProbesAndHostLifecycle, v1.35 user-namespace rules) it lacks.
-NEWEST_VERSION = (1, 33)
+# The newest policy version this module implements check by check. Newer versions change checks
+# (v1.35: user-namespace relaxations, procMount_restricted; v1.37: more safe sysctls) it lacks.
+NEWEST_VERSION = (1, 34)
 OLDEST_VERSION = (1, 25)
 
 _VERSION = re.compile(r"^v1\.(0|[1-9][0-9]*)$")
@@ -250,6 +254,21 @@ def _windows_host_process(meta: dict, spec: dict, v: tuple[int, int]) -> Optiona
     return f"hostProcess: {', '.join(bad)} must not set securityContext.windowsOptions.hostProcess=true" if bad else None
 
 
+def _host_probes_and_lifecycle(meta: dict, spec: dict, v: tuple[int, int]) -> Optional[str]:
+    """check_hostProbesAndhostLifecycle.go (v1.34+): liveness/readiness/startup probes and
+    postStart/preStop handlers must not set httpGet.host or tcpSocket.host."""
+    bad, hosts = [], []
+    for c in _containers(spec):
+        handlers = [c.get(p) for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+        handlers += [(c.get("lifecycle") or {}).get(h) for h in ("postStart", "preStop")]
+        found = [(h.get(k) or {}).get("host") for h in handlers if h for k in ("httpGet", "tcpSocket")]
+        found = [x for x in found if x]
+        if found:
+            bad.append(c.get("name", ""))
+            hosts.extend(found)
+    return f"probe or lifecycle host: containers {_names(bad)} use hosts {_names(hosts)}" if bad else None
+
+
 # ------------------------------------------------------------------ restricted checks
 
 _RESTRICTED_VOLUMES_OK = ("configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image",
@@ -361,6 +380,7 @@ CHECKS = (
     ("seccompProfile_baseline", "baseline", (1, 19), _seccomp_baseline, None),
     ("sysctls", "baseline", (1, 0), _sysctls, None),
     ("windowsHostProcess", "baseline", (1, 0), _windows_host_process, None),
+    ("hostProbesAndHostLifecycle", "baseline", (1, 34), _host_probes_and_lifecycle, None),
     ("restrictedVolumes", "restricted", (1, 0), _restricted_volumes, "hostPathVolumes"),
     ("allowPrivilegeEscalation", "restricted", (1, 8), _allow_privilege_escalation, None),
     ("runAsNonRoot", "restricted", (1, 0), _run_as_non_root, None),
@@ -431,6 +451,44 @@ def check_object(obj: dict, level: str, version: str = "v1.33") -> list[Violatio
         return []
     meta, spec = pod
     return check_pod_spec(spec, meta, level, version)
+
+
+LABEL_PREFIX = "pod-security.kubernetes.io/"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What Pod Security Admission does with one object in one namespace."""
+
+    allowed: bool
+    """False when ``enforce`` rejects the object (only ever for Pods)."""
+    enforce: list[Violation]
+    """Violations of the namespace's enforce level (for workload objects: reported, not enforced)."""
+    warn: list[Violation]
+    """Violations of the warn level: returned to the client as warnings."""
+    audit: list[Violation]
+    """Violations of the audit level: recorded as audit annotations."""
+
+
+def _mode(labels: dict, mode: str) -> tuple[str, str]:
+    # An unset level is `privileged` (the API server's default AdmissionConfiguration, which GKE
+    # keeps); an unset version is `latest`, i.e. the newest version this checker implements.
+    level = labels.get(f"{LABEL_PREFIX}{mode}", "privileged")
+    version = labels.get(f"{LABEL_PREFIX}{mode}-version", "latest")
+    if version == "latest":
+        version = f"v1.{NEWEST_VERSION[1]}"
+    return level, version
+
+
+def admit(namespace_labels: dict, obj: dict) -> Decision:
+    """Pod Security Admission's decision for creating ``obj`` in a namespace with these labels:
+    enforce rejects Pods only; warn and audit evaluate Pods and pod templates alike."""
+    results = {}
+    for mode in ("enforce", "warn", "audit"):
+        level, version = _mode(namespace_labels or {}, mode)
+        results[mode] = check_object(obj, level, version)
+    allowed = not (enforced_on(obj) and results["enforce"])
+    return Decision(allowed, results["enforce"], results["warn"], results["audit"])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
