@@ -25,21 +25,7 @@ VERSION = config.POD_SECURITY_VERSION
 
 
 def pod(name="p", namespace="team-a", spec_extra=None, container_extra=None, pod_sc=None):
-    """A Pod that passes `restricted`; the arguments add the one thing a case is about."""
-    container = {
-        "name": "main",
-        "image": "registry.example/app@sha256:" + "0" * 64,
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-    }
-    container.update(copy.deepcopy(container_extra or {}))
-    spec = {
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-    }
-    if pod_sc is not None:
-        spec["securityContext"] = pod_sc
-    spec.update(copy.deepcopy(spec_extra or {}))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return pod_security.restricted_pod(name, namespace, spec_extra, container_extra, pod_sc)
 
 
 def valid(obj):
@@ -51,23 +37,7 @@ def valid(obj):
     return obj
 
 
-ESCAPES = {
-    # SR1: the node's network namespace, where NetworkPolicy does not apply.
-    "host-network": (pod("host-network", spec_extra={"hostNetwork": True}), "hostNamespaces"),
-    # SR2: every device of the node, GPUs included, without a GPU request.
-    "privileged": (pod("privileged", container_extra={"securityContext": {"privileged": True}}), "privileged"),
-    # SR2: the GPU device nodes straight from the host.
-    "hostpath-dev": (
-        pod(
-            "hostpath-dev",
-            spec_extra={"volumes": [{"name": "dev", "hostPath": {"path": "/dev", "type": "Directory"}}]},
-            container_extra={"volumeMounts": [{"name": "dev", "mountPath": "/host-dev", "readOnly": True}]},
-        ),
-        "hostPathVolumes",
-    ),
-    # The node's processes (kubelet, device plugin, other tenants' model servers).
-    "host-pid": (pod("host-pid", spec_extra={"hostPID": True}), "hostNamespaces"),
-}
+ESCAPES = pod_security.node_escape_pods("team-a")
 
 
 # ------------------------------------------------------------------ renders
@@ -417,3 +387,61 @@ def test_privileged_level_and_unsupported_versions():
 def test_labels_are_built_in_one_place():
     labels = pod_security_labels(config.PodSecurityConfig(enforce="restricted"))
     assert tenant_labels("restricted") == {"llm-platform/kueue-managed": "true", **labels}
+
+
+# ------------------------------------------------------------------ live check (`make verify`) offline
+
+
+class FakeApiException(Exception):
+    def __init__(self, status, body):
+        super().__init__(body)
+        self.status, self.body = status, body
+
+
+class PsaModelApi:
+    """Stands in for the API server: PodSecurity decides from the namespace labels (the checker)."""
+
+    def __init__(self, labels):
+        self.labels, self.dry_runs = labels, []
+
+    def read_namespace(self, name):
+        from types import SimpleNamespace
+        return SimpleNamespace(metadata=SimpleNamespace(labels=self.labels))
+
+    def create_namespaced_pod(self, namespace, body, dry_run=None):
+        self.dry_runs.append(dry_run)
+        decision = admit(self.labels, body)
+        if not decision.allowed:
+            level = self.labels[f"{PSA}enforce"] + ":" + self.labels[f"{PSA}enforce-version"]
+            raise FakeApiException(403, f'pods "{body["metadata"]["name"]}" is forbidden: violates PodSecurity '
+                                        f'"{level}": {"; ".join(map(str, decision.enforce))}')
+
+
+@pytest.fixture
+def kube_exceptions(monkeypatch):
+    import kubernetes.client.rest as rest
+    monkeypatch.setattr(rest, "ApiException", FakeApiException)
+
+
+def test_live_check_passes_on_a_labelled_tenant_namespace(kube_exceptions):
+    from tools import verify
+    api = PsaModelApi(tenant_labels("baseline"))
+    rows = verify.pod_security(api, ["team-a"])
+    assert [r.check for r in rows] == ["PSA-a", "PSA-b", "PSA-c", "PSA-d"]
+    assert all(r.status == "PASS" for r in rows), verify.table(rows)
+    assert api.dry_runs == ["All"] * 4, "the live check never creates a pod"
+
+
+def test_live_check_fails_on_an_unlabelled_namespace(kube_exceptions):
+    from tools import verify
+    rows = verify.pod_security(PsaModelApi({}), ["team-a"])
+    assert [r.status for r in rows] == ["FAIL"] and "enforce" in rows[0].detail, verify.table(rows)
+
+
+def test_live_check_decisions():
+    from tools import verify
+    assert verify.classify_pod_security(None)[0] == "FAIL"
+    assert verify.classify_pod_security(FakeApiException(403, 'violates PodSecurity "baseline:v1.33": host namespaces'))[0] == "PASS"
+    assert verify.classify_pod_security(FakeApiException(403, "forbidden: RBAC"))[0] == "FAIL", "another refusal is no proof"
+    assert verify.classify_pod_security(FakeApiException(400, "admission webhook denied"))[0] == "FAIL"
+    assert verify.stack_tenants("prod") == ["team-a", "team-b", "team-c"]

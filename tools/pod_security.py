@@ -49,6 +49,7 @@ line per object and exits 1 when any object violates the level.
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import sys
 from dataclasses import dataclass
@@ -451,6 +452,53 @@ def check_object(obj: dict, level: str, version: str = "v1.33") -> list[Violatio
         return []
     meta, spec = pod
     return check_pod_spec(spec, meta, level, version)
+
+
+# ------------------------------------------------------------------ the node escapes (issue: SR1/SR2 bypass)
+
+ESCAPE_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def restricted_pod(name: str, namespace: str, spec_extra: Optional[dict] = None,
+                   container_extra: Optional[dict] = None, pod_sc: Optional[dict] = None) -> dict:
+    """A Pod that passes `restricted`; the arguments add the one thing a case is about."""
+    container = {
+        "name": "main",
+        "image": ESCAPE_IMAGE,
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    container.update(copy.deepcopy(container_extra or {}))
+    spec: dict = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+    }
+    if pod_sc is not None:
+        spec["securityContext"] = pod_sc
+    spec.update(copy.deepcopy(spec_extra or {}))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def node_escape_pods(namespace: str) -> dict[str, tuple[dict, str]]:
+    """The pods that bypass SR1/SR2 through the node, each with the baseline check that refuses it.
+    Otherwise they pass `restricted`, so a refusal is for the escape alone."""
+    return {
+        # SR1: the node's network namespace, where NetworkPolicy does not apply.
+        "host-network": (restricted_pod("escape-host-network", namespace, spec_extra={"hostNetwork": True}),
+                         "hostNamespaces"),
+        # SR2: every device of the node, GPUs included, without a GPU request.
+        "privileged": (restricted_pod("escape-privileged", namespace, container_extra={
+            "securityContext": {"privileged": True}}), "privileged"),
+        # SR2: the GPU device nodes straight from the host.
+        "hostpath-dev": (restricted_pod(
+            "escape-hostpath-dev", namespace,
+            spec_extra={"volumes": [{"name": "dev", "hostPath": {"path": "/dev", "type": "Directory"}}]},
+            container_extra={"volumeMounts": [{"name": "dev", "mountPath": "/host-dev", "readOnly": True}]},
+        ), "hostPathVolumes"),
+        # The node's processes (kubelet, device plugin, other tenants' model servers).
+        "host-pid": (restricted_pod("escape-host-pid", namespace, spec_extra={"hostPID": True}), "hostNamespaces"),
+    }
 
 
 LABEL_PREFIX = "pod-security.kubernetes.io/"
