@@ -323,6 +323,22 @@ class KyvernoConfig(_Model):
     """Create tenant namespaces that do not exist yet (default: only label existing ones)."""
 
 
+# ---------------------------------------------------------------- Pod Security (tenants)
+
+# Pod Security Standards version pinned on tenant namespaces (`enforce-version`, `warn-version`,
+# `audit-version`). It is the Kubernetes minor the project validates against (kubernetes-validate
+# 1.33 schemas) and the newest version `tools/pod_security.py` implements check by check; bump both
+# together when the clusters move to a newer minor.
+POD_SECURITY_VERSION = "v1.33"
+
+
+class PodSecurityConfig(_Model):
+    """Pod Security Admission on tenant namespaces (active with `security: true`)."""
+
+    enforce: Literal["baseline", "restricted"] = "baseline"
+    """Level the API server enforces on tenant Pods; warn and audit are always `restricted`."""
+
+
 # ---------------------------------------------------------------- stack
 
 
@@ -343,6 +359,8 @@ class StackConfig(_Model):
     """SR1 settings."""
     kyverno: KyvernoConfig = Field(default_factory=KyvernoConfig)
     """SR2 settings."""
+    pod_security: PodSecurityConfig = Field(default_factory=PodSecurityConfig)
+    """Pod Security Admission levels on tenant namespaces."""
 
     @field_validator("tenants")
     @classmethod

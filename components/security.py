@@ -47,7 +47,11 @@ class Security(pulumi.ComponentResource):
         )
         self.tenants = TenantNamespaces(
             "tenants",
-            TenantNamespacesArgs(tenants=s.tenants, create_missing=s.kyverno.create_tenant_namespaces),
+            TenantNamespacesArgs(
+                tenants=s.tenants,
+                create_missing=s.kyverno.create_tenant_namespaces,
+                pod_security=s.pod_security,
+            ),
             opts=child,
         )
         self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})

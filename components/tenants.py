@@ -1,19 +1,38 @@
-"""SR2 tenant onboarding: label tenant namespaces so the Kueue policy applies to them."""
+"""Tenant onboarding: label tenant namespaces for the Kueue policy (SR2) and Pod Security Admission."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config import POD_SECURITY_VERSION, PodSecurityConfig
+
 KUEUE_MANAGED_LABEL = "llm-platform/kueue-managed"
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
 
 
-def tenant_metadata(name: str) -> dict:
-    """The metadata this stack owns on a tenant namespace: the Kueue-managed label, nothing else."""
-    return {"name": name, "labels": {KUEUE_MANAGED_LABEL: "true"}}
+def pod_security_labels(config: PodSecurityConfig, version: str = POD_SECURITY_VERSION) -> dict[str, str]:
+    """Pod Security Admission labels: enforce at the configured level, warn and audit at `restricted`,
+    every mode pinned to ``version`` so a cluster upgrade never changes what is admitted."""
+    return {
+        f"{POD_SECURITY_PREFIX}enforce": config.enforce,
+        f"{POD_SECURITY_PREFIX}enforce-version": version,
+        f"{POD_SECURITY_PREFIX}warn": "restricted",
+        f"{POD_SECURITY_PREFIX}warn-version": version,
+        f"{POD_SECURITY_PREFIX}audit": "restricted",
+        f"{POD_SECURITY_PREFIX}audit-version": version,
+    }
+
+
+def tenant_metadata(name: str, pod_security: Optional[PodSecurityConfig] = None) -> dict:
+    """The metadata this stack owns on a tenant namespace: the Kueue-managed label and the Pod
+    Security labels, nothing else."""
+    labels = {KUEUE_MANAGED_LABEL: "true"}
+    labels.update(pod_security_labels(pod_security or PodSecurityConfig()))
+    return {"name": name, "labels": labels}
 
 
 @dataclass
@@ -24,13 +43,15 @@ class TenantNamespacesArgs:
     """Tenant namespace names (validated DNS-1123 labels)."""
     create_missing: bool = False
     """Create the namespaces instead of patching existing ones."""
+    pod_security: PodSecurityConfig = field(default_factory=PodSecurityConfig)
+    """Pod Security Admission levels put on every tenant namespace."""
 
 
 class TenantNamespaces(pulumi.ComponentResource):
-    """Labels tenant namespaces `llm-platform/kueue-managed=true`.
+    """Labels tenant namespaces `llm-platform/kueue-managed=true` and with Pod Security Admission levels.
 
-    Existing namespaces are patched server-side (only our label is owned; removing the stack
-    removes the label, never the namespace). With ``create_missing`` the namespaces are created
+    Existing namespaces are patched server-side (only our labels are owned; removing the stack
+    removes the labels, never the namespace). With ``create_missing`` the namespaces are created
     and retained on delete, so turning security off never deletes a tenant's workloads.
     """
 
@@ -41,13 +62,13 @@ class TenantNamespaces(pulumi.ComponentResource):
             if args.create_missing:
                 ns: pulumi.CustomResource = k8s.core.v1.Namespace(
                     f"tenant-{tenant}",
-                    metadata=tenant_metadata(tenant),
+                    metadata=tenant_metadata(tenant, args.pod_security),
                     opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
                 )
             else:
                 ns = k8s.core.v1.NamespacePatch(
                     f"tenant-{tenant}",
-                    metadata=tenant_metadata(tenant),
+                    metadata=tenant_metadata(tenant, args.pod_security),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             self.namespaces.append(ns)

@@ -180,7 +180,10 @@ def test_tenants_are_labelled(prod, dev):
     patches = by_type(prod, "kubernetes:core/v1:NamespacePatch")
     assert sorted(p.inputs["metadata"]["name"] for p in patches) == ["team-a", "team-b", "team-c"]
     for p in patches:
-        assert p.inputs["metadata"]["labels"] == {"llm-platform/kueue-managed": "true"}, f"tenant {p.name} label"
+        labels = p.inputs["metadata"]["labels"]
+        assert labels["llm-platform/kueue-managed"] == "true", f"tenant {p.name}: Kueue-managed label"
+        owned = {k for k in labels if not k.startswith("pod-security.kubernetes.io/")}
+        assert owned == {"llm-platform/kueue-managed"}, f"tenant {p.name}: the patch owns only our labels, got {owned}"
     created = [r for r in by_type(dev, "kubernetes:core/v1:Namespace") if r.name.startswith("tenant-")]
     assert [c.inputs["metadata"]["name"] for c in created] == ["team-a"], "dev creates missing tenant namespaces"
     assert all(c.retain_on_delete for c in created), "a created tenant namespace is never deleted with the stack"

@@ -6,6 +6,8 @@ Runs, in order, with the official Kubernetes Python client:
   SR2-a  in a throwaway namespace labelled llm-platform/kueue-managed=true, a GPU pod without
          kueue.x-k8s.io/queue-name is denied by admission (message names the label)
   SR2-b  the same pod with the label is admitted
+  PSA-a..d  in the stack's first tenant namespace, a hostNetwork, privileged, hostPath /dev and
+         hostPID pod are each refused by Pod Security Admission (server-side dry run)
 and prints a PASS/FAIL/SKIP table. Exit codes: 0 all passed (skips carry a reason), 1 a check
 failed, 3 no reachable cluster (nothing was checked).
 """
@@ -72,6 +74,21 @@ def classify_admission(expect_denied: bool, error: Optional[Any]) -> tuple[str, 
             return "PASS", f"denied ({status}) naming {QUEUE_LABEL}"
         return "FAIL", f"rejected for another reason ({status}): {body[:200]}"
     return "FAIL", f"a labelled GPU pod was rejected ({status}): {body[:200]}"
+
+
+POD_SECURITY_DENIAL = "violates PodSecurity"
+
+
+def classify_pod_security(error: Optional[Any]) -> tuple[str, str]:
+    """PSA-*: PASS when the API server's PodSecurity admission refused the pod (403, "violates PodSecurity")."""
+    if error is None:
+        return "FAIL", "admitted: the tenant namespace does not enforce Pod Security baseline"
+    status = getattr(error, "status", None)
+    body = str(getattr(error, "body", "") or error)
+    if status == 403 and POD_SECURITY_DENIAL in body:
+        start = body.find(POD_SECURITY_DENIAL)
+        return "PASS", f"denied (403): {body[start:start + 120]}"
+    return "FAIL", f"rejected, but not by Pod Security ({status}): {body[:200]}"
 
 
 def table(rows: list[Row]) -> str:
@@ -226,6 +243,44 @@ def sr2(api) -> list[Row]:
     return rows
 
 
+def pod_security(api, tenants: list[str]) -> list[Row]:
+    """PSA-a..d: the node escapes are refused in a real tenant namespace (dry run: nothing is created)."""
+    from kubernetes.client.rest import ApiException
+
+    from tools.pod_security import LABEL_PREFIX, node_escape_pods
+
+    ids = {"host-network": "PSA-a", "privileged": "PSA-b", "hostpath-dev": "PSA-c", "host-pid": "PSA-d"}
+    if not tenants:
+        return [Row("PSA", "node escapes refused in a tenant namespace", "SKIP", "the stack has no tenants")]
+    ns = tenants[0]
+    labels = (api.read_namespace(ns).metadata.labels or {})
+    level = labels.get(f"{LABEL_PREFIX}enforce")
+    if level not in ("baseline", "restricted"):
+        return [Row("PSA", f"{ns} enforces Pod Security", "FAIL", f"label {LABEL_PREFIX}enforce is {level!r}")]
+    rows = []
+    for case, (pod, _check) in node_escape_pods(ns).items():
+        error = None
+        try:
+            # Server-side dry run: PodSecurity (built into the API server) evaluates it, nothing is created.
+            api.create_namespaced_pod(ns, pod, dry_run="All")
+        except ApiException as err:
+            error = err
+        status, detail = classify_pod_security(error)
+        rows.append(Row(ids[case], f"{case} pod refused in {ns} ({level})", status, detail))
+    return rows
+
+
+def stack_tenants(stack: str) -> list[str]:
+    """The stack's tenant namespaces from Pulumi.<stack>.yaml ([] when there is no such file)."""
+    from components.config import parse
+    from tools.mockrun import stack_config
+
+    try:
+        return list(parse(stack_config(stack), stack).tenants)
+    except FileNotFoundError:
+        return []
+
+
 def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = None) -> int:
     parser = argparse.ArgumentParser(description="Live SR1/SR2 checks on the stack's cluster.")
     parser.add_argument("--stack", required=True)
@@ -243,6 +298,7 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
         )
         return EXIT_NO_CLUSTER
     rows = sr1(api, args.serving_url, args.timeout) + sr2(api)
+    rows += pod_security(api, stack_tenants(args.stack))
     print(table(rows))
     return exit_code(rows)
 
