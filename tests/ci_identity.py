@@ -192,11 +192,14 @@ def readme_setup(text: str) -> Setup:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
+            substitution = re.fullmatch(r"(\w+)=\$\(.*\)", line)
+            if substitution:  # VAR=$(gcloud projects describe ...): a placeholder named after the variable
+                variables[substitution.group(1)] = f"<{substitution.group(1)}>"
+                continue
             words = shlex.split(line, comments=True)
             if len(words) == 1 and re.fullmatch(r"\w+=.*", words[0]):
                 key, _, value = words[0].partition("=")
-                # $(gcloud projects describe ...) stays a placeholder named after the variable
-                variables[key] = f"<{key}>" if value.startswith("$(") else _expand_shell(value, variables)
+                variables[key] = _expand_shell(value, variables)
                 continue
             commands.append([_expand_shell(w, variables) for w in words])
     setup = Setup(variables, commands)
