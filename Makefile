@@ -42,7 +42,7 @@ pack: $(PACK_VENV)/.installed
 synth: venv
 	$(BIN)/python -m tools.render --stack $(STACK) --out $(OUT)
 
-test: venv
+test: venv pack
 	$(BIN)/python -m pytest -q
 
 define pulumi_stack
