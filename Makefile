@@ -11,11 +11,12 @@ export PULUMI_BACKEND_URL
 BIN := $(VENV)/bin
 PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
 
-.PHONY: help venv synth test preview up destroy verify clean
+.PHONY: help venv pack synth test preview up destroy verify clean
 
 help:
 	@echo "make synth STACK=dev|prod [OUT=dir]  offline render (no CLI, no cloud)"
 	@echo "make test                           unit tests under Pulumi mocks + policy checkers"
+	@echo "make pack                           the CrossGuard pack's own venv (policies/crossguard/venv)"
 	@echo "make preview|up STACK=...           real deployment with the Pulumi CLI"
 	@echo "make verify STACK=...               live SR1/SR2 checks against the stack's cluster"
 
@@ -27,10 +28,21 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(BIN)/.installed
 
+# The CrossGuard pack runs in its own interpreter: the CLI starts <pack>/<virtualenv>/bin/python
+# (PulumiPolicy.yaml `runtime.options.virtualenv`) and installs nothing for a local --policy-pack.
+PACK := policies/crossguard
+PACK_VENV := $(PACK)/venv
+$(PACK_VENV)/.installed: $(PACK)/requirements.txt
+	test -x $(PACK_VENV)/bin/python || $(PY) -m venv $(PACK_VENV)
+	$(PACK_VENV)/bin/python -m pip install --quiet -r $(PACK)/requirements.txt
+	touch $@
+
+pack: $(PACK_VENV)/.installed
+
 synth: venv
 	$(BIN)/python -m tools.render --stack $(STACK) --out $(OUT)
 
-test: venv
+test: venv pack
 	$(BIN)/python -m pytest -q
 
 define pulumi_stack
@@ -41,13 +53,13 @@ define pulumi_stack
 	pulumi stack select --create --secrets-provider passphrase "$(STACK)"
 endef
 
-preview: venv
+preview: venv pack
 	$(pulumi_stack)
-	pulumi preview --stack "$(STACK)" --diff
+	pulumi preview --stack "$(STACK)" --diff --policy-pack $(PACK)
 
-up: venv
+up: venv pack
 	$(pulumi_stack)
-	pulumi up --stack "$(STACK)"
+	pulumi up --stack "$(STACK)" --policy-pack $(PACK)
 
 destroy: venv
 	$(pulumi_stack)

@@ -174,3 +174,146 @@ def test_pack_policies_report_through_the_engine_callbacks(monkeypatch):
     deny = policies["network-policies-default-deny"]
     assert violations(deny, stack_args((guardrails.NETWORK_POLICY, "a", ALLOW)))
     assert violations(deny, stack_args((guardrails.NETWORK_POLICY, "a", ALLOW), (guardrails.NETWORK_POLICY, "d", DENY))) == []
+
+
+# --- The pack loads the way the Pulumi CLI loads a local `--policy-pack` ----------------------------------
+#
+# pulumi/pulumi, sdk/go/common/resource/plugin/analyzer_plugin.go (NewPolicyAnalyzer): for a `python` runtime
+# the CLI reads <pack>/PulumiPolicy.yaml and starts the plugin `pulumi-analyzer-policy-python` with the
+# working directory set to the pack, the arguments `<engine-address> . -virtualenv=<options.virtualenv>`,
+# and the environment plus PULUMI_CONFIG / PULUMI_PROJECT / PULUMI_STACK / PULUMI_DRY_RUN (constructEnv).
+# That plugin (sdk/python/dist/pulumi-analyzer-policy-python) makes the virtualenv path absolute against the
+# pack directory, fails with `"<venv>" doesn't appear to be a virtual environment` when <venv>/bin/python
+# is missing, else runs `<venv>/bin/python -u -m pulumi.policy <engine-address> .`; pulumi.policy runs the
+# pack's __main__.py, whose PolicyPack(...) serves the Analyzer gRPC service and prints its port on the
+# first stdout line, which the CLI dials (GetAnalyzerInfo, ConfigureStack, Analyze, AnalyzeStack).
+# Nothing installs a local pack's dependencies (only packs published to Pulumi Cloud are installed), so
+# `make pack` builds the venv and every workflow runs it before a `--policy-pack`.
+
+import json as _json
+import os
+import subprocess
+
+import yaml
+
+
+def _pack_runtime():
+    project = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
+    runtime = project["runtime"]
+    name = runtime if isinstance(runtime, str) else runtime["name"]
+    options = {} if isinstance(runtime, str) else (runtime.get("options") or {})
+    return name, options
+
+
+def _pack_interpreter():
+    """The interpreter pulumi-analyzer-policy-python would run, or a skip/fail saying how to build it."""
+    name, options = _pack_runtime()
+    assert name == "python", f"PulumiPolicy.yaml: runtime {name!r}; this loader models the python plugin"
+    venv = options.get("virtualenv")
+    assert venv, "PulumiPolicy.yaml: runtime.options.virtualenv is required (the CLI installs nothing for a local pack)"
+    python = (PACK / venv).resolve() / "bin" / "python"
+    if not python.is_file():
+        message = (f'"{(PACK / venv).resolve()}" doesn\'t appear to be a virtual environment '
+                   "(what the CLI reports): run `make pack`")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def _cli_env(python):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(PULUMI_CONFIG=_json.dumps({"llm-platform:security": "true"}), PULUMI_PROJECT="llm-platform",
+               PULUMI_STACK="prod", PULUMI_DRY_RUN="true")
+    return env
+
+
+def test_pack_venv_has_the_pinned_dependencies_and_nothing_from_the_test_venv():
+    python = _pack_interpreter()
+    probe = ("import sys, json, importlib.metadata as m, pulumi_policy, pulumi; "
+             "print(json.dumps({'prefix': sys.prefix, 'policy': pulumi_policy.__file__, "
+             "'versions': {d: m.version(d) for d in ('pulumi', 'pulumi-policy')}}))")
+    out = subprocess.run([str(python), "-c", probe], cwd=PACK, env=_cli_env(python), capture_output=True,
+                         text=True, check=True).stdout
+    info = _json.loads(out)
+    venv = python.parent.parent
+    assert pathlib.Path(info["prefix"]).resolve() == venv, f"the pack runs in {info['prefix']}, not its own venv {venv}"
+    assert pathlib.Path(info["policy"]).resolve().is_relative_to(venv), "pulumi_policy must come from the pack's venv"
+    pins = dict(line.split("==") for line in (PACK / "requirements.txt").read_text().split())
+    assert info["versions"] == {k: pins[k] for k in ("pulumi", "pulumi-policy")}, \
+        f"pack venv {info['versions']} drifted from policies/crossguard/requirements.txt {pins}: rerun `make pack`"
+
+
+@pytest.fixture()
+def served_pack():
+    """Start the pack exactly as the CLI's python policy plugin does and dial the port it prints."""
+    import grpc
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    python = _pack_interpreter()
+    # The engine address is only used by the pack for logging through the engine; nothing listens here.
+    proc = subprocess.Popen([str(python), "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."], cwd=PACK,
+                            env=_cli_env(python), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        if not line.isdigit():
+            proc.kill()
+            pytest.fail(f"the pack did not print its gRPC port (stdout {line!r}); stderr:\n{proc.stderr.read()}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{line}")
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _struct(props):
+    from google.protobuf import struct_pb2
+
+    s = struct_pb2.Struct()
+    s.update(props)
+    return s
+
+
+def test_pack_serves_its_mandatory_policies_like_the_cli_sees_them(served_pack):
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import analyzer_pb2
+
+    info = served_pack.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.name == "llm-platform-guardrails"
+    names = {p.name: p.enforcementLevel for p in info.policies}
+    assert set(names) == {"security-requires-dataplane-v2", "no-legacy-network-policy-addon",
+                          "kyverno-chart-pinned", "network-policies-default-deny"}, names
+    assert set(names.values()) == {analyzer_pb2.MANDATORY}, f"every policy must be mandatory: {names}"
+    served_pack.ConfigureStack(analyzer_pb2.AnalyzerStackConfigureRequest(stack="prod", project="llm-platform"))
+
+
+def test_pack_reports_violations_over_grpc(served_pack):
+    from pulumi.runtime.proto import analyzer_pb2
+
+    cluster_urn = "urn:pulumi:prod::llm-platform::gcp:container/cluster:Cluster::llm-prod"
+    bad = served_pack.Analyze(analyzer_pb2.AnalyzeRequest(
+        type=guardrails.CLUSTER, name="llm-prod", urn=cluster_urn,
+        properties=_struct({**CLUSTER_OK, "addonsConfig": {"networkPolicyConfig": {"disabled": False}}})))
+    assert [d.policyName for d in bad.diagnostics] == ["no-legacy-network-policy-addon"], bad
+    assert bad.diagnostics[0].enforcementLevel == analyzer_pb2.MANDATORY
+    ok = served_pack.Analyze(analyzer_pb2.AnalyzeRequest(type=guardrails.CLUSTER, name="llm-prod", urn=cluster_urn,
+                                                         properties=_struct(CLUSTER_OK)))
+    assert list(ok.diagnostics) == []
+    security = analyzer_pb2.AnalyzerResource(type="llm-platform:security:Security", name="security",
+                                             urn="urn:pulumi:prod::llm-platform::llm-platform:security:Security::security",
+                                             properties=_struct({}))
+    legacy = analyzer_pb2.AnalyzerResource(type=guardrails.CLUSTER, name="llm-prod", urn=cluster_urn,
+                                           properties=_struct({"datapathProvider": "LEGACY_DATAPATH"}))
+    stack = served_pack.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[security, legacy]))
+    assert "security-requires-dataplane-v2" in [d.policyName for d in stack.diagnostics], stack
+
+
+def test_make_pack_builds_the_venv_pulumipolicy_yaml_names():
+    _, options = _pack_runtime()
+    dry = subprocess.run(["make", "-n", "-B", "pack"], cwd=PACK.parent.parent, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    expected = f"{PACK.relative_to(PACK.parent.parent)}/{options['virtualenv']}"
+    assert f"-m venv {expected}" in dry.stdout, f"`make pack` must create {expected}:\n{dry.stdout}"
+    assert f"{expected}/bin/python -m pip install" in dry.stdout and "policies/crossguard/requirements.txt" in dry.stdout

@@ -1,10 +1,14 @@
 """The GitHub workflows: actionlint-clean, and they run the gates they promise."""
 
+import copy
 import pathlib
+import re
 import subprocess
 
 import pytest
 import yaml
+
+import ci_identity
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yaml"))
@@ -67,19 +71,35 @@ def test_actions_are_pinned_to_a_major_version_at_least():
 
 
 def test_pr_workflow_runs_every_gate():
-    doc, steps, scripts = runs("pr.yaml")
+    doc, _, _ = runs("pr.yaml")
     triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` key as True
-    assert "pull_request" in triggers
-    assert doc["permissions"]["id-token"] == "write", "Workload Identity Federation needs id-token: write"
-    job = doc["jobs"]["check"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    group = job["concurrency"]["group"]
-    assert "github.event.pull_request.number" in group and "matrix.stack" in group, "one concurrency group per PR and stack"
-    assert "make test" in scripts and 'make synth STACK="$STACK"' in scripts
-    assert "policies/crossguard/requirements.txt" in scripts, "the policy pack's own dependencies are installed"
+    assert set(triggers) == {"pull_request"}
+    assert doc["permissions"] == {"contents": "read"}, "no workflow-level id-token: only the preview job gets one"
+    checks, preview = doc["jobs"]["checks"], doc["jobs"]["preview"]
+    assert checks["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert [c["stack"] for c in preview["strategy"]["matrix"]["include"]] == ["dev", "prod"]
+    for job in (checks, preview):
+        group = job["concurrency"]["group"]
+        assert "github.event.pull_request.number" in group and "matrix.stack" in group, "one concurrency group per PR and stack"
+
+    # checks: the PR's code without any credential or secret.
+    c_steps = checks["steps"]
+    c_scripts = "\n".join(s.get("run", "") for s in c_steps)
+    assert "environment" not in checks and "permissions" not in checks
+    assert not uses(c_steps, "google-github-actions/auth") and "secrets." not in str(checks)
+    assert "make test" in c_scripts and 'make synth STACK="$STACK"' in c_scripts and "make pack" in c_scripts
+    artifacts = [s["with"]["path"] for s in uses(c_steps, "actions/upload-artifact")]
+    assert "build/${{ matrix.stack }}" in artifacts, "the render is uploaded"
+
+    # preview: after checks, as the preview identity, pack + gate.
+    assert preview["needs"] == "checks"
+    assert preview["environment"] == "${{ matrix.stack }}-preview"
+    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    steps = preview["steps"]
+    scripts = "\n".join(s.get("run", "") for s in steps)
+    assert "make pack" in scripts, "the policy pack's venv is built before --policy-pack"
     assert "pulumi preview" in scripts and "--json" in scripts and "tools.replacement_gate" in scripts
     assert "--policy-pack policies/crossguard" in scripts
-
     (python,) = uses(steps, "actions/setup-python")
     assert python["with"]["python-version"] == "3.11" and python["with"]["cache"] == "pip"
     (auth,) = uses(steps, "google-github-actions/auth")
@@ -88,16 +108,14 @@ def test_pr_workflow_runs_every_gate():
     (pulumi,) = uses(steps, "pulumi/actions")
     w = pulumi["with"]
     assert w["command"] == "preview" and w["stack-name"] == "${{ matrix.stack }}"
-    assert w["policyPacks"] == "policies/crossguard"
+    assert w["policyPacks"] == "policies/crossguard" and str(w["pulumi-version"]) == "3.272.0"
     assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True
     assert w["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
-    assert job["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
-    artifacts = [s["with"]["path"] for s in uses(steps, "actions/upload-artifact")]
-    assert "build/${{ matrix.stack }}" in artifacts, "the render is uploaded"
+    assert preview["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
 
     names = [s.get("name", s.get("uses", "")) for s in steps]
     order = [next(i for i, n in enumerate(names) if key in n)
-             for key in ("Unit tests", "Offline render", "Authenticate", "Pulumi preview", "Replacement gate")]
+             for key in ("Install", "Authenticate", "Pulumi preview", "Replacement gate")]
     assert order == sorted(order), f"steps out of order: {names}"
 
 
@@ -112,20 +130,115 @@ def test_no_key_files_or_untrusted_input_in_scripts():
 def test_deploy_gates_prod_behind_dev_and_an_environment():
     doc, steps, scripts = runs("deploy.yaml")
     triggers = doc.get("on", doc.get(True))
-    assert triggers["push"]["branches"] == ["main"]
-    assert doc["permissions"]["id-token"] == "write"
+    assert set(triggers) == {"push"} and triggers["push"]["branches"] == ["main"]
+    assert doc["permissions"] == {"contents": "read"}
     dev, prod = doc["jobs"]["up-dev"], doc["jobs"]["up-prod"]
     assert dev["env"]["STACK"] == "dev" and prod["env"]["STACK"] == "prod"
     assert prod["needs"] == "up-dev", "prod runs only after dev succeeded"
-    assert prod["environment"] == "prod", "prod needs the reviewed `prod` environment"
+    assert dev["environment"] == "dev" and prod["environment"] == "prod", "each deployer runs in its environment"
     assert doc["concurrency"]["cancel-in-progress"] is False, "never cancel a running pulumi up"
-    for job in (dev, prod):
-        names = [s.get("name", "") for s in job["steps"]]
-        gate = next(i for i, n in enumerate(names) if n.startswith("Replacement gate"))
-        ups = [i for i, s in enumerate(job["steps"]) if s.get("with", {}).get("command") == "up"]
-        assert len(ups) == 1 and gate < ups[0], "the gate runs before pulumi up"
-        assert job["steps"][ups[0]]["with"]["policyPacks"] == "policies/crossguard"
     assert "tools.replacement_gate" in scripts and "make test" in scripts
+
+
+def _plan_flow(job):
+    """(gate step index, up step index, plan file) of a deploy job, checking the gated plan is the one applied."""
+    steps = job["steps"]
+    runs_ = [(i, s.get("run", "")) for i, s in enumerate(steps)]
+    gate = [(i, r) for i, r in runs_ if "tools.replacement_gate" in r]
+    ups = [(i, r) for i, r in runs_ if re.search(r"\bpulumi up\b", r)]
+    assert len(gate) == 1 and len(ups) == 1, "one gate step and one pulumi up step"
+    assert not [s for s in steps if (s.get("with") or {}).get("command") == "up"], \
+        "pulumi/actions `command: up` cannot be held to a saved plan: run `pulumi up --plan` yourself"
+    (gi, gate_run), (ui, up_run) = gate[0], ups[0]
+    preview = next(line for line in gate_run.replace("\\\n", " ").splitlines() if "pulumi preview" in line)
+    saved = re.search(r"--save-plan[ =](\S+)", preview)
+    assert saved, "the gated preview must save its plan (--save-plan)"
+    json_out = re.search(r"> (\S+)", preview).group(1)
+    assert re.search(r"tools\.replacement_gate \S*" + re.escape(json_out), gate_run), "the gate reads that preview's JSON"
+    applied = re.search(r"--plan[ =](\S+)", up_run)
+    assert applied and applied.group(1) == saved.group(1), "pulumi up must apply exactly the saved, gated plan"
+    assert "--policy-pack policies/crossguard" in preview and "--policy-pack policies/crossguard" in up_run
+    assert "--yes" in up_run and "--skip-preview" not in up_run
+    install = next(i for i, r in runs_ if "make pack" in r)
+    assert install < gi < ui, "make pack, then the gate, then up"
+    return gi, ui, saved.group(1)
+
+
+def test_deploy_ups_exactly_the_gated_plan():
+    doc, _, _ = runs("deploy.yaml")
+    for name in ("up-dev", "up-prod"):
+        _plan_flow(doc["jobs"][name])
+    (cli,) = [s for s in doc["jobs"]["up-dev"]["steps"] if s.get("uses", "").startswith("pulumi/actions")]
+    assert str(cli["with"]["pulumi-version"]) == "3.272.0", "pin the CLI generation whose plan flags were checked"
+
+
+def test_plan_check_refuses_an_up_without_the_plan():
+    doc, _, _ = runs("deploy.yaml")
+    job = copy.deepcopy(doc["jobs"]["up-dev"])
+    for step in job["steps"]:
+        if "pulumi up" in step.get("run", ""):
+            step["run"] = step["run"].replace('--plan "$STACK.plan.json" ', "")
+    with pytest.raises(AssertionError, match="exactly the saved, gated plan"):
+        _plan_flow(job)
+    job = copy.deepcopy(doc["jobs"]["up-dev"])
+    for step in job["steps"]:
+        step["run"] = step.get("run", "").replace('--save-plan "$STACK.plan.json" ', "") or None
+        if step["run"] is None:
+            del step["run"]
+    with pytest.raises(AssertionError, match="--save-plan"):
+        _plan_flow(job)
+
+
+def test_every_policy_pack_use_comes_after_make_pack():
+    """The CLI installs nothing for a local pack: the venv PulumiPolicy.yaml names must exist first."""
+    for wf in WORKFLOWS:
+        doc = yaml.safe_load(wf.read_text())
+        for name, job in doc["jobs"].items():
+            steps = job["steps"]
+            uses_pack = [i for i, s in enumerate(steps)
+                         if "--policy-pack" in s.get("run", "") or "policyPacks" in (s.get("with") or {})]
+            if uses_pack:
+                built = [i for i, s in enumerate(steps) if "make pack" in s.get("run", "")]
+                assert built and built[0] < uses_pack[0], f"{wf.name} job {name}: `make pack` before the policy pack runs"
+
+
+def test_workflows_follow_the_identity_rules():
+    for wf in WORKFLOWS:
+        doc = yaml.safe_load(wf.read_text())
+        assert ci_identity.workflow_problems(doc, wf.name) == []
+    pr = yaml.safe_load((ROOT / ".github/workflows/pr.yaml").read_text())
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yaml").read_text())
+    got = {(j.environment, j.service_account) for j in
+           ci_identity.credentialed_jobs(pr, "pr.yaml") + ci_identity.credentialed_jobs(deploy, "deploy.yaml")}
+    want = {(env, ci_identity.expected_identity(env)) for env in ("dev", "prod", "dev-preview", "prod-preview")}
+    assert got == want, f"each environment uses its own identity, and all four are used: {got}"
+
+
+def _mutated(workflow, change):
+    doc = yaml.safe_load((ROOT / ".github/workflows" / workflow).read_text())
+    change(doc)
+    return ci_identity.workflow_problems(doc, workflow)
+
+
+@pytest.mark.parametrize("workflow,change,expected", [
+    ("pr.yaml", lambda d: d["jobs"]["preview"].pop("environment"), "declares no environment"),
+    ("pr.yaml", lambda d: d["jobs"]["preview"]["steps"][3]["with"].update(
+        service_account="pulumi-prod-deployer@llm-platform-prod.iam.gserviceaccount.com"),
+     "must use pulumi-dev-preview@llm-platform-dev"),
+    ("pr.yaml", lambda d: d.update({True: {"pull_request_target": {"branches": ["main"]}}}), "pull_request_target"),
+    ("pr.yaml", lambda d: d["jobs"]["checks"].update(env={"P": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"}),
+     "without an environment"),
+    ("pr.yaml", lambda d: d["jobs"]["preview"].pop("if"), "fork PRs"),
+    ("pr.yaml", lambda d: d["permissions"].update({"id-token": "write"}), "workflow level"),
+    ("pr.yaml", lambda d: d["jobs"]["preview"].update(environment="prod"), "deployer identity is used by a workflow"),
+    ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(environment="prod-preview"), "must use pulumi-prod-preview"),
+    ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main", "release/*"]}}}), "outside push to main"),
+    ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main"]}, "workflow_dispatch": None}}),
+     "triggered on"),
+])
+def test_identity_rules_catch_each_violation(workflow, change, expected):
+    problems = _mutated(workflow, change)
+    assert any(expected in p for p in problems), f"{workflow}: expected a problem mentioning {expected!r}: {problems}"
 
 
 def test_actionlint_checks_the_action_inputs_we_rely_on(tmp_path):
