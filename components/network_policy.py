@@ -53,8 +53,8 @@ REFERENCE_PORTS: dict[str, list[int]] = {
     # readiness 15021; demo vllm-sim 8000; demo pool's endpoint picker 9002/9003/9090.
     "inference": [80, 8000, 9002, 9003, 9090, 15020, 15021],
     # agentgateway proxy of kserve-ingress-gateway 80/15020/15021; predictors 8080; KServe
-    # controller webhook 9443.
-    "kserve": [80, 8080, 9443, 15020, 15021],
+    # controller: webhook 9443, metrics 8443.
+    "kserve": [80, 8080, 8443, 9443, 15020, 15021],
     # agentgateway proxy of llm-d-gateway 80/15020/15021; decode routing sidecar 8000 + vLLM 8001,
     # prefill vLLM 8000, NIXL KV side channel 5600; scheduler 9002/9003/9090.
     "llm-d": [80, 5600, 8000, 8001, 9002, 9003, 9090, 15020, 15021],
