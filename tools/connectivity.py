@@ -9,7 +9,7 @@ Library and CLI. Given NetworkPolicy manifests and tenant names it
 3. parses every ``src => dst : connections`` line into ``{(src, dst): Allowed}`` where ``src`` and
    ``dst`` are ``namespace/pod`` (or an IP range for ``ipBlock`` peers); a pair that nca does
    not print has no connection at all,
-4. renders the namespace matrix (rows: source namespaces; columns: serving, inference, litellm)
+4. renders the namespace matrix (rows: source namespaces; columns: the protected namespaces, then litellm)
    as markdown and as a hand-written, byte-deterministic SVG.
 
 ``write_matrix(policies, tenants, out_dir)`` is what the offline render (``make synth``) calls.
@@ -413,7 +413,7 @@ def render_svg(m: Matrix) -> str:
         f'viewBox="0 0 {width} {height}">',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{pad}" y="24" {family} font-size="15" font-weight="bold">SR1 connectivity (network-config-analyzer)</text>',
-        f'<text x="{pad}" y="44" {font} fill="#555555">allowed TCP ports, source namespace → destination; — = denied</text>',
+        f'<text x="{pad}" y="44" {font} fill="#555555">allowed TCP ports, source namespace → destination; — = denied; all = every port</text>',
     ]
     y = top
     out.append(f'<rect x="{pad}" y="{y}" width="{width - 2 * pad}" height="{row_h}" fill="#37474f"/>')
