@@ -322,6 +322,10 @@ class NetworkPolicyConfig(_Model):
     """CIDRs the Kubernetes API server calls admission webhooks from (e.g. the KServe controller in `kserve`)."""
     intra_namespace: list[str] = Field(default_factory=list)
     """Protected namespaces whose pods all reach each other on every port (multi-node engines: LeaderWorkerSet, Ray)."""
+    webhook_ports: dict[str, list[int]] = Field(default_factory=lambda: {"kserve": [9443]})
+    """Protected namespace -> admission-webhook container ports that `kube-system` may reach: on GKE the
+    API server calls webhooks through the Konnectivity agent pods in `kube-system` (default: the KServe
+    controllers' 9443 in `kserve`; the default entry applies only while `kserve` is protected)."""
 
     @field_validator("protected_namespaces", "allowed_from", "intra_namespace")
     @classmethod
@@ -366,6 +370,14 @@ class NetworkPolicyConfig(_Model):
             _ports(ports, f"`{ns}`")
         return v
 
+    @field_validator("webhook_ports")
+    @classmethod
+    def _webhook_ports(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for ns, ports in v.items():
+            _dns_label(ns, "namespace name")
+            _ports(ports, f"`{ns}`")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "NetworkPolicyConfig":
         if not self.protected_namespaces:
@@ -379,6 +391,13 @@ class NetworkPolicyConfig(_Model):
                 f"`intraNamespace` names {', '.join(stray)}, which is not in `protectedNamespaces`; "
                 "list only protected namespaces there"
             )
+        if "webhook_ports" in self.model_fields_set:
+            stray = [ns for ns in self.webhook_ports if ns not in self.protected_namespaces]
+            if stray:
+                raise ValueError(
+                    f"`webhookPorts` names {', '.join(stray)}, which is not in `protectedNamespaces`; list only "
+                    "protected namespaces there (an unprotected namespace needs no webhook allow)"
+                )
         if self.ports is not None:
             for ns in self.ports:
                 if ns not in self.protected_namespaces:

@@ -18,6 +18,9 @@ protected namespace (default: ``serving``, ``inference``, ``kserve``, ``llm-d``)
   pickers / llm-d scheduler, llm-d decode/prefill, benchmark Jobs), selected by pod label with a
   ``podSelector`` peer *without* ``namespaceSelector`` -- Kubernetes reads that as "pods in this
   policy's namespace", so a tenant pod copying the label elsewhere matches nothing.
+* ``allow-api-server-webhooks`` (only in namespaces listed in ``webhookPorts``; default ``kserve``
+  on 9443): ``kube-system`` on the webhook ports only, because on GKE the API server calls
+  admission webhooks through the Konnectivity agent pods there.
 * options: ``allow-intra-namespace`` (``intraNamespace``), ``allow-external-ranges``
   (``gkeL7ProxyRanges``, ``controlPlaneRanges``).
 
@@ -42,6 +45,8 @@ from components.config import InNamespaceClient, NetworkPolicyConfig
 
 MANAGED_PROMETHEUS = "gmp-system"
 """GKE Managed Prometheus collectors (only with ``managedPrometheus: true``)."""
+KUBE_SYSTEM = "kube-system"
+"""Where the Konnectivity agents run that carry the API server's webhook calls (``webhookPorts``)."""
 NAME_LABEL = "kubernetes.io/metadata.name"
 """Immutable namespace-name label set by the API server (Kubernetes >= 1.21)."""
 
@@ -147,6 +152,10 @@ def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
             # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.
             out += _allow(ns, "allow-intra-namespace", _rule([{"podSelector": {}}], ports))
         out += _allow(ns, "allow-external-ranges", _rule([{"ipBlock": {"cidr": c}} for c in ranges], ports))
+        if cfg.webhook_ports.get(ns):
+            # The API server reaches admission webhooks through the Konnectivity agents in
+            # kube-system (GKE, AKS): only those ports, never the model servers.
+            out += _allow(ns, "allow-api-server-webhooks", _rule([_ns_peer(KUBE_SYSTEM)], list(cfg.webhook_ports[ns])))
     return out
 
 

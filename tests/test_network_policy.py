@@ -150,6 +150,8 @@ PLATFORM_FLOWS = [
     # agentgateway-system stays trusted as in the reference's own SR1
     Expect("agentgateway-system->raw-vllm:8000", AGW_CONTROLLER, RAW_VLLM, True, (8000,), rule=f"serving/{NS} (agentgateway-system)"),
     Expect("agentgateway-system->inference-gateway:80", AGW_CONTROLLER, INF_GW, True, (80,), rule=f"inference/{NS} (agentgateway-system)"),
+    # the API server's admission calls to the KServe controller, via the Konnectivity agent in kube-system
+    Expect("kube-system->kserve-controller:9443", KUBE_SYSTEM, KSERVE_CTRL, True, (9443,), rule="kserve/allow-api-server-webhooks"),
     # tenants use LiteLLM
     Expect("team-a->litellm:4000", TEAM_A, LITELLM, True, (4000,), rule="no policy on litellm"),
     Expect("team-b->litellm:4000", TEAM_B, LITELLM, True, (4000,), rule="no policy on litellm"),
@@ -169,7 +171,11 @@ DENIALS = [
             (GMP, "managedPrometheus is off by default"),
         ]
         for ns in PROTECTED
+        if not (src == KUBE_SYSTEM and ns == "kserve")
     ],
+    # kube-system reaches kserve only on the webhook port (allow-api-server-webhooks)
+    Expect("kube-system-x-kserve-predictor", KUBE_SYSTEM, QWEN_CPU, False, (8080, 8000, 80), rule="kserve/default-deny-ingress (kube-system: webhook port only)"),
+    Expect("kube-system-x-kserve-gateway", KUBE_SYSTEM, KSERVE_GW, False, (80, 8080, 15020), rule="kserve/default-deny-ingress (kube-system: webhook port only)"),
     # model servers never call each other or back into the platform
     Expect("raw-vllm-x-coder-chat", RAW_VLLM, CODER_CHAT, False, rule="serving/default-deny-ingress (no label rule for model servers)"),
     Expect("embeddings-x-raw-vllm", EMBEDDINGS, RAW_VLLM, False, rule="serving/default-deny-ingress"),
@@ -300,7 +306,9 @@ def test_options_off_by_default():
     assert cfg.gke_l7_proxy_ranges == [] and cfg.control_plane_ranges == [] and cfg.intra_namespace == []
     assert cfg.protected_namespace_names == list(PROTECTED)
     names = {resource_name(m) for m in build_policies(cfg)}
-    assert names == {f"{ns}-{n}" for ns in PROTECTED for n in ("default-deny-ingress", NS, IN)}, sorted(names)
+    assert names == {f"{ns}-{n}" for ns in PROTECTED for n in ("default-deny-ingress", NS, IN)} | {
+        "kserve-allow-api-server-webhooks"
+    }, sorted(names)
 
 
 @needs_nca
@@ -341,6 +349,19 @@ def test_protected_namespaces_are_configurable():
     conn = nca.analyse(policies, [])
     assert conn.between(TEAM_A, QWEN_CPU), "an unprotected kserve is open (why the stacks protect it)"
     _check(conn, Expect("team-a-x-serving", TEAM_A, "serving", False, rule="serving still protected"))
+
+
+@needs_nca
+def test_kube_system_reaches_only_the_webhook_port(default_conn):
+    got = default_conn.between(KUBE_SYSTEM, "kserve")
+    assert got == nca.Allowed(tcp=((9443, 9443),)), f"kserve/allow-api-server-webhooks: kube-system must reach kserve on 9443 only, nca says {got}"
+
+
+def test_webhook_allow_only_for_protected_namespaces():
+    names = {resource_name(m) for m in build_policies(NetworkPolicyConfig(protected_namespaces=["serving"]))}
+    assert not any("webhooks" in n for n in names), "the default kserve webhook entry applies only while kserve is protected"
+    names = {resource_name(m) for m in build_policies(NetworkPolicyConfig(webhook_ports={}))}
+    assert "kserve-allow-api-server-webhooks" not in names
 
 
 @needs_nca
@@ -496,7 +517,10 @@ def test_manifest_shape(cfg):
         assert m["spec"]["policyTypes"] == ["Ingress"] and "egress" not in m["spec"]
         for rule in m["spec"].get("ingress", []):
             assert rule.get("from"), f"{resource_name(m)}: a rule without `from` allows every source"
-            if cfg.ports is None:
+            if m["metadata"]["name"] == "allow-api-server-webhooks":
+                assert rule["ports"] == [{"protocol": "TCP", "port": p} for p in cfg.webhook_ports[ns]], resource_name(m)
+                assert rule["from"] == [{"namespaceSelector": {"matchLabels": {NAME_LABEL: "kube-system"}}}], resource_name(m)
+            elif cfg.ports is None:
                 assert "ports" not in rule, f"{resource_name(m)}: without `ports` config every rule is any-port"
             else:
                 assert rule["ports"] == [{"protocol": "TCP", "port": p} for p in cfg.ports[ns]], resource_name(m)
@@ -537,7 +561,8 @@ def test_policy_count_does_not_grow_with_tenants(stack):
         f"Pulumi.{stack}.yaml must protect every namespace that runs model servers: {list(PROTECTED)}"
     )
     a, b = build_policies(one.network_policy), build_policies(many.network_policy)
-    assert len(a) == len(b) == 3 * len(PROTECTED), f"NetworkPolicy count: 1 tenant {len(a)}, 1,000 tenants {len(b)}"
+    # 3 per protected namespace (default-deny, platform namespaces, in-namespace clients) + kserve's webhook allow.
+    assert len(a) == len(b) == 13, f"NetworkPolicy count: 1 tenant {len(a)}, 1,000 tenants {len(b)}"
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     text = json.dumps(b)
     assert "tenant-0" not in text and "team-a" not in text, "SR1 policies must never name a tenant"
@@ -554,6 +579,8 @@ def test_policy_count_does_not_grow_with_tenants(stack):
         ({"networkPolicy": {"ports": {**REFERENCE_PORTS, "kserve": []}}}, "networkPolicy.ports", ["kserve", "empty"]),
         ({"networkPolicy": {"ports": {**REFERENCE_PORTS, "other": [80]}}}, "networkPolicy", ["other", "not in `protectedNamespaces`"]),
         ({"networkPolicy": {"intraNamespace": ["litellm"]}}, "networkPolicy", ["intraNamespace", "litellm"]),
+        ({"networkPolicy": {"webhookPorts": {"kserv": [9443]}}}, "networkPolicy", ["webhookPorts", "kserv"]),
+        ({"networkPolicy": {"webhookPorts": {"kserve": [0]}}}, "networkPolicy.webhookPorts", ["kserve", "out of range"]),
         ({"networkPolicy": {"gkeL7ProxyRanges": ["35.191.0.0/33"]}}, "networkPolicy.gkeL7ProxyRanges", ["CIDR"]),
         ({"networkPolicy": {"controlPlaneRanges": ["172.16.0.33/28"]}}, "networkPolicy.controlPlaneRanges", ["CIDR"]),
         ({"networkPolicy": {"inNamespaceClients": [{"name": "x", "label": "bad key!"}]}}, "networkPolicy.inNamespaceClients[0].label", ["label key"]),
@@ -565,7 +592,7 @@ def test_policy_count_does_not_grow_with_tenants(stack):
     ],
     ids=[
         "allowed-dup", "protected-dup", "protected-empty", "protected-bad-name", "port-too-big", "port-list-empty",
-        "ports-unprotected-ns", "intra-unprotected", "bad-cidr", "bad-cp-cidr", "bad-label", "old-key",
+        "ports-unprotected-ns", "intra-unprotected", "webhook-unprotected", "webhook-port-zero", "bad-cidr", "bad-cp-cidr", "bad-label", "old-key",
         "tenant-is-platform", "tenant-is-kserve", "tenant-dup", "tenant-is-protected",
     ],
 )
@@ -602,7 +629,7 @@ def test_write_matrix_is_deterministic_and_lists_tenants(tmp_path):
         assert f"| `{t}` | — | — | — | — | all |" in md, md  # computed by nca: denied every protected namespace
         assert f">{t}<" in svg
     assert "| `litellm` | all | all | all | all | n/a |" in md, md
-    assert "| `kube-system` | — | — | — | — | all |" in md, md
+    assert "| `kube-system` | — | — | 9443 | — | all |" in md, md
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     import xml.etree.ElementTree as ET
 
