@@ -30,6 +30,8 @@ PLATFORM_NAMESPACES = frozenset(
     {
         "serving",
         "inference",
+        "kserve",
+        "llm-d",
         "litellm",
         "agentgateway-system",
         "monitoring",
@@ -248,56 +250,91 @@ def _ports(values: list[int], what: str) -> list[int]:
     return _no_duplicates(values, f"{what} port")
 
 
-class Ports(_Model):
-    """TCP ports each allow-list rule opens (container ports, after Service translation)."""
+class InNamespaceClient(_Model):
+    """Platform pods that reach every pod of *their own* protected namespace, selected by one label.
 
-    model_server: list[int] = Field(default_factory=lambda: [8000])
-    """Model server HTTP port (vLLM default 8000; also serves /metrics)."""
-    gateway: list[int] = Field(default_factory=lambda: [80, 8080])
-    """Inference gateway proxy listener ports in `inference`."""
-    endpoint_picker: list[int] = Field(default_factory=lambda: [9002])
-    """Endpoint picker ext-proc gRPC port."""
-    serving_metrics: list[int] = Field(default_factory=lambda: [8000])
-    """Metrics ports scraped in `serving`."""
-    inference_metrics: list[int] = Field(default_factory=lambda: [9090, 15020])
-    """Metrics ports scraped in `inference` (endpoint picker 9090, gateway proxy 15020)."""
+    The rule is emitted as a ``podSelector`` peer without a ``namespaceSelector``, which Kubernetes
+    reads as "pods with this label in the policy's own namespace": a tenant pod carrying the same
+    label in another namespace matches nothing.
+    """
 
-    @field_validator("*")
+    name: str
+    """What these pods are (shown in docs and rule comments), e.g. ``gateway-proxy``."""
+    label: str
+    """Label key on the pod, e.g. ``gateway.networking.k8s.io/gateway-name``."""
+    values: list[str] = Field(default_factory=list)
+    """Accepted label values; empty = any value (the key exists)."""
+
+    @field_validator("label")
     @classmethod
-    def _range(cls, v: list[int], info: ValidationInfo) -> list[int]:
-        return _ports(v, to_camel(info.field_name))
+    def _label(cls, v: str) -> str:
+        if not _LABEL_KEY.match(v):
+            raise ValueError(f"{v!r} is not a label key (optional DNS prefix '/', then a name of at most 63 characters)")
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, v: list[str]) -> list[str]:
+        for x in v:
+            if not _LABEL_VALUE.match(x):
+                raise ValueError(f"{x!r} is not a label value (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)")
+        return _no_duplicates(v, "label value")
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def _default_in_namespace_clients() -> list[InNamespaceClient]:
+    # Labels from the upstream sources (docs/sr1-network-policies.md, "Where the facts come from").
+    return [
+        InNamespaceClient(name="gateway-proxy", label="gateway.networking.k8s.io/gateway-name"),
+        InNamespaceClient(name="endpoint-picker", label="inferencepool"),
+        InNamespaceClient(name="llm-inference-service", label="app.kubernetes.io/part-of", values=["llminferenceservice"]),
+        InNamespaceClient(name="benchmark", label="app.kubernetes.io/name", values=["vllm-bench", "guidellm-bench"]),
+    ]
 
 
 class NetworkPolicyConfig(_Model):
-    """SR1 NetworkPolicies in `serving` and `inference` (active with `security: true`)."""
+    """SR1 NetworkPolicies in every protected namespace (active with `security: true`)."""
 
-    serving_allowed_from: list[str] = Field(
+    protected_namespaces: list[str] = Field(
+        default_factory=lambda: ["serving", "inference", "kserve", "llm-d"]
+    )
+    """Namespaces that run model servers, endpoint pickers or gateway proxies; each gets default-deny
+    ingress plus the same platform allow-list."""
+    allowed_from: list[str] = Field(
         default_factory=lambda: ["litellm", "inference", "agentgateway-system", "monitoring"]
     )
-    """Namespaces that may reach the model servers (monitoring: metrics ports only)."""
-    inference_allowed_from: list[str] = Field(
-        default_factory=lambda: ["litellm", "agentgateway-system", "monitoring"]
-    )
-    """Namespaces that may reach the inference gateway and endpoint picker."""
-    monitoring_namespace: str = "monitoring"
-    """The namespace whose allow is limited to metrics ports."""
-    ports: Ports = Field(default_factory=Ports)
-    """Ports per allow rule."""
+    """Trusted platform namespaces that reach every protected namespace (a namespace never gets a
+    namespace-wide allow into itself; its own flows are `inNamespaceClients`)."""
+    in_namespace_clients: list[InNamespaceClient] = Field(default_factory=_default_in_namespace_clients)
+    """Pods (by label) that reach every pod of their own protected namespace: gateway proxies,
+    endpoint pickers/schedulers, llm-d decode/prefill, benchmark clients."""
+    ports: Optional[dict[str, list[int]]] = None
+    """Opt-in port scoping: namespace -> the container ports every allow rule into it opens. Unset
+    (default) = every port. When set it must list every protected namespace."""
     managed_prometheus: bool = False
-    """Also allow GKE Managed Prometheus (`gmp-system`) to the metrics ports."""
+    """Also allow GKE Managed Prometheus (`gmp-system`) like a trusted namespace."""
     gke_l7_proxy_ranges: list[str] = Field(default_factory=list)
-    """CIDRs of a GKE-managed Gateway's proxies (proxy-only subnet, 35.191.0.0/16, 130.211.0.0/22) to the gateway ports."""
-    intra_serving: bool = False
-    """Allow pod-to-pod traffic inside `serving` (multi-node engines: LeaderWorkerSet, Ray)."""
+    """CIDRs of a GKE-managed Gateway's proxies (proxy-only subnet, 35.191.0.0/16, 130.211.0.0/22) to the protected namespaces."""
+    control_plane_ranges: list[str] = Field(default_factory=list)
+    """CIDRs the Kubernetes API server calls admission webhooks from (e.g. the KServe controller in `kserve`)."""
+    intra_namespace: list[str] = Field(default_factory=list)
+    """Protected namespaces whose pods all reach each other on every port (multi-node engines: LeaderWorkerSet, Ray)."""
+    webhook_ports: dict[str, list[int]] = Field(default_factory=lambda: {"kserve": [9443]})
+    """Protected namespace -> admission-webhook container ports that `kube-system` may reach: on GKE the
+    API server calls webhooks through the Konnectivity agent pods in `kube-system` (default: the KServe
+    controllers' 9443 in `kserve`; the default entry applies only while `kserve` is protected)."""
 
-    @field_validator("serving_allowed_from", "inference_allowed_from")
+    @field_validator("protected_namespaces", "allowed_from", "intra_namespace")
     @classmethod
     def _namespaces(cls, v: list[str]) -> list[str]:
         for ns in v:
             _dns_label(ns, "namespace name")
         return _no_duplicates(v, "namespace")
 
-    @field_validator("gke_l7_proxy_ranges")
+    @field_validator("gke_l7_proxy_ranges", "control_plane_ranges")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
         out = []
@@ -307,6 +344,79 @@ class NetworkPolicyConfig(_Model):
             except ValueError as e:
                 raise ValueError(f"{c!r} is not an IPv4 CIDR ({e})") from e
         return _no_duplicates(out, "CIDR")
+
+    @field_validator("in_namespace_clients")
+    @classmethod
+    def _clients(cls, v: list[InNamespaceClient]) -> list[InNamespaceClient]:
+        _no_duplicates([c.name for c in v], "inNamespaceClients name")
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _scoped_ports(cls, v: Optional[dict[str, list[int]]]) -> Optional[dict[str, list[int]]]:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError(
+                "`ports` is empty: remove it (= every port, the default) or list the container ports of "
+                "every protected namespace"
+            )
+        for ns, ports in v.items():
+            if not ports:
+                raise ValueError(
+                    f"`ports.{ns}` is empty, which would close {ns} to every platform caller; list its "
+                    "container ports or remove `ports` (= every port)"
+                )
+            _ports(ports, f"`{ns}`")
+        return v
+
+    @field_validator("webhook_ports")
+    @classmethod
+    def _webhook_ports(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for ns, ports in v.items():
+            _dns_label(ns, "namespace name")
+            _ports(ports, f"`{ns}`")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "NetworkPolicyConfig":
+        if not self.protected_namespaces:
+            raise ValueError(
+                "`protectedNamespaces` is empty: SR1 would protect nothing; list the namespaces that run "
+                "model servers (default: serving, inference, kserve, llm-d) or turn `security` off"
+            )
+        stray = [ns for ns in self.intra_namespace if ns not in self.protected_namespaces]
+        if stray:
+            raise ValueError(
+                f"`intraNamespace` names {', '.join(stray)}, which is not in `protectedNamespaces`; "
+                "list only protected namespaces there"
+            )
+        if "webhook_ports" in self.model_fields_set:
+            stray = [ns for ns in self.webhook_ports if ns not in self.protected_namespaces]
+            if stray:
+                raise ValueError(
+                    f"`webhookPorts` names {', '.join(stray)}, which is not in `protectedNamespaces`; list only "
+                    "protected namespaces there (an unprotected namespace needs no webhook allow)"
+                )
+        if self.ports is not None:
+            for ns in self.ports:
+                if ns not in self.protected_namespaces:
+                    raise ValueError(
+                        f"`ports` scopes {ns!r}, which is not in `protectedNamespaces`; remove it or protect it"
+                    )
+            missing = [ns for ns in self.protected_namespaces if ns not in self.ports]
+            if missing:
+                raise ValueError(
+                    f"`ports` scopes ports but does not list {', '.join(missing)}: a config that scopes ports "
+                    "must list the container ports of every protected namespace (see the reference port set "
+                    "in docs/sr1-network-policies.md), or remove `ports` to allow every port"
+                )
+        return self
+
+    @property
+    def protected_namespace_names(self) -> list[str]:
+        """The namespaces SR1 writes NetworkPolicies into (the stack must own or adopt them)."""
+        return list(self.protected_namespaces)
 
 
 # ---------------------------------------------------------------- SR2
@@ -373,6 +483,17 @@ class StackConfig(_Model):
                     f"(platform: {', '.join(sorted(PLATFORM_NAMESPACES))})"
                 )
         return _no_duplicates(v, "tenant")
+
+    @model_validator(mode="after")
+    def _tenants_not_trusted(self) -> "StackConfig":
+        np = self.network_policy
+        for t in self.tenants:
+            if t in np.protected_namespaces or t in np.allowed_from:
+                raise ValueError(
+                    f"tenant {t!r} is also listed in networkPolicy.protectedNamespaces/allowedFrom; a tenant "
+                    "namespace must be neither protected nor trusted by SR1: rename the tenant or fix the list"
+                )
+        return self
 
     @model_validator(mode="after")
     def _target(self) -> "StackConfig":

@@ -4,21 +4,34 @@
 :class:`~components.config.NetworkPolicyConfig` so the offline render, the nca proof in
 ``tests/test_network_policy.py`` and the Pulumi component all use the same manifests.
 
-Shape of the result (see docs/sr1-network-policies.md for the table and the why):
+Shape of the result (see docs/sr1-network-policies.md for the flow table and the why). Every
+protected namespace (default: ``serving``, ``inference``, ``kserve``, ``llm-d``) gets the same set:
 
-* ``serving`` and ``inference`` each get ``default-deny-ingress`` (every pod selected, no rule)
-  and allow-list policies on top. NetworkPolicies are additive, so a pod is reachable only on
-  what some allow rule names.
-* Sources are selected only by ``namespaceSelector.matchLabels["kubernetes.io/metadata.name"]``.
-  The API server sets that label to the namespace's name and does not let anyone change it, so
-  a tenant relabelling its namespace (``name: monitoring``) or copying a trusted pod's labels
-  matches nothing. No rule has a ``podSelector`` peer and no rule lacks ``from``.
-* The monitoring namespace is limited to the metrics ports even when it is also listed in the
-  general allow list; it reaches the model port only because vLLM serves ``/metrics`` on it.
-* Tenants are never named: they are denied by default, so the policy set does not grow with them.
-* No rule opens a port to every source "for probes": kubelet probes come from the pod's own
-  node, which NetworkPolicy always allows (Kubernetes NetworkPolicy docs; Dataplane V2 is
-  Cilium, which allows local-host traffic to local endpoints by default).
+* ``default-deny-ingress``: every pod selected, no rule. NetworkPolicies are additive, so a pod
+  is reachable only on what some allow rule names.
+* ``allow-platform-namespaces``: the trusted platform namespaces (``allowedFrom``; plus
+  ``gmp-system`` with ``managedPrometheus``) reach every pod of the namespace. Sources are
+  selected only by ``namespaceSelector.matchLabels["kubernetes.io/metadata.name"]``, which the API
+  server sets to the namespace's name and does not let anyone change: a tenant relabelling its
+  namespace (``name: monitoring``) matches nothing. A namespace never gets this allow into itself.
+* ``allow-in-namespace-clients``: the namespace's own platform clients (gateway proxies, endpoint
+  pickers / llm-d scheduler, llm-d decode/prefill, benchmark Jobs), selected by pod label with a
+  ``podSelector`` peer *without* ``namespaceSelector`` -- Kubernetes reads that as "pods in this
+  policy's namespace", so a tenant pod copying the label elsewhere matches nothing.
+* ``allow-api-server-webhooks`` (only in namespaces listed in ``webhookPorts``; default ``kserve``
+  on 9443): ``kube-system`` on the webhook ports only, because on GKE the API server calls
+  admission webhooks through the Konnectivity agent pods there.
+* options: ``allow-intra-namespace`` (``intraNamespace``), ``allow-external-ranges``
+  (``gkeL7ProxyRanges``, ``controlPlaneRanges``).
+
+Ports: by default every rule opens every port (a new model server on an unlisted port keeps
+working for trusted callers); ``ports`` is an explicit opt-in that scopes every rule into a
+namespace to that namespace's listed container ports (on Dataplane V2 the policy sees the pod's
+target port, never the Service port).
+
+Tenants are never named: they are denied by default, so the policy set does not grow with them.
+No rule opens a port to every source "for probes": kubelet probes come from the pod's own node,
+which NetworkPolicy always allows.
 """
 
 from __future__ import annotations
@@ -28,18 +41,31 @@ from typing import Any, Iterable, Optional
 
 import pulumi
 
-from components.config import NetworkPolicyConfig
+from components.config import InNamespaceClient, NetworkPolicyConfig
 
-SERVING = "serving"
-"""Namespace of the model servers (vLLM)."""
-INFERENCE = "inference"
-"""Namespace of the inference gateway proxy and the endpoint picker (GIE)."""
-AGENTGATEWAY = "agentgateway-system"
-"""A gateway proxy outside `inference`; it calls the endpoint picker via ext-proc."""
 MANAGED_PROMETHEUS = "gmp-system"
 """GKE Managed Prometheus collectors (only with ``managedPrometheus: true``)."""
+KUBE_SYSTEM = "kube-system"
+"""Where the Konnectivity agents run that carry the API server's webhook calls (``webhookPorts``)."""
 NAME_LABEL = "kubernetes.io/metadata.name"
 """Immutable namespace-name label set by the API server (Kubernetes >= 1.21)."""
+
+REFERENCE_PORTS: dict[str, list[int]] = {
+    # vLLM (coder-*, raw-vllm) 8000; TEI embeddings 8080 (Service 80 -> 8080); the raw-vllm
+    # pool's endpoint picker: ext-proc 9002, health 9003, metrics 9090.
+    "serving": [8000, 8080, 9002, 9003, 9090],
+    # agentgateway proxy of inference-gateway: listener 80 bound directly, metrics 15020,
+    # readiness 15021; demo vllm-sim 8000; demo pool's endpoint picker 9002/9003/9090.
+    "inference": [80, 8000, 9002, 9003, 9090, 15020, 15021],
+    # agentgateway proxy of kserve-ingress-gateway 80/15020/15021; predictors 8080; KServe
+    # controller: webhook 9443, metrics 8443.
+    "kserve": [80, 8080, 8443, 9443, 15020, 15021],
+    # agentgateway proxy of llm-d-gateway 80/15020/15021; decode routing sidecar 8000 + vLLM 8001,
+    # prefill vLLM 8000, NIXL KV side channel 5600; scheduler 9002/9003/9090.
+    "llm-d": [80, 5600, 8000, 8001, 9002, 9003, 9090, 15020, 15021],
+}
+"""The reference platform's container ports per protected namespace: the value to copy into
+``networkPolicy.ports`` when opting into port scoping (docs/sr1-network-policies.md)."""
 
 LABELS = {
     "app.kubernetes.io/managed-by": "llm-platform",
@@ -51,6 +77,15 @@ KIND = "NetworkPolicy"
 
 def _ns_peer(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {NAME_LABEL: namespace}}}
+
+
+def _pod_peer(client: InNamespaceClient) -> dict[str, Any]:
+    """Pods of the policy's own namespace carrying ``client.label`` (no namespaceSelector)."""
+    if client.values:
+        expr = {"key": client.label, "operator": "In", "values": list(client.values)}
+    else:
+        expr = {"key": client.label, "operator": "Exists"}
+    return {"podSelector": {"matchExpressions": [expr]}}
 
 
 def _ports(ports: Iterable[int]) -> list[dict[str, Any]]:
@@ -65,16 +100,15 @@ def _unique(values: Iterable[str]) -> list[str]:
     return out
 
 
-def _rule(namespaces: list[str], ports: Optional[list[int]]) -> Optional[dict[str, Any]]:
-    """One ingress rule from ``namespaces`` on ``ports`` (``None`` = every port).
+def _rule(peers: list[dict[str, Any]], ports: Optional[list[int]]) -> Optional[dict[str, Any]]:
+    """One ingress rule from ``peers`` on ``ports`` (``None`` = every port).
 
     Returns ``None`` when it would allow nothing: an empty ``from`` or an empty ``ports`` list
-    means *everything* in NetworkPolicy, so an empty config list must drop the rule, never
-    emit it.
+    means *everything* in NetworkPolicy, so an empty list must drop the rule, never emit it.
     """
-    if not namespaces:
+    if not peers:
         return None
-    rule: dict[str, Any] = {"from": [_ns_peer(ns) for ns in namespaces]}
+    rule: dict[str, Any] = {"from": peers}
     if ports is not None:
         if not ports:
             return None
@@ -94,59 +128,34 @@ def _policy(namespace: str, name: str, rules: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def _allow(namespace: str, name: str, rules: list[Optional[dict[str, Any]]]) -> list[dict[str, Any]]:
-    kept = [r for r in rules if r is not None]
+def _allow(namespace: str, name: str, rule: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
     # An allow policy without rules would be a second default-deny: leave it out.
-    return [_policy(namespace, name, kept)] if kept else []
+    return [_policy(namespace, name, [rule])] if rule is not None else []
 
 
-def _split(allowed_from: list[str], cfg: NetworkPolicyConfig) -> tuple[list[str], list[str]]:
-    """(general sources, metrics-only sources) for one destination namespace."""
-    general = [ns for ns in allowed_from if ns != cfg.monitoring_namespace]
-    metrics = [ns for ns in allowed_from if ns == cfg.monitoring_namespace]
-    if cfg.managed_prometheus:
-        metrics.append(MANAGED_PROMETHEUS)
-    return general, _unique(metrics)
+def trusted_namespaces(cfg: NetworkPolicyConfig) -> list[str]:
+    """Namespaces allowed into every protected namespace (other than itself)."""
+    return _unique(list(cfg.allowed_from) + ([MANAGED_PROMETHEUS] if cfg.managed_prometheus else []))
 
 
 def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
-    """All SR1 NetworkPolicy manifests, in a deterministic order (serving, then inference)."""
-    p = cfg.ports
+    """All SR1 NetworkPolicy manifests, in a deterministic order (protected namespaces as listed)."""
     out: list[dict[str, Any]] = []
-
-    # ---------------------------------------------------------------- serving
-    general, metrics = _split(cfg.serving_allowed_from, cfg)
-    out.append(_policy(SERVING, "default-deny-ingress", []))
-    out += _allow(SERVING, "allow-model-server", [_rule(general, p.model_server)])
-    out += _allow(SERVING, "allow-metrics", [_rule(metrics, p.serving_metrics)])
-    if cfg.intra_serving:
-        # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.
-        out += _allow(SERVING, "allow-intra-serving", [_rule([SERVING], None)])
-
-    # ---------------------------------------------------------------- inference
-    general, metrics = _split(cfg.inference_allowed_from, cfg)
-    out.append(_policy(INFERENCE, "default-deny-ingress", []))
-    # Listed clients (LiteLLM, agentgateway) and the gateway's own namespace reach the
-    # gateway listener ports.
-    out += _allow(INFERENCE, "allow-gateway", [_rule(_unique(general + [INFERENCE]), p.gateway)])
-    # The gateway proxy in `inference` calls the picker via ext-proc; so does agentgateway's
-    # proxy when it is the gateway. LiteLLM is not allowed here: it only talks HTTP to the gateway.
-    picker_from = [INFERENCE] + [ns for ns in general if ns == AGENTGATEWAY]
-    out += _allow(INFERENCE, "allow-endpoint-picker", [_rule(picker_from, p.endpoint_picker)])
-    out += _allow(INFERENCE, "allow-metrics", [_rule(metrics, p.inference_metrics)])
-    if cfg.gke_l7_proxy_ranges and p.gateway:
-        out.append(
-            _policy(
-                INFERENCE,
-                "allow-gke-l7-proxies",
-                [
-                    {
-                        "from": [{"ipBlock": {"cidr": c}} for c in cfg.gke_l7_proxy_ranges],
-                        "ports": _ports(p.gateway),
-                    }
-                ],
-            )
-        )
+    trusted = trusted_namespaces(cfg)
+    ranges = _unique(list(cfg.gke_l7_proxy_ranges) + list(cfg.control_plane_ranges))
+    for ns in cfg.protected_namespaces:
+        ports = None if cfg.ports is None else list(cfg.ports[ns])
+        out.append(_policy(ns, "default-deny-ingress", []))
+        out += _allow(ns, "allow-platform-namespaces", _rule([_ns_peer(s) for s in trusted if s != ns], ports))
+        out += _allow(ns, "allow-in-namespace-clients", _rule([_pod_peer(c) for c in cfg.in_namespace_clients], ports))
+        if ns in cfg.intra_namespace:
+            # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.
+            out += _allow(ns, "allow-intra-namespace", _rule([{"podSelector": {}}], ports))
+        out += _allow(ns, "allow-external-ranges", _rule([{"ipBlock": {"cidr": c}} for c in ranges], ports))
+        if cfg.webhook_ports.get(ns):
+            # The API server reaches admission webhooks through the Konnectivity agents in
+            # kube-system (GKE, AKS): only those ports, never the model servers.
+            out += _allow(ns, "allow-api-server-webhooks", _rule([_ns_peer(KUBE_SYSTEM)], list(cfg.webhook_ports[ns])))
     return out
 
 
@@ -165,7 +174,7 @@ class NetworkPoliciesArgs:
 
 
 class NetworkPolicies(pulumi.ComponentResource):
-    """The SR1 NetworkPolicies in `serving` and `inference`, one child resource per manifest.
+    """The SR1 NetworkPolicies in every protected namespace, one child resource per manifest.
 
     The Kubernetes provider is inherited from this component's parent/``providers`` option.
     """

@@ -100,3 +100,98 @@ def test_unreachable_api_server_skips(tmp_path):
     )
     assert result.returncode == verify.EXIT_NO_CLUSTER, result.stdout + result.stderr
     assert "SKIP: no reachable cluster" in result.stdout
+
+
+# ------------------------------------------------------------------ SR1 targets (section 3 + vLLM + gateways)
+
+
+class _Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class FakeCore:
+    """CoreV1Api stand-in: Services per namespace with a port and a number of ready addresses."""
+
+    def __init__(self, services):
+        self.services = services  # {(ns, name): (port, ready)}
+
+    def list_namespaced_service(self, ns):
+        items = [
+            _Obj(metadata=_Obj(name=name), spec=_Obj(ports=[_Obj(port=port)]))
+            for (n, name), (port, _) in self.services.items() if n == ns
+        ]
+        return _Obj(items=items)
+
+    def read_namespaced_endpoints(self, name, ns):
+        _, ready = self.services[(ns, name)]
+        return _Obj(subsets=[_Obj(addresses=[object()] * ready)] if ready else None)
+
+
+REFERENCE_SERVICES = {
+    ("serving", "embeddings"): (80, 1),
+    ("serving", "raw-vllm"): (8000, 0),  # replicas: 0 in the reference
+    ("serving", "coder-chat"): (8000, 1),
+    ("inference", "inference-gateway"): (80, 1),
+}
+
+
+def _answers(calls):
+    def run(api, source, url, timeout):
+        calls.append((source, url))
+        return (0, "200") if source == "monitoring" else (28, "000")
+
+    return run
+
+
+def test_sr1_runs_the_section_3_check_as_written():
+    calls = []
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=_answers(calls))}
+    assert ("default", "http://embeddings.serving.svc.cluster.local/health") in calls, calls
+    assert ("monitoring", "http://embeddings.serving.svc.cluster.local/health") in calls, calls
+    assert rows["SR1-a"].status == "PASS" and rows["SR1-b"].status == "PASS", rows
+
+
+def test_sr1_vllm_check_uses_a_service_with_ready_endpoints():
+    calls = []
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=_answers(calls))}
+    # raw-vllm is scaled to 0: the check must use coder-chat on its Service port, not time out on raw-vllm.
+    assert ("monitoring", "http://coder-chat.serving.svc.cluster.local:8000/health") in calls, calls
+    assert not any("raw-vllm" in url for _, url in calls), calls
+    assert rows["SR1-c"].status == "PASS" and rows["SR1-d"].status == "PASS", rows
+
+
+def test_sr1_reports_flows_whose_targets_are_absent():
+    calls = []
+    rows = verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=_answers(calls))
+    by = {r.check: r for r in rows}
+    for check, ns in (("SR1-f", "kserve"), ("SR1-g", "llm-d")):
+        assert by[check].status == "SKIP" and "target absent" in by[check].detail and ns in by[check].detail, by[check]
+    assert by["SR1-e"].status == "PASS"
+    lines = verify.untested(rows)
+    assert len(lines) == 2 and all("not tested" in line for line in lines), lines
+    assert verify.exit_code(rows) == verify.EXIT_OK
+
+
+def test_sr1_scaled_to_zero_target_is_skipped_not_passed():
+    services = {("serving", "embeddings"): (80, 0)}
+    calls = []
+    rows = {r.check: r for r in verify.sr1(FakeCore(services), None, 5, run=_answers(calls))}
+    assert rows["SR1-a"].status == "SKIP" and "no ready endpoint" in rows["SR1-a"].detail, rows["SR1-a"]
+    assert not calls, "nothing may be probed when no target is ready"
+
+
+def test_sr1_fails_when_the_policy_lets_default_in():
+    def open_everything(api, source, url, timeout):
+        return 0, "200"
+
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=open_everything)}
+    assert rows["SR1-a"].status == "FAIL" and rows["SR1-b"].status == "PASS"
+    assert verify.exit_code(list(rows.values())) == verify.EXIT_FAIL
+
+
+def test_sr1_serving_url_overrides_only_the_vllm_target():
+    calls = []
+    verify.sr1(FakeCore(REFERENCE_SERVICES), "http://x.serving.svc:8000/health", 5, run=_answers(calls))
+    assert ("monitoring", "http://x.serving.svc:8000/health") in calls
+    assert ("monitoring", "http://embeddings.serving.svc.cluster.local/health") in calls

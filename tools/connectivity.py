@@ -9,7 +9,7 @@ Library and CLI. Given NetworkPolicy manifests and tenant names it
 3. parses every ``src => dst : connections`` line into ``{(src, dst): Allowed}`` where ``src`` and
    ``dst`` are ``namespace/pod`` (or an IP range for ``ipBlock`` peers); a pair that nca does
    not print has no connection at all,
-4. renders the namespace matrix (rows: source namespaces; columns: serving, inference, litellm)
+4. renders the namespace matrix (rows: source namespaces; columns: the protected namespaces, then litellm)
    as markdown and as a hand-written, byte-deterministic SVG.
 
 ``write_matrix(policies, tenants, out_dir)`` is what the offline render (``make synth``) calls.
@@ -43,9 +43,12 @@ CLUSTER_DIR = ROOT / "tests" / "netpol" / "cluster"
 NAME_LABEL = "kubernetes.io/metadata.name"
 TENANT_LABEL = "llm-platform/tenant"
 
-COLUMNS = ("serving", "inference", "litellm")
-"""Destination namespaces of the matrix."""
-PLATFORM_ROWS = ("litellm", "inference", "serving", "agentgateway-system", "monitoring", "gmp-system", "default")
+COLUMNS = ("serving", "inference", "kserve", "llm-d", "litellm")
+"""Default destination namespaces of the matrix (``write_matrix`` uses the policies' namespaces + litellm)."""
+PLATFORM_ROWS = (
+    "litellm", "inference", "serving", "kserve", "llm-d", "agentgateway-system", "monitoring", "gmp-system",
+    "kube-system", "default",
+)
 """Source namespaces shown first, in this order."""
 TENANT_CAP = 6
 """Configured tenants analysed and drawn individually; the rest are summarised as "+N more"."""
@@ -326,6 +329,8 @@ def analyse(policies: list[dict[str, Any]], tenants: Iterable[str] = ()) -> Conn
 class Matrix:
     rows: list[str]
     """Source namespaces, in display order."""
+    columns: list[str]
+    """Destination namespaces, in display order."""
     cells: dict[tuple[str, str], str]
     """(row, column) -> allowed ports as text, "—" for none."""
     more: int
@@ -339,14 +344,21 @@ def split_tenants(tenants: list[str]) -> tuple[list[str], int]:
     return shown, max(0, len(dict.fromkeys(tenants)) - len(shown))
 
 
-def build_matrix(conn: Connectivity, tenants: list[str]) -> Matrix:
+def policy_columns(policies: list[dict]) -> list[str]:
+    """Destination columns: the namespaces the policies protect, in order, then ``litellm``."""
+    cols = list(dict.fromkeys(p["metadata"]["namespace"] for p in policies))
+    return cols + [c for c in ("litellm",) if c not in cols]
+
+
+def build_matrix(conn: Connectivity, tenants: list[str], columns: Optional[Iterable[str]] = None) -> Matrix:
+    columns = list(columns or COLUMNS)
     shown, more = split_tenants(tenants)
     fixtures = [t for t in fixture_tenants() if t not in shown]
     rows = [r for r in PLATFORM_ROWS if r in conn.namespaces] + shown + fixtures
     cells = {
-        (r, c): str(conn.between(r, c)) if conn.comparable(r, c) else "n/a" for r in rows for c in COLUMNS
+        (r, c): str(conn.between(r, c)) if conn.comparable(r, c) else "n/a" for r in rows for c in columns
     }
-    return Matrix(rows=rows, cells=cells, more=more, synthetic=fixtures)
+    return Matrix(rows=rows, columns=columns, cells=cells, more=more, synthetic=fixtures)
 
 
 def _row_label(m: Matrix, row: str) -> str:
@@ -357,23 +369,27 @@ def render_markdown(m: Matrix) -> str:
     out = [
         "# SR1 connectivity (computed by network-config-analyzer)",
         "",
-        "Allowed TCP destination ports from pods in a source namespace (rows) to pods in "
-        "`serving`, `inference` and `litellm` (columns); `—` = no connection; `n/a` = the synthetic "
-        "namespace has a single pod, so there is no pod-to-pod pair to analyse. Computed by "
-        "`nca --connectivity` over the synthetic cluster in `tests/netpol/cluster/` with the "
-        "rendered NetworkPolicies; node-local kubelet probes are not modelled (always allowed).",
+        "Allowed TCP destination ports from pods in a source namespace (rows) to pods in the "
+        "protected namespaces and `litellm` (columns), the union over all pod pairs; `—` = no "
+        "connection; `n/a` = the synthetic namespace has a single pod, so there is no pod-to-pod pair "
+        "to analyse. A namespace's own cell (e.g. `serving` → `serving`) comes only from its labelled "
+        "platform clients (gateway proxies, endpoint pickers, llm-d pods, benchmarks); other pods there "
+        "reach nothing (see docs/sr1-network-policies.md). Computed by `nca --connectivity` over the "
+        "synthetic cluster in `tests/netpol/cluster/` with the rendered NetworkPolicies; node-local "
+        "kubelet probes are not modelled (always allowed).",
         "",
-        "| source namespace | " + " | ".join(f"`{c}`" for c in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        "| source namespace | " + " | ".join(f"`{c}`" for c in m.columns) + " |",
+        "|---|" + "---|" * len(m.columns),
     ]
     for r in m.rows:
-        out.append(f"| `{_row_label(m, r)}` | " + " | ".join(m.cells[(r, c)] for c in COLUMNS) + " |")
+        out.append(f"| `{_row_label(m, r)}` | " + " | ".join(m.cells[(r, c)] for c in m.columns) + " |")
     if m.more:
-        out.append(f"| +{m.more} more tenants | " + " | ".join("same as any tenant" for _ in COLUMNS) + " |")
+        out.append(f"| +{m.more} more tenants | " + " | ".join("same as any tenant" for _ in m.columns) + " |")
     out += [
         "",
         "Proof fixtures: `team-evil` carries labels copied from trusted namespaces (`name: monitoring`, ...); "
-        "`team-a/litellm-impostor-0` carries a LiteLLM pod's labels.",
+        "`team-a/litellm-impostor-0` carries a LiteLLM pod's labels; `team-a/platform-impostor-0` carries the "
+        "gateway-proxy, endpoint-picker, llm-d and benchmark labels.",
     ]
     if m.more:
         out.append(
@@ -385,10 +401,10 @@ def render_markdown(m: Matrix) -> str:
 
 def render_svg(m: Matrix) -> str:
     label_w, col_w, row_h, top, pad = 240, 150, 28, 64, 12
-    rows = [(r, _row_label(m, r), [m.cells[(r, c)] for c in COLUMNS]) for r in m.rows]
+    rows = [(r, _row_label(m, r), [m.cells[(r, c)] for c in m.columns]) for r in m.rows]
     if m.more:
-        rows.append(("", f"+{m.more} more tenants", ["same as tenants"] * len(COLUMNS)))
-    width = pad * 2 + label_w + col_w * len(COLUMNS)
+        rows.append(("", f"+{m.more} more tenants", ["same as tenants"] * len(m.columns)))
+    width = pad * 2 + label_w + col_w * len(m.columns)
     height = top + row_h * (len(rows) + 1) + pad * 2 + 16
     family = 'font-family="DejaVu Sans, Arial, sans-serif"'
     font = f'{family} font-size="12"'
@@ -397,12 +413,12 @@ def render_svg(m: Matrix) -> str:
         f'viewBox="0 0 {width} {height}">',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{pad}" y="24" {family} font-size="15" font-weight="bold">SR1 connectivity (network-config-analyzer)</text>',
-        f'<text x="{pad}" y="44" {font} fill="#555555">allowed TCP ports, source namespace → destination; — = denied</text>',
+        f'<text x="{pad}" y="44" {font} fill="#555555">allowed TCP ports, source namespace → destination; — = denied; all = every port</text>',
     ]
     y = top
     out.append(f'<rect x="{pad}" y="{y}" width="{width - 2 * pad}" height="{row_h}" fill="#37474f"/>')
     out.append(f'<text x="{pad + 8}" y="{y + 18}" {font} fill="#ffffff" font-weight="bold">source \\ destination</text>')
-    for i, c in enumerate(COLUMNS):
+    for i, c in enumerate(m.columns):
         x = pad + label_w + i * col_w
         out.append(f'<text x="{x + 8}" y="{y + 18}" {font} fill="#ffffff" font-weight="bold">{escape(c)}</text>')
     for j, (_, label, cells) in enumerate(rows):
@@ -424,7 +440,7 @@ def write_matrix(policies: list[dict], tenants: list[str], out_dir: Path) -> Non
     """Run nca and write ``connectivity.md`` and ``connectivity.svg`` into ``out_dir``."""
     shown, _ = split_tenants(list(tenants))
     conn = analyse(policies, shown)
-    m = build_matrix(conn, list(tenants))
+    m = build_matrix(conn, list(tenants), policy_columns(policies))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "connectivity.md").write_text(render_markdown(m), encoding="utf-8")
@@ -453,7 +469,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             shown, _ = split_tenants(args.tenant)
             conn = analyse(policies, shown)
-            print(conn.raw if args.raw else render_markdown(build_matrix(conn, args.tenant)), end="")
+            print(conn.raw if args.raw else render_markdown(build_matrix(conn, args.tenant, policy_columns(policies))), end="")
     except NcaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

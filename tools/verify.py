@@ -1,8 +1,14 @@
 """Live checks of SR1 and SR2 on a real cluster: `make verify STACK=<stack>`.
 
 Runs, in order, with the official Kubernetes Python client:
-  SR1-a  from a throwaway pod in `default`, a request to a serving Service gets no HTTP answer
-  SR1-b  from a throwaway pod in `monitoring`, the same request gets HTTP 200
+  SR1-a  the security group's section-3 check: from a throwaway pod in `default`,
+         http://embeddings.serving.svc.cluster.local/health gets no HTTP answer (times out)
+  SR1-b  the same request from a throwaway pod in `monitoring` gets HTTP 200
+  SR1-c  from `default`, a vLLM Service in `serving` (raw-vllm, coder-*; or --serving-url) gets no answer
+  SR1-d  the same vLLM request from `monitoring` gets HTTP 200
+  SR1-e/f/g  from `default`, the gateway Services in `inference`, `kserve` and `llm-d` get no answer
+  A check whose target Service is absent, or has no ready endpoint (a deployment scaled to 0), is
+  SKIP and names the flow it could not test: a timeout to nothing proves nothing.
   SR2-a  in a throwaway namespace labelled llm-platform/kueue-managed=true, a GPU pod without
          kueue.x-k8s.io/queue-name is denied by admission (message names the label)
   SR2-b  the same pod with the label is admitted
@@ -194,29 +200,101 @@ def run_probe(api, namespace: str, url: str, timeout: float) -> tuple[Optional[i
         api.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
 
-def serving_url(api, override: Optional[str]) -> Optional[str]:
-    if override:
-        return override
-    services = api.list_namespaced_service("serving").items
-    if not services:
-        return None
-    svc = services[0]
-    port = svc.spec.ports[0].port
-    return f"http://{svc.metadata.name}.serving.svc:{port}/health"
+@dataclass(frozen=True)
+class Probe:
+    """One live SR1 flow: a curl from a pod in ``source`` to the first present Service of ``services``."""
+
+    check: str
+    source: str
+    """Namespace the probe pod runs in."""
+    namespace: str
+    """Namespace of the target Service."""
+    services: tuple[str, ...]
+    """Candidate Service names, first present one wins."""
+    path: str
+    allowed: bool
+    """True: HTTP 200 expected; False: no HTTP answer expected."""
+
+    @property
+    def description(self) -> str:
+        what = "/".join(self.services)
+        verb = "HTTP 200" if self.allowed else "times out"
+        return f"{self.source} -> {what}.{self.namespace} {verb}"
 
 
-def sr1(api, override_url: Optional[str], timeout: float) -> list[Row]:
-    url = serving_url(api, override_url)
-    if url is None:
-        reason = "no Service in namespace serving; pass --serving-url"
-        return [Row("SR1-a", "default -> serving times out", "SKIP", reason),
-                Row("SR1-b", "monitoring -> serving HTTP 200", "SKIP", reason)]
+VLLM_SERVICES = ("raw-vllm", "coder-chat", "coder-fim", "coder-agent")
+SR1_PROBES = (
+    # The security group's operating notes, section 3, as written.
+    Probe("SR1-a", "default", "serving", ("embeddings",), "/health", allowed=False),
+    Probe("SR1-b", "monitoring", "serving", ("embeddings",), "/health", allowed=True),
+    Probe("SR1-c", "default", "serving", VLLM_SERVICES, "/health", allowed=False),
+    Probe("SR1-d", "monitoring", "serving", VLLM_SERVICES, "/health", allowed=True),
+    # Tenants must not reach any gateway in front of model servers (they go through LiteLLM).
+    Probe("SR1-e", "default", "inference", ("inference-gateway",), "/", allowed=False),
+    Probe("SR1-f", "default", "kserve", ("kserve-ingress-gateway",), "/", allowed=False),
+    Probe("SR1-g", "default", "llm-d", ("llm-d-gateway",), "/", allowed=False),
+)
+
+
+def service_url(name: str, namespace: str, port: int, path: str) -> str:
+    host = f"{name}.{namespace}.svc.cluster.local"
+    return f"http://{host}{path}" if port == 80 else f"http://{host}:{port}{path}"
+
+
+def _ready_addresses(api, name: str, namespace: str) -> int:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        ep = api.read_namespaced_endpoints(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return 0
+        raise
+    return sum(len(s.addresses or []) for s in (ep.subsets or []))
+
+
+def resolve_target(api, probe: Probe) -> tuple[Optional[str], str]:
+    """(URL, "") for the first candidate Service with a ready endpoint, else (None, why not tested)."""
+    present = {s.metadata.name: s for s in api.list_namespaced_service(probe.namespace).items}
+    found = [name for name in probe.services if name in present]
+    if not found:
+        return None, (
+            f"not tested: target absent (no Service {'/'.join(probe.services)} in namespace {probe.namespace})"
+        )
+    for name in found:
+        if _ready_addresses(api, name, probe.namespace):
+            port = present[name].spec.ports[0].port
+            return service_url(name, probe.namespace, port, probe.path), ""
+    return None, (
+        f"not tested: Service {'/'.join(found)} in {probe.namespace} has no ready endpoint "
+        "(scaled to 0?); a timeout would prove nothing"
+    )
+
+
+def sr1(api, override_url: Optional[str], timeout: float, run=None) -> list[Row]:
+    """Run every SR1 probe whose target exists; SKIP (naming the flow) those whose target is absent.
+
+    ``override_url`` (``--serving-url``) replaces the vLLM target of SR1-c/SR1-d.
+    """
+    run = run or run_probe
     rows = []
-    status, detail = classify_denied_probe(*run_probe(api, "default", url, timeout))
-    rows.append(Row("SR1-a", "default -> serving times out", status, f"{url}: {detail}"))
-    status, detail = classify_allowed_probe(*run_probe(api, "monitoring", url, timeout))
-    rows.append(Row("SR1-b", "monitoring -> serving HTTP 200", status, f"{url}: {detail}"))
+    for probe in SR1_PROBES:
+        if override_url and probe.services == VLLM_SERVICES:
+            url, why = override_url, ""
+        else:
+            url, why = resolve_target(api, probe)
+        if url is None:
+            rows.append(Row(probe.check, probe.description, "SKIP", why))
+            continue
+        classify = classify_allowed_probe if probe.allowed else classify_denied_probe
+        status, detail = classify(*run(api, probe.source, url, timeout))
+        rows.append(Row(probe.check, probe.description, status, f"{url}: {detail}"))
     return rows
+
+
+def untested(rows: list[Row]) -> list[str]:
+    """The flows the live run could not test, for the closing summary."""
+    return [f"{r.check} {r.description}: {r.detail}" for r in rows if r.status == "SKIP"]
 
 
 def sr2(api) -> list[Row]:
@@ -286,7 +364,7 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
     parser.add_argument("--stack", required=True)
     parser.add_argument("--kubeconfig")
     parser.add_argument("--context")
-    parser.add_argument("--serving-url", help="URL of a model server, e.g. http://vllm.serving.svc:8000/health")
+    parser.add_argument("--serving-url", help="URL of a vLLM server for SR1-c/d, e.g. http://raw-vllm.serving.svc:8000/health")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per probe pod")
     args = parser.parse_args(argv)
     try:
@@ -300,6 +378,11 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
     rows = sr1(api, args.serving_url, args.timeout) + sr2(api)
     rows += pod_security(api, stack_tenants(args.stack))
     print(table(rows))
+    skipped = untested(rows)
+    if skipped:
+        print("\nFlows not tested on this cluster:")
+        for line in skipped:
+            print(f"  - {line}")
     return exit_code(rows)
 
 

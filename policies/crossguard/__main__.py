@@ -49,7 +49,7 @@ PolicyPack(
         ),
         StackValidationPolicy(
             name="network-policies-default-deny",
-            description="NetworkPolicies in serving and inference include a default-deny-ingress policy.",
+            description="NetworkPolicies in serving, inference, kserve and llm-d include a default-deny-ingress policy.",
             validate=lambda args, rv: _report_all(guardrails.missing_default_deny(_resources(args)), rv),
         ),
     ],

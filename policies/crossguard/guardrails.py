@@ -14,7 +14,7 @@ CLUSTER = "gcp:container/cluster:Cluster"
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SECURITY_PREFIX = "llm-platform:security:"
-GUARDED_NAMESPACES = ("serving", "inference")
+GUARDED_NAMESPACES = ("serving", "inference", "kserve", "llm-d")  # SR1 default protectedNamespaces
 # Exact SemVer 2.0.0: no ranges, wildcards, "latest" or leading "v".
 EXACT_SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -89,7 +89,7 @@ def _is_default_deny(props: Mapping[str, Any]) -> bool:
 
 
 def missing_default_deny(resources: Iterable[Resource]) -> list[str]:
-    """A NetworkPolicy set in serving/inference must include a default-deny-ingress policy."""
+    """A NetworkPolicy set in a protected namespace (serving, inference, kserve, llm-d) must include a default-deny-ingress policy."""
     by_ns: dict[str, list[Resource]] = {}
     for r in resources:
         if r.type == NETWORK_POLICY:
