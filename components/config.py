@@ -507,6 +507,7 @@ class TrustedRegistriesPolicy(GuardrailPolicy):
             "docker.io/vllm/vllm-openai",
             "ghcr.io/huggingface/text-generation-inference",
             "ghcr.io/huggingface/text-embeddings-inference",
+            "docker.io/nvidia/cuda",
         ]
     )
     """Prefixes after Docker normalisation; ending in `/`: everything below; otherwise: that repository only."""
