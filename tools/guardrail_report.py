@@ -126,7 +126,11 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
                   f"holding `reference-platform/`, or check out {UPSTREAM} into `<dir>/reference-platform/`.", ""]
         return "\n".join(lines)
     manifests = load_manifests(base)
-    findings = evaluate(policies, exceptions, manifests)
+    try:
+        findings = evaluate(policies, exceptions, manifests)
+    except ImportError as err:  # cel-expr-python comes with requirements-dev.txt (make venv installs it)
+        lines += [f"Skipped: the CEL engine is not installed ({err}); `make venv` installs requirements-dev.txt.", ""]
+        return "\n".join(lines)
     workloads = [m for m in manifests if m.obj["kind"] in POD_KINDS]
     lines += [
         f"Source: `{base}` ({UPSTREAM}). {len(manifests)} objects read, {len(workloads)} of them "
