@@ -544,6 +544,8 @@ class OwnershipPolicy(GuardrailPolicy):
     """Pod labels that mark an inference workload."""
     model_annotations: list[str] = Field(default_factory=lambda: ["ai/version", "ai/dataset"])
     """Annotations an inference workload must carry."""
+    stamp_owner: bool = False
+    """Also render guardrail-stamp-owner: a mutate adding `owner` from the requesting user where missing."""
 
     @field_validator("required_labels", "model_annotations")
     @classmethod
@@ -715,11 +717,6 @@ class StackConfig(_Model):
             )
         if self.cluster is not None and not self.gcp_project:
             raise ValueError("`cluster` needs `gcp:project`: run `pulumi config set gcp:project <id>`")
-        if self.guardrails.enabled and not self.security:
-            raise ValueError(
-                "guardrails.enabled is true but security is false: the catalog needs Kyverno, "
-                "which only the security group installs; set security: true or disable guardrails"
-            )
         if self.security and self.existing_cluster and not self.existing_cluster.network_policy_enforced:
             raise ValueError(
                 "security is true but existingCluster.networkPolicyEnforced is false: the "

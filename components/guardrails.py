@@ -25,6 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies" / "kyverno"
 EXCEPTION_NAMESPACE = "kyverno"
 EGRESS_POLICY = "guardrail-egress-lockdown"
+# Optional mutate companion of the ownership policy (guardrails.ownership.stampOwner).
+STAMP_OWNER_POLICY = "guardrail-stamp-owner"
 NODE_LOCAL_DNS_PORT = 53
 # Cloud DNS for GKE answers pod queries at the metadata server address.
 CLOUD_DNS_ADDRESS = "169.254.169.254"
@@ -173,6 +175,10 @@ def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
                                cfg.namespace_selector, cfg.object_selector)
             policy = set_failure_action(policy, cfg.failure_action)
         out.append(policy)
+        if key == "ownership" and cfg.stamp_owner:
+            stamp = load_policy(STAMP_OWNER_POLICY)
+            out.append(set_scope(stamp, cfg.namespaces or default_namespaces(settings),
+                                 cfg.namespace_selector, cfg.object_selector))
     return out
 
 
@@ -255,5 +261,8 @@ class Guardrails(pulumi.ComponentResource):
 
 
 def _action(policy: dict[str, Any]) -> str:
-    actions = {r["validate"]["failureAction"] for r in policy["spec"]["rules"] if "validate" in r}
-    return actions.pop() if len(actions) == 1 else ("generate" if not actions else "mixed")
+    rules = policy["spec"]["rules"]
+    actions = {r["validate"]["failureAction"] for r in rules if "validate" in r}
+    if not actions:
+        return "mutate" if any("mutate" in r for r in rules) else "generate"
+    return actions.pop() if len(actions) == 1 else "mixed"

@@ -421,9 +421,16 @@ def test_bad_guardrail_config_is_one_clear_error(cfg, key, needle):
     assert f"`llm-platform:{key}" in msg and needle in msg, msg
 
 
-def test_catalog_needs_security():
-    msg = _config_error({"enabled": True}, security=False)
-    assert "guardrails.enabled is true but security is false" in msg, msg
+def test_catalog_is_behind_security():
+    from tools import mockrun
+
+    on = mockrun.run_stack("prod")
+    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v1:ClusterPolicy"
+                and r.inputs["metadata"]["name"].startswith("guardrail-")]) == len(NAMES)
+    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v2:PolicyException"]) == 2
+    off = mockrun.run_stack("prod", overrides={"llm-platform:security": False})
+    assert not [r for r in off if "Guardrails" in r.type or r.name.startswith("guardrail-")], \
+        "security: false registers no guardrail policy"
 
 
 def test_model_names_are_normalised():
@@ -506,3 +513,37 @@ def test_report_says_how_to_get_the_reference_platform(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_PLATFORM_SHARED", str(tmp_path / "nowhere"))
     text = guardrail_report.render_markdown("dev", guardrails.build_policies(_settings()), [])
     assert "Skipped" in text and "LLM_PLATFORM_SHARED" in text and "441dd0a" in text
+
+
+# ------------------------------------------------------------ optional mutate, Kyverno settings
+
+def test_stamp_owner_is_optional_and_schema_valid(crd_validator):
+    policy = guardrails.load_policy(guardrails.STAMP_OWNER_POLICY)
+    assert not _errors(crd_validator("kyverno.io_clusterpolicies.yaml", "v1"), policy)
+    assert policy["spec"]["background"] is False, "reads request.userInfo: admission only"
+    assert policy["metadata"]["annotations"][ge.AUTOGEN_ANNOTATION] == "none"
+    for rule in policy["spec"]["rules"]:
+        text = json.dumps(rule["mutate"])
+        assert "+(owner)" in text, f"{rule['name']}: only adds a missing owner label"
+        assert "regex_replace_all" in text and "`63`" in text, f"{rule['name']}: label-safe value"
+    off = [p["metadata"]["name"] for p in guardrails.build_policies(_settings())]
+    assert guardrails.STAMP_OWNER_POLICY not in off, "off by default"
+    on = guardrails.build_policies(_settings(ownership={"stampOwner": True}, namespaces=["team-a"]))
+    stamp = next(p for p in on if p["metadata"]["name"] == guardrails.STAMP_OWNER_POLICY)
+    assert all(r["match"]["any"][0]["resources"]["namespaces"] == ["team-a"] for r in stamp["spec"]["rules"])
+
+
+def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
+    from components import kyverno
+
+    k = cfgmod.KyvernoConfig()
+    assert "features" not in kyverno.helm_values(k)
+    assert kyverno.helm_values(k, True)["features"] == {
+        "policyExceptions": {"enabled": True, "namespace": "kyverno"}}
+    values_file = guardrail_report.shared_dir() / "kyverno" / "3.8.1" / "values.yaml"
+    if not values_file.is_file():
+        pytest.skip(f"chart values not at {values_file}; set LLM_PLATFORM_SHARED")
+    chart = yaml.safe_load(values_file.read_text())
+    assert set(chart["features"]["policyExceptions"]) >= {"enabled", "namespace"}, "keys exist in chart 3.8.1"
+    for e in guardrails.build_exceptions(_settings()):
+        assert e["metadata"]["namespace"] == "kyverno", "exceptions live where Kyverno honours them"

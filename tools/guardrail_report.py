@@ -176,11 +176,16 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
 
 def write_report(stack: str, k8s_objects: list[dict], out: pathlib.Path) -> Optional[pathlib.Path]:
     """Write OUT/guardrails-report.md if the render contains guardrail policies."""
+    # Mutations (guardrail-stamp-owner) change objects, they report nothing: not evaluated here.
     policies = [o for o in k8s_objects if o["kind"] == "ClusterPolicy"
-                and o["metadata"]["name"].startswith("guardrail-")]
+                and o["metadata"]["name"].startswith("guardrail-")
+                and not any("mutate" in r for r in o["spec"]["rules"])]
+    # Registration order is not deterministic; the report is.
+    policies.sort(key=lambda p: p["metadata"]["name"])
     if not policies:
         return None
-    exceptions = [o for o in k8s_objects if o["kind"] == "PolicyException"]
+    exceptions = sorted((o for o in k8s_objects if o["kind"] == "PolicyException"),
+                        key=lambda e: e["metadata"]["name"])
     path = out / "guardrails-report.md"
     path.write_text(render_markdown(stack, policies, exceptions), encoding="utf-8")
     return path

@@ -133,8 +133,10 @@ def guardrails_summary(out: pathlib.Path) -> str:
     lines = ["", "guardrail catalog (policies/kyverno/guardrail-*):"]
     for path in files:
         policy = yaml.safe_load(path.read_text(encoding="utf-8"))
-        actions = sorted({r["validate"]["failureAction"] for r in policy["spec"]["rules"] if "validate" in r})
-        lines.append(f"  {policy['metadata']['name']:<40} {'/'.join(actions) or 'generate'}")
+        rules = policy["spec"]["rules"]
+        actions = sorted({r["validate"]["failureAction"] for r in rules if "validate" in r})
+        other = "mutate" if any("mutate" in r for r in rules) else "generate"
+        lines.append(f"  {policy['metadata']['name']:<40} {'/'.join(actions) or other}")
     report = out / "guardrails-report.md"
     if report.exists():
         lines.append(f"  report on the reference platform: {report}")
