@@ -117,6 +117,8 @@ def test_egress_dns_is_kube_dns_in_kube_system():
     assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
     assert "kube-dns" not in json.dumps(dns["to"][0]["namespaceSelector"]), "no namespace named kube-dns"
     assert policy["spec"]["rules"][0]["generate"]["synchronize"] is True
+    rendered = _by_name(_settings(), guardrails.EGRESS_POLICY)
+    assert rendered == policy, "the default stack renders the policy file unchanged (what kyverno test checks)"
 
 
 # ------------------------------------------------------------ CEL library
@@ -547,3 +549,58 @@ def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
     assert set(chart["features"]["policyExceptions"]) >= {"enabled", "namespace"}, "keys exist in chart 3.8.1"
     for e in guardrails.build_exceptions(_settings()):
         assert e["metadata"]["namespace"] == "kyverno", "exceptions live where Kyverno honours them"
+
+
+# ------------------------------------------------------------ egress lockdown, by nca
+
+NETPOL_DIR = ROOT / "tests" / "netpol" / "guardrails"
+
+
+def _nca_egress(policy_cfg: dict):
+    import subprocess
+    import tempfile
+
+    from tools import connectivity as nca
+
+    exe = nca.nca_executable()
+    if exe is None:
+        pytest.skip("`nca` (network-config-analyzer, requirements.txt) is not installed next to this Python")
+    policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
+    (rule,) = policy["spec"]["rules"]
+    namespaces = yaml.safe_load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
+    generated = [ge.evaluate_rule(policy, rule, ns, ge.Request()).generated for ns in namespaces]
+    generated = [g for g in generated if g]
+    assert [g["metadata"]["namespace"] for g in generated] == ["ai-locked"], "only the labelled namespace"
+    with tempfile.TemporaryDirectory() as tmp:
+        pol = Path(tmp) / "policies.yaml"
+        pol.write_text(yaml.safe_dump_all(generated))
+        cmd = nca.nca_command(pol, NETPOL_DIR / "pods.yaml", NETPOL_DIR / "namespaces.yaml", exe)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # nca prints several protocols as "protocols:TCP, UDP"; the SR1 parser expects no space.
+    return nca.parse_output(proc.stdout.replace("TCP, UDP", "TCP,UDP"))
+
+
+def test_egress_lockdown_connectivity_by_nca():
+    from tools.connectivity import NOTHING
+
+    pairs = _nca_egress({"allowedEgress": [{"cidr": "10.0.0.0/24", "ports": [443]}]})
+    src = "ai-locked/model-0"
+    dns = pairs.get((src, "kube-system/kube-dns-0"), NOTHING)
+    assert dns.allows(53) and dns.allows(53, "UDP"), f"kube-dns in kube-system on TCP and UDP 53: {dns}"
+    assert not dns.allows(80) and dns.tcp == ((53, 53),), f"only port 53 to kube-dns: {dns}"
+    for dst in ("kube-system/metrics-server-0", "kube-dns/fake-dns-0", "serving/vllm-0"):
+        assert not pairs.get((src, dst), NOTHING), f"egress lockdown: {src} must not reach {dst}"
+    external = {d: a for (s, d), a in pairs.items() if s == src and "/" not in d}
+    assert external and all(
+        d.startswith("10.0.0.0-10.0.0.255") and a.tcp == ((443, 443),) and not a.other
+        for d, a in external.items()), f"only 10.0.0.0/24:443 outside the cluster: {external}"
+    assert pairs.get(("serving/vllm-0", "kube-dns/fake-dns-0"), NOTHING), "other namespaces are unaffected"
+
+
+def test_egress_lockdown_node_local_dns_by_nca():
+    pairs = _nca_egress({"nodeLocalDns": "169.254.20.10"})
+    external = {d: a for (s, d), a in pairs.items() if s == "ai-locked/model-0" and "/" not in d}
+    assert list(external) == ["169.254.20.10"], f"only the NodeLocal DNSCache address: {external}"
+    allowed = external["169.254.20.10"]
+    assert allowed.tcp == ((53, 53),) and allowed.allows(53, "UDP"), allowed
