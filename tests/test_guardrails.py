@@ -170,6 +170,23 @@ def test_cel_library_errors_like_kubernetes(expr):
     assert value.type() == ge.cel.Type.ERROR, f"{expr} must be a CEL error, got {value.plain_value()!r}"
 
 
+def test_message_expressions_name_the_offender():
+    policy = guardrails.load_policy("guardrail-approved-models")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+           "spec": {"containers": [{"name": "c", "image": "vllm/vllm-openai:v1",
+                                    "args": ["--model", "Evil/Llama-3.1-8B-Instruct-Exfil"]}]}}
+    out = ge.evaluate_rule(policy, policy["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "Evil/Llama-3.1-8B-Instruct-Exfil" in out.message, out.message
+    reg = guardrails.load_policy("guardrail-trusted-registries")
+    pod["spec"]["containers"][0]["image"] = "quay.io/x/y:1"
+    out = ge.evaluate_rule(reg, reg["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "untrusted image(s): quay.io/x/y:1" in out.message, out.message
+    cap = guardrails.load_policy("guardrail-gpu-cap-per-pod")
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "6"}}
+    out = ge.evaluate_rule(cap, cap["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "[6, 0]" in out.message and "cap is 4" in out.message, out.message
+
+
 def test_cel_errors_surface_as_error_outcome():
     policy = guardrails.load_policy("guardrail-memory-bounds")
     rule = policy["spec"]["rules"][0]
@@ -509,6 +526,9 @@ def test_report_is_written_by_the_render(tmp_path):
     text = path.read_text()
     assert "| guardrail-reserve-accelerator-nodes | accelerator-service-accounts |" in text
     assert "Deployment serving/raw-vllm" in text and "Job default/gpu-smoke" in text
+    # the "why" names the service account and the reason (messageExpression)
+    assert "service account serving/default is not approved for accelerator nodes (tolerates an accelerator taint)" in text
+    assert "missing chargeback label(s) on the Pod template: owner, cost-center" in text
 
 
 def test_report_says_how_to_get_the_reference_platform(tmp_path, monkeypatch):

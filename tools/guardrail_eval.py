@@ -8,7 +8,8 @@ the SR2 subset it evaluates what the catalog uses:
 - match/exclude filters: `kinds`, `names`, `namespaces`, `operations`, and label selectors
   (`selector`, `namespaceSelector`) with `matchLabels` and `matchExpressions`
   (In, NotIn, Exists, DoesNotExist), as Kyverno does;
-- `validate.cel` (`variables`, `expressions` with `message`), `validate.failureAction`;
+- `validate.cel` (`variables`, `expressions` with `message` and `messageExpression`),
+  `validate.failureAction`;
 - `generate` with `data` (variable substitution of `{{request.object.metadata.name}}` and
   `{{request.object.metadata.namespace}}`), compared to a test's `generatedResource`;
 - `PolicyException` (kyverno.io/v2) scoped by policy, rule names, kinds, namespaces and
@@ -98,7 +99,8 @@ def check_policy_supported(policy: dict) -> None:
                 raise UnsupportedPolicyError(f"{where}.validate: only validate.cel is supported")
             _check_keys(validate["cel"], {"variables", "expressions"}, f"{where}.validate.cel")
             for j, exp in enumerate(validate["cel"]["expressions"]):
-                _check_keys(exp, {"expression", "message"}, f"{where}.validate.cel.expressions[{j}]")
+                _check_keys(exp, {"expression", "message", "messageExpression"},
+                            f"{where}.validate.cel.expressions[{j}]")
         else:
             _check_keys(rule["generate"], {"apiVersion", "kind", "name", "namespace", "synchronize",
                                            "data", "generateExisting", "orphanDownstreamOnPolicyDelete"},
@@ -260,7 +262,13 @@ def _validate(rule: dict, resource: dict, req: Request) -> Outcome:
         if value.type() != cel.Type.BOOL:
             return Outcome("error", f"expression {exp['expression']!r} returned {value.type().name()}")
         if not value.plain_value():
-            return Outcome("fail", " ".join((exp.get("message") or rule["validate"].get("message", "")).split()))
+            message = exp.get("message") or rule["validate"].get("message", "")
+            if "messageExpression" in exp:
+                # As in Kubernetes/Kyverno: a messageExpression that errors falls back to message.
+                text = compile_expr(exp["messageExpression"]).eval(data=data)
+                if text.type() == cel.Type.STRING and text.plain_value().strip():
+                    message = text.plain_value()
+            return Outcome("fail", " ".join(message.split()))
     return Outcome("pass", f"Validation rule '{rule['name']}' passed.")
 
 
