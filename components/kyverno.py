@@ -90,8 +90,17 @@ def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
     return policy
 
 
-def helm_values(config: KyvernoConfig) -> dict[str, Any]:
+def helm_values(config: KyvernoConfig, policy_exceptions: bool = False) -> dict[str, Any]:
     """Chart values; every key exists in the chart's values.yaml (tests check it)."""
+    values = _helm_values(config)
+    if policy_exceptions:
+        # The guardrail catalog's PolicyExceptions; only honoured in the kyverno namespace, so
+        # whoever may write there (not tenants) decides the exceptions.
+        values["features"] = {"policyExceptions": {"enabled": True, "namespace": NAMESPACE}}
+    return values
+
+
+def _helm_values(config: KyvernoConfig) -> dict[str, Any]:
     replicas = config.admission_replicas
     component = {"app.kubernetes.io/component": "admission-controller", "app.kubernetes.io/instance": "kyverno"}
     small = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -144,6 +153,8 @@ class KyvernoArgs:
     """How the destroy-time webhook cleanup reaches the cluster."""
     extra_depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
+    policy_exceptions: bool = False
+    """Enable Kyverno PolicyExceptions (namespace kyverno); the guardrail catalog uses them."""
 
 
 class Kyverno(pulumi.ComponentResource):
@@ -200,7 +211,7 @@ class Kyverno(pulumi.ComponentResource):
             namespace=NAMESPACE,
             create_namespace=False,
             skip_crds=True,
-            values=helm_values(args.config),
+            values=helm_values(args.config, args.policy_exceptions),
             # Helm --wait: the release is ready only when the admission controller is.
             skip_await=False,
             timeout=600,

@@ -9,6 +9,7 @@ import pulumi
 
 from components.cluster import ClusterAccess
 from components.config import StackConfig
+from components.guardrails import Guardrails, GuardrailsArgs
 from components.kyverno import Kyverno, KyvernoArgs
 from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from components.tenants import TenantNamespaces, TenantNamespacesArgs
@@ -42,6 +43,7 @@ class Security(pulumi.ComponentResource):
                 config=s.kyverno,
                 access=args.access,
                 extra_depends_on=args.depends_on,
+                policy_exceptions=s.guardrails.enabled,
             ),
             opts=child,
         )
@@ -54,4 +56,9 @@ class Security(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.guardrails: Optional[Guardrails] = None
+        if s.guardrails.enabled:
+            self.guardrails = Guardrails(
+                "guardrails", GuardrailsArgs(settings=s, depends_on=[self.kyverno.release]), opts=child
+            )
         self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})

@@ -48,7 +48,9 @@ def sr2(records):
     crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
     cleanup = by_type(records, "command:local:Command")
     release = by_type(records, "kubernetes:helm.sh/v3:Release")
-    policies = by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
+    # SR2's own policies; the guardrail catalog's are children of the Guardrails component.
+    policies = [p for p in by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
+                if "llm-platform:security:Guardrails" not in p.parent]
     return ns, crds, cleanup, release, policies
 
 
