@@ -42,6 +42,7 @@ class Security(pulumi.ComponentResource):
                 config=s.kyverno,
                 access=args.access,
                 extra_depends_on=args.depends_on,
+                tenants=list(s.tenants),
             ),
             opts=child,
         )
