@@ -368,3 +368,27 @@ def test_policy_settings():
             assert flt["resources"]["namespaceSelector"]["matchLabels"] == {
                 "llm-platform/kueue-managed": "true"}, rule["name"]
             assert set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}, rule["name"]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_expression_is_needed_by_some_case(index):
+    """Mutation check: replacing any one validation expression by `true` breaks some case."""
+    policy = copy.deepcopy(_load_policy())
+    (rule,) = policy["spec"]["rules"]
+    assert len(rule["validate"]["cel"]["expressions"]) == 6
+    removed = rule["validate"]["cel"]["expressions"][index]["expression"]
+    rule["validate"]["cel"]["expressions"][index]["expression"] = "true"
+    broken = []
+    for param in CASES:
+        suite, case = param.values
+        weakened = kyverno_cel.TestSuite(suite.path, [policy], suite.resources, suite.namespace_labels,
+                                         suite.operations, suite.username, suite.groups)
+        if kyverno_cel.evaluate_case(weakened, case).result != case.expected:
+            broken.append(case.resource)
+    for param in UPDATE_CASES:
+        c = param.values[0]
+        out = kyverno_cel.evaluate_rule(rule, c.object, c.operation, c.username, [], NS_LABELS,
+                                        old=c.old_object, subresource=c.subresource)
+        if out.result != c.expected:
+            broken.append(c.name)
+    assert broken, f"no case notices when `{removed}` is dropped"
