@@ -344,7 +344,7 @@ class TrustedControllers(_Model):
     lws: str = "system:serviceaccount:lws-system:lws-controller-manager"
     """LeaderWorkerSet controller (leader and worker StatefulSets)."""
     kubeflow_training: str = "system:serviceaccount:kubeflow:training-operator"
-    """Kubeflow training-operator v1 (Pods of a PyTorchJob / MPIJob v1)."""
+    """Kubeflow training-operator v1 (Pods of PyTorchJob, MPIJob v1, TFJob, XGBoostJob, PaddleJob, JAXJob)."""
     mpi_operator: str = "system:serviceaccount:mpi-operator:mpi-operator"
     """MPI operator v2 (launcher Job and worker Pods of an MPIJob v2beta1)."""
     trainer: str = "system:serviceaccount:kubeflow-system:kubeflow-trainer-controller-manager"

@@ -62,6 +62,14 @@ def _tmpl(path: str) -> str:
     return f"[o.?{path}.orValue({{}})]"
 
 
+def _kubeflow(kind: str, replica_specs: str) -> Workload:
+    """A Kubeflow training-operator job: a map of replica types to pod templates, runPolicy.suspend."""
+    return Workload(f"kubeflow.org/*/{kind}", f"kubeflow.org/{kind}",
+                    f"o.?spec.?{replica_specs}.orValue({{}}).map(k, "
+                    f"o.spec.{replica_specs}[k].?template.?spec.orValue({{}}))",
+                    suspend="spec.?runPolicy.?suspend")
+
+
 # EDIT HERE to add a Kueue integration.
 WORKLOADS: tuple[Workload, ...] = (
     Workload("Pod", "/Pod", "[o.?spec.orValue({})]"),
@@ -85,14 +93,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("leaderworkerset.x-k8s.io/*/LeaderWorkerSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet",
              "[o.?spec.?leaderWorkerTemplate.?leaderTemplate.?spec.orValue({}), "
              "o.?spec.?leaderWorkerTemplate.?workerTemplate.?spec.orValue({})]"),
-    Workload("kubeflow.org/*/PyTorchJob", "kubeflow.org/PyTorchJob",
-             "o.?spec.?pytorchReplicaSpecs.orValue({}).map(k, "
-             "o.spec.pytorchReplicaSpecs[k].?template.?spec.orValue({}))",
-             suspend="spec.?runPolicy.?suspend"),
-    Workload("kubeflow.org/*/MPIJob", "kubeflow.org/MPIJob",
-             "o.?spec.?mpiReplicaSpecs.orValue({}).map(k, "
-             "o.spec.mpiReplicaSpecs[k].?template.?spec.orValue({}))",
-             suspend="spec.?runPolicy.?suspend"),
+    _kubeflow("PyTorchJob", "pytorchReplicaSpecs"),
+    _kubeflow("MPIJob", "mpiReplicaSpecs"),
+    _kubeflow("TFJob", "tfReplicaSpecs"),
+    _kubeflow("XGBoostJob", "xgbReplicaSpecs"),
+    _kubeflow("PaddleJob", "paddleReplicaSpecs"),
+    _kubeflow("JAXJob", "jaxReplicaSpecs"),
     Workload("trainer.kubeflow.org/*/TrainJob", "trainer.kubeflow.org/TrainJob",
              "[dyn({'containers': [{'env': o.?spec.?trainer.?env.orValue([]), "
              "'resources': o.?spec.?trainer.?resourcesPerNode.orValue({})}]})]",
@@ -123,8 +129,8 @@ TRUST: tuple[Edge, ...] = (
     Edge("/Pod", "apps/ReplicaSet", "replica_set"),
     Edge("/Pod", "apps/StatefulSet", "stateful_set"),
     Edge("/Pod", "ray.io/RayCluster", "kuberay"),
-    Edge("/Pod", "kubeflow.org/PyTorchJob", "kubeflow_training"),
-    Edge("/Pod", "kubeflow.org/MPIJob", "kubeflow_training"),
+    *(Edge("/Pod", f"kubeflow.org/{k}", "kubeflow_training")
+      for k in ("PyTorchJob", "MPIJob", "TFJob", "XGBoostJob", "PaddleJob", "JAXJob")),
     Edge("/Pod", "kubeflow.org/MPIJob", "mpi_operator"),
     Edge("batch/Job", "batch/CronJob", "cron_job"),
     Edge("batch/Job", "jobset.x-k8s.io/JobSet", "jobset"),

@@ -157,3 +157,19 @@ OWN = {
     "MPIJobV1": ("kubeflow.org/v1", "MPIJob"),
     "TrainJob": ("trainer.kubeflow.org/v1alpha1", "TrainJob"), "AppWrapper": ("workload.codeflare.dev/v1beta2", "AppWrapper"),
 }
+
+
+KUBEFLOW_REPLICA_SPECS = {"TFJob": "tfReplicaSpecs", "XGBoostJob": "xgbReplicaSpecs",
+                          "PaddleJob": "paddleReplicaSpecs", "JAXJob": "jaxReplicaSpecs"}
+
+
+def kubeflowjob(kind, name, spec=None, suspend=None, **kw):
+    """A training-operator v1 job (TFJob, XGBoostJob, PaddleJob, JAXJob)."""
+    s = {KUBEFLOW_REPLICA_SPECS[kind]: {"Worker": {"replicas": 2, "template": tmpl(spec or podspec())}}}
+    if suspend is not None:
+        s["runPolicy"] = {"suspend": suspend}
+    return {"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": meta(name, **kw), "spec": s}
+
+
+for _k in KUBEFLOW_REPLICA_SPECS:
+    OWN[_k] = ("kubeflow.org/v1", _k)

@@ -32,8 +32,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kyverno_cel  # noqa: E402
-from kueue_objects import (OWN, Q, apps, appwrapper, cronjob, ctr, job, jobset, lws, mpijob, pod,  # noqa: E402
-                           podspec, pytorchjob, raycluster, rayjob, trainjob)
+from kueue_objects import (KUBEFLOW_REPLICA_SPECS, OWN, Q, apps, appwrapper, cronjob, ctr, job, jobset,  # noqa: E402
+                           kubeflowjob, lws, mpijob, pod, podspec, pytorchjob, raycluster, rayjob, trainjob)
 from components import kyverno as kyverno_component  # noqa: E402
 from components import kueue_policy  # noqa: E402
 from components.config import KyvernoConfig, TrustedControllers  # noqa: E402
@@ -143,7 +143,7 @@ def chains(q: Optional[str]) -> dict[str, list[Step]]:
     lab = {"queue": q} if q is not None else {}
     sus = dict(suspend=True, **lab)
     rj = rayjob("train", **sus)
-    return {
+    out = {
         "Job": [
             _create(TENANT, j := job("train", **sus)),
             _unsuspend(T.kueue, j),
@@ -230,6 +230,14 @@ def chains(q: Optional[str]) -> dict[str, list[Step]]:
             _create(T.kubeflow_training, pod("wrapped-worker-0", owner=OWN["PyTorchJob"])),
         ],
     }
+    for kind in KUBEFLOW_REPLICA_SPECS:
+        parent = kubeflowjob(kind, kind.lower(), **sus)
+        out[kind] = [
+            _create(TENANT, parent),
+            _unsuspend(T.kueue, parent, ("spec", "runPolicy", "suspend")),
+            _create(T.kubeflow_training, pod(f"{kind.lower()}-worker-0", owner=OWN[kind])),
+        ]
+    return out
 
 
 INTEGRATIONS = sorted(chains("q"))
