@@ -386,6 +386,58 @@ def render_policy(config: Optional[KyvernoConfig] = None,
     }
 
 
+VALIDATING_POLICY_FILE = POLICY_FILE.parent / "validatingpolicy" / f"{POLICY_NAME}.yaml"
+
+
+def _resource_rules() -> list[dict[str, Any]]:
+    """matchConstraints.resourceRules: one rule per API group, plural = lowercase kind + 's'."""
+    groups: dict[str, list[str]] = {}
+    for w in WORKLOADS:
+        group, kind = w.key.split("/")
+        groups.setdefault(group, []).append(kind.lower() + "s")
+    groups[""].append("pods/ephemeralcontainers")
+    return [{"apiGroups": [g], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": r}
+            for g, r in groups.items()]
+
+
+def render_validating_policy(config: Optional[KyvernoConfig] = None,
+                             failure_action: str = "Enforce") -> dict[str, Any]:
+    """The same policy as a `policies.kyverno.io/v1` ValidatingPolicy, for Kyverno >= 1.20 (where
+    ClusterPolicy is removed). Same variables and validations; the webhook namespaceSelector now comes
+    from the policy (kueue-managed, not serving), so no tenant-name matchCondition is needed.
+    Not deployed by the stack (Kyverno 1.18.1 keeps the ClusterPolicy).
+    """
+    config = config or KyvernoConfig()
+    cluster_policy = render_policy(config)
+    (rule,) = cluster_policy["spec"]["rules"]
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": POLICY_NAME, "annotations": {
+            k: v for k, v in cluster_policy["metadata"]["annotations"].items()
+            if k.startswith("policies.kyverno.io/") and k != "policies.kyverno.io/minversion"}},
+        "spec": {
+            "validationActions": ["Deny"] if failure_action == "Enforce" else ["Audit"],
+            "failurePolicy": "Fail",
+            "webhookConfiguration": {"timeoutSeconds": 10},
+            "evaluation": {"background": {"enabled": False}},
+            "autogen": {"podControllers": {"controllers": []}},
+            "matchConstraints": {
+                "resourceRules": _resource_rules(),
+                "namespaceSelector": {
+                    "matchLabels": {KUEUE_MANAGED_LABEL: "true"},
+                    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                          "values": list(OUT_OF_SCOPE_NAMESPACES)}],
+                },
+            },
+            "matchConditions": [c for c in cluster_policy["spec"]["webhookConfiguration"]["matchConditions"]
+                                if c["name"] != "tenant-namespace"],
+            "variables": rule["validate"]["cel"]["variables"],
+            "validations": rule["validate"]["cel"]["expressions"],
+        },
+    }
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -404,14 +456,22 @@ HEADER = (
 )
 
 
-def dump(policy: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(policy, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+def dump(policy: dict[str, Any], header: str = HEADER) -> str:
+    return header + yaml.dump(policy, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 def default_rendering() -> str:
     return dump(render_policy(KyvernoConfig()))
 
 
+def default_validating_policy_rendering() -> str:
+    return dump(render_validating_policy(KyvernoConfig()), HEADER.splitlines(keepends=True)[0]
+                + HEADER.splitlines(keepends=True)[1]
+                + "# The same policy as a ValidatingPolicy for Kyverno >= 1.20; not deployed with Kyverno 1.18.1.\n")
+
+
 if __name__ == "__main__":
     POLICY_FILE.write_text(default_rendering(), encoding="utf-8")
-    print(f"wrote {POLICY_FILE.relative_to(ROOT)}")
+    VALIDATING_POLICY_FILE.parent.mkdir(exist_ok=True)
+    VALIDATING_POLICY_FILE.write_text(default_validating_policy_rendering(), encoding="utf-8")
+    print(f"wrote {POLICY_FILE.relative_to(ROOT)} and {VALIDATING_POLICY_FILE.relative_to(ROOT)}")

@@ -424,3 +424,72 @@ def load_update_cases(path: Path) -> list[UpdateCase]:
 
 def discover_update_files(root: Path) -> list[Path]:
     return sorted(Path(root).rglob("update-cases.yaml"))
+
+
+# ------------------------------------------- ValidatingPolicy (policies.kyverno.io/v1)
+
+_VP_SPEC_KEYS = {"validationActions", "failurePolicy", "webhookConfiguration", "evaluation", "autogen",
+                 "matchConstraints", "matchConditions", "variables", "validations"}
+
+
+def check_validating_policy_supported(policy: dict) -> None:
+    """Supported: matchConstraints.resourceRules (apiGroups, apiVersions, operations, resources) and a
+    namespaceSelector with matchLabels / matchExpressions In|NotIn; matchConditions; variables;
+    validations (expression, message). Anything else raises."""
+    if policy.get("apiVersion") != "policies.kyverno.io/v1" or policy.get("kind") != "ValidatingPolicy":
+        raise UnsupportedPolicyError("only policies.kyverno.io/v1 ValidatingPolicy is supported here")
+    spec = policy["spec"]
+    _check_keys(spec, _VP_SPEC_KEYS, "spec")
+    if spec.get("autogen", {}).get("podControllers", {}).get("controllers", []) != []:
+        raise _unsupported("spec.autogen.podControllers", "controllers (autogen rules are not evaluated)")
+    mc = spec["matchConstraints"]
+    _check_keys(mc, {"resourceRules", "namespaceSelector"}, "spec.matchConstraints")
+    for i, r in enumerate(mc["resourceRules"]):
+        _check_keys(r, {"apiGroups", "apiVersions", "operations", "resources"}, f"spec.matchConstraints.resourceRules[{i}]")
+    sel = mc.get("namespaceSelector", {})
+    _check_keys(sel, {"matchLabels", "matchExpressions"}, "spec.matchConstraints.namespaceSelector")
+    for e in sel.get("matchExpressions", []):
+        if e.get("operator") not in ("In", "NotIn"):
+            raise _unsupported("spec.matchConstraints.namespaceSelector.matchExpressions", e.get("operator"))
+    for j, cond in enumerate(spec.get("matchConditions", [])):
+        _check_keys(cond, {"name", "expression"}, f"spec.matchConditions[{j}]")
+        compile_expr(cond["expression"], f"spec.matchConditions[{j}]")
+    for j, var in enumerate(spec.get("variables", [])):
+        _check_keys(var, {"name", "expression"}, f"spec.variables[{j}]")
+        compile_expr(var["expression"], f"spec.variables[{j}]")
+    for j, val in enumerate(spec["validations"]):
+        _check_keys(val, {"expression", "message"}, f"spec.validations[{j}]")
+        compile_expr(val["expression"], f"spec.validations[{j}]")
+
+
+def _plural(kind: str) -> str:
+    return kind.lower() + "s"  # true for every kind the project's policies match
+
+
+def evaluate_validating_policy(policy: dict, resource: dict, operation: str, username: str,
+                               ns_labels: dict, old: Any = _NO_OLD, subresource: str = "") -> Outcome:
+    check_validating_policy_supported(policy)
+    spec = policy["spec"]
+    group, _, _ = resource.get("apiVersion", "").rpartition("/")
+    resource_name = _plural(resource["kind"]) + (f"/{subresource}" if subresource else "")
+    rules = spec["matchConstraints"]["resourceRules"]
+    if not any(group in r["apiGroups"] and resource_name in r["resources"] and operation in r["operations"]
+               for r in rules):
+        return Outcome("skip", "matchConstraints.resourceRules")
+    namespace = resource.get("metadata", {}).get("namespace", "")
+    labels = {**ns_labels.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
+    sel = spec["matchConstraints"].get("namespaceSelector", {})
+    if not all(labels.get(k) == v for k, v in sel.get("matchLabels", {}).items()):
+        return Outcome("skip", "namespaceSelector")
+    for e in sel.get("matchExpressions", []):
+        inside = labels.get(e["key"]) in e["values"]
+        if inside != (e["operator"] == "In"):
+            return Outcome("skip", "namespaceSelector")
+    if old is _NO_OLD:
+        old = copy.deepcopy(resource) if operation == "UPDATE" else None
+    if not webhook_matches({"spec": {"webhookConfiguration": {"matchConditions": spec.get("matchConditions", [])}}},
+                           resource, operation, old, username, [], subresource):
+        return Outcome("skip", "matchConditions")
+    rule = {"name": policy["metadata"]["name"], "match": {"any": [{"resources": {}}]},
+            "validate": {"cel": {"variables": spec.get("variables", []), "expressions": spec["validations"]}}}
+    return evaluate_rule(rule, resource, operation, username, [], ns_labels, old=old, subresource=subresource)

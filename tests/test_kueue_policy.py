@@ -392,3 +392,51 @@ def test_every_expression_is_needed_by_some_case(index):
         if out.result != c.expected:
             broken.append(c.name)
     assert broken, f"no case notices when `{removed}` is dropped"
+
+
+# ------------------------------- ValidatingPolicy rendering (Kyverno >= 1.20)
+
+def _load_validating_policy() -> dict:
+    (policy,) = kyverno_cel.load_yaml_docs(kueue_policy.VALIDATING_POLICY_FILE)
+    return policy
+
+
+def test_validating_policy_folder_copy_is_the_default_rendering():
+    assert kueue_policy.VALIDATING_POLICY_FILE.read_text(encoding="utf-8") == \
+        kueue_policy.default_validating_policy_rendering(), (
+            f"{kueue_policy.VALIDATING_POLICY_FILE.relative_to(ROOT)} is stale: run "
+            ".venv/bin/python -m components.kueue_policy")
+
+
+def test_validating_policy_matches_its_crd_schema():
+    """Against the vendored policies.kyverno.io CRD (v1 is served from Kyverno 1.18.1 on)."""
+    crd = yaml.safe_load((ROOT / "vendor" / "kyverno" / "3.8.1" / "crds" /
+                          "policies.kyverno.io_validatingpolicies.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    errors = _schema_errors(version["schema"]["openAPIV3Schema"], _load_validating_policy())
+    assert not errors, "\n".join(errors)
+    broken = copy.deepcopy(_load_validating_policy())
+    broken["spec"]["failurePolicy"] = "Sometimes"
+    assert _schema_errors(version["schema"]["openAPIV3Schema"], broken), "schema check must detect errors"
+
+
+@pytest.mark.parametrize("suite,case", CASES)
+def test_validating_policy_decides_like_the_cluster_policy(suite, case):
+    resource = next(r for r in suite.resources
+                    if r["metadata"]["name"] == case.resource and r["kind"] == case.kind)
+    operation = suite.operations.get((case.policy, case.resource), "CREATE")
+    outcome = kyverno_cel.evaluate_validating_policy(_load_validating_policy(), resource, operation,
+                                                      suite.username, suite.namespace_labels)
+    assert outcome.result != "error", outcome.message
+    assert (outcome.result == "fail") == (case.expected == "fail"), (
+        f"ValidatingPolicy on {case.kind}/{case.resource} (user {suite.username}): {outcome.result}, "
+        f"ClusterPolicy case expects {case.expected}; {outcome.message}")
+
+
+@pytest.mark.parametrize("case", UPDATE_CASES)
+def test_validating_policy_decides_updates_like_the_cluster_policy(case):
+    outcome = kyverno_cel.evaluate_validating_policy(
+        _load_validating_policy(), case.object, case.operation, case.username, NS_LABELS,
+        old=case.old_object, subresource=case.subresource)
+    assert (outcome.result == "fail") == (case.expected == "fail"), (
+        f"ValidatingPolicy on update case {case.name}: {outcome.result}, expected {case.expected}")
