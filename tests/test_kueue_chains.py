@@ -346,3 +346,21 @@ def test_reference_kueue_setup_matches_the_policy():
     (cq,) = [d for d in _docs(ref / "platform" / "kueue-config") if d["kind"] == "ClusterQueue"]
     covered = {r for g in cq["spec"]["resourceGroups"] for r in g["coveredResources"]}
     assert "nvidia.com/gpu" in covered and "nvidia.com/gpu" in KyvernoConfig().accelerator_resources
+
+
+def test_no_matched_kind_is_hidden_by_resource_filters(resource_filters):
+    """A kind the chart filters would be admitted unevaluated: none of the policy's kinds may be."""
+    for w in kueue_policy.WORKLOADS:
+        group, kind = w.key.split("/")
+        obj = {"apiVersion": f"{group}/v1" if group else "v1", "kind": kind,
+               "metadata": {"name": "x", "namespace": "team-a"}}
+        assert not filtered(resource_filters, obj), f"{kind} is in the chart's resourceFilters"
+    assert not filtered(resource_filters, {"kind": "Pod", "metadata": {"name": "x", "namespace": "team-a"}},
+                        "ephemeralcontainers")
+
+
+def test_verify_namespace_prefix_matches_the_tenant_condition():
+    """tools/verify.py's throwaway namespace must pass the webhook's tenant-namespace condition."""
+    text = (ROOT / "tools" / "verify.py").read_text()
+    assert f'"{kueue_policy.VERIFY_NAMESPACE_PREFIX}' in text or f"f\"{kueue_policy.VERIFY_NAMESPACE_PREFIX}" in text, (
+        "tools/verify.py no longer names its namespace with VERIFY_NAMESPACE_PREFIX")
