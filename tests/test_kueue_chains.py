@@ -364,3 +364,17 @@ def test_verify_namespace_prefix_matches_the_tenant_condition():
     text = (ROOT / "tools" / "verify.py").read_text()
     assert f'"{kueue_policy.VERIFY_NAMESPACE_PREFIX}' in text or f"f\"{kueue_policy.VERIFY_NAMESPACE_PREFIX}" in text, (
         "tools/verify.py no longer names its namespace with VERIFY_NAMESPACE_PREFIX")
+
+
+def test_reference_serving_workloads_are_out_of_scope(policy, resource_filters):
+    """The platform's own GPU model servers (serving, kserve, llm-d) never depend on SR2."""
+    ref = _reference()
+    docs = [d for d in _docs(ref / "serving") if isinstance(d.get("metadata"), dict)]
+    gpu = [d for d in docs if "nvidia.com/gpu" in yaml.safe_dump(d)]
+    assert gpu, "expected GPU model servers in the reference serving manifests"
+    for doc in docs:
+        ok, why = admit(policy, resource_filters, _create(TENANT, doc))
+        assert ok, f"reference {doc['kind']}/{doc['metadata'].get('name')} denied: {why}"
+    for doc in gpu:
+        assert not kyverno_cel.webhook_matches(policy, doc, "CREATE"), (
+            f"reference {doc['kind']}/{doc['metadata'].get('name')} would wait for Kyverno")
