@@ -422,8 +422,80 @@ class NetworkPolicyConfig(_Model):
 # ---------------------------------------------------------------- SR2
 
 
+_SA_USER = re.compile(r"^system:serviceaccount:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$")
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+# Operator namespaces a tenant may never be named after: a service account there could carry the
+# user name of a trusted controller (require-kueue-queue-name trusts controllers by user name).
+# The namespaces of every configured `kyverno.trustedControllers` identity are refused as well.
+OPERATOR_NAMESPACES = frozenset(
+    {"kuberay-system", "jobset-system", "lws-system", "kueue-system", "kubeflow", "kubeflow-system",
+     "mpi-operator", "appwrapper-system"}
+)
+
+
+class TrustedControllers(_Model):
+    """Request user names of the controllers the SR2 policy trusts to create children of Kueue workloads."""
+
+    job: str = "system:serviceaccount:kube-system:job-controller"
+    """kube-controller-manager's Job controller (Pods of a Job)."""
+    cron_job: str = "system:serviceaccount:kube-system:cronjob-controller"
+    """kube-controller-manager's CronJob controller (Jobs of a CronJob; they still need the queue label)."""
+    replica_set: str = "system:serviceaccount:kube-system:replicaset-controller"
+    """kube-controller-manager's ReplicaSet controller (Pods of a ReplicaSet; they still need the queue label)."""
+    stateful_set: str = "system:serviceaccount:kube-system:statefulset-controller"
+    """kube-controller-manager's StatefulSet controller (Pods of a StatefulSet)."""
+    kueue: str = "system:serviceaccount:kueue-system:kueue-controller-manager"
+    """Kueue's controller: the only identity that may lift the admission gate or unsuspend a top-level workload."""
+    kuberay: str = "system:serviceaccount:kuberay-system:kuberay-operator"
+    """KubeRay operator (RayCluster and submitter Job of a RayJob, Pods of a RayCluster)."""
+    jobset: str = "system:serviceaccount:jobset-system:jobset-controller-manager"
+    """JobSet controller (Jobs of a JobSet)."""
+    lws: str = "system:serviceaccount:lws-system:lws-controller-manager"
+    """LeaderWorkerSet controller (leader and worker StatefulSets)."""
+    kubeflow_training: str = "system:serviceaccount:kubeflow:training-operator"
+    """Kubeflow training-operator v1 (Pods of PyTorchJob, MPIJob v1, TFJob, XGBoostJob, PaddleJob, JAXJob)."""
+    mpi_operator: str = "system:serviceaccount:mpi-operator:mpi-operator"
+    """MPI operator v2 (launcher Job and worker Pods of an MPIJob v2beta1)."""
+    trainer: str = "system:serviceaccount:kubeflow-system:kubeflow-trainer-controller-manager"
+    """Kubeflow Trainer v2 (the JobSet of a TrainJob)."""
+    appwrapper: str = "system:serviceaccount:appwrapper-system:appwrapper-controller-manager"
+    """AppWrapper controller (the components of an AppWrapper)."""
+
+    @field_validator("*")
+    @classmethod
+    def _sa(cls, v: str, info: ValidationInfo) -> str:
+        if not _SA_USER.match(v):
+            raise ValueError(
+                f"{v!r} is not a service account user name; write it like "
+                "system:serviceaccount:<namespace>:<service-account>"
+            )
+        return v
+
+    def namespaces(self) -> set[str]:
+        """Namespaces of all trusted identities."""
+        return {_SA_USER.match(v).group(1) for v in self.model_dump().values()}
+
+
 class KyvernoConfig(_Model):
     """SR2 admission engine and policy (active with `security: true`)."""
+
+    accelerator_resources: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu", "google.com/tpu"])
+    """Extended resources that only Kueue-admitted workloads may request (GKE: NVIDIA GPUs and TPUs); the guardrail catalog uses the same list."""
+    trusted_controllers: TrustedControllers = Field(default_factory=TrustedControllers)
+    """Controller identities trusted to create children of Kueue workloads, and Kueue's own identity."""
+    resource_claims_through_kueue: bool = False
+    """DRA claims (`resourceClaims`) are admitted only with a queue label (Kueue configured for DRA); default: denied."""
+
+    @field_validator("accelerator_resources")
+    @classmethod
+    def _accelerators(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one accelerator resource, e.g. nvidia.com/gpu")
+        for r in v:
+            if not _RESOURCE_NAME.match(r):
+                raise ValueError(f"{r!r} is not an extended resource name; write it like nvidia.com/gpu")
+        return _no_duplicates(v, "accelerator resource")
 
     failure_action: Literal["Enforce", "Audit"] = "Enforce"
     """Enforce rejects offending workloads; Audit only reports them."""
@@ -431,8 +503,6 @@ class KyvernoConfig(_Model):
     """Admission controller replicas; 3+ gives a PodDisruptionBudget and zone spread."""
     create_tenant_namespaces: bool = False
     """Create tenant namespaces that do not exist yet (default: only label existing ones)."""
-    accelerator_resources: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu", "google.com/tpu"])
-    """Extended resources that are accelerators (shared by SR2 and the guardrail catalog)."""
 
 
 # ---------------------------------------------------------------- guardrail catalog
@@ -844,6 +914,18 @@ class StackConfig(_Model):
                 raise ValueError(
                     f"tenant {t!r} is also listed in networkPolicy.protectedNamespaces/allowedFrom; a tenant "
                     "namespace must be neither protected nor trusted by SR1: rename the tenant or fix the list"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _reserved_tenants(self) -> "StackConfig":
+        reserved = OPERATOR_NAMESPACES | self.kyverno.trusted_controllers.namespaces()
+        for i, t in enumerate(self.tenants):
+            if t in reserved:
+                raise ValueError(
+                    f"`tenants[{i}]` ({t!r}) is an operator namespace: a service account there could "
+                    "pass as a controller the SR2 policy trusts; choose another tenant name "
+                    f"(reserved: {', '.join(sorted(reserved))})"
                 )
         return self
 

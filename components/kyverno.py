@@ -21,6 +21,7 @@ import yaml
 
 from components.cluster import ClusterAccess
 from components.config import KyvernoConfig
+from components.kueue_policy import render_policy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = "kyverno"
@@ -62,14 +63,13 @@ def crd_manifests() -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def policy_manifests(failure_action: str) -> list[dict[str, Any]]:
-    """The platform's ClusterPolicies from policies/kyverno/, with this stack's failure action."""
-    out = []
-    for rel in POLICY_FILES:
-        with (POLICY_DIR / rel).open(encoding="utf-8") as fh:
-            policy = yaml.safe_load(fh)
-        out.append(with_failure_action(policy, failure_action))
-    return out
+def policy_manifests(config: KyvernoConfig, tenants: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """The platform's ClusterPolicies for this stack: rendered from config (accelerators, trusted
+    controllers, tenant namespaces for the webhook's matchConditions), with its failure action.
+
+    policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
+    """
+    return [with_failure_action(render_policy(config, tenants), config.failure_action)]
 
 
 def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
@@ -155,6 +155,8 @@ class KyvernoArgs:
     """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
     policy_exceptions: bool = False
     """Enable Kyverno PolicyExceptions (namespace kyverno); the guardrail catalog uses them."""
+    tenants: Optional[list[str]] = None
+    """Tenant namespaces: the policy's webhook only calls Kyverno for requests in them (matchConditions)."""
 
 
 class Kyverno(pulumi.ComponentResource):
@@ -230,14 +232,14 @@ class Kyverno(pulumi.ComponentResource):
                 spec=policy["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
-            for policy in policy_manifests(args.config.failure_action)
+            for policy in policy_manifests(args.config, args.tenants)
         ]
 
         self.register_outputs(
             {
                 "chartVersion": CHART_VERSION,
                 "crds": len(self.crds),
-                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config.failure_action)],
+                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config, args.tenants)],
                 "failureAction": args.config.failure_action,
             }
         )

@@ -44,6 +44,7 @@ class Security(pulumi.ComponentResource):
                 access=args.access,
                 extra_depends_on=args.depends_on,
                 policy_exceptions=s.guardrails.enabled,
+                tenants=list(s.tenants),
             ),
             opts=child,
         )

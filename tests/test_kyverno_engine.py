@@ -178,6 +178,19 @@ def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     assert rendered["metadata"]["annotations"] == source["metadata"]["annotations"]
 
 
+def test_stack_policy_webhook_is_scoped_to_the_stack_tenants(prod, dev):
+    """Blast radius: the policy's fine-grained webhook only calls Kyverno for the stack's tenants."""
+    from components import kueue_policy
+
+    for records, tenants in ((prod, ["team-a", "team-b", "team-c"]), (dev, ["team-a"])):
+        spec = sr2(records)[4][0].inputs["spec"]
+        conditions = {c["name"]: c["expression"] for c in spec["webhookConfiguration"]["matchConditions"]}
+        assert set(conditions) == {"tenant-namespace", "accelerator-request"}, conditions
+        assert f"request.namespace in {tenants!r}" in conditions["tenant-namespace"].replace('"', "'"), conditions
+        expected = kueue_policy.render_policy(kyverno.KyvernoConfig(), tenants)["spec"]["webhookConfiguration"]
+        assert spec["webhookConfiguration"] == expected
+
+
 def test_tenants_are_labelled(prod, dev):
     patches = by_type(prod, "kubernetes:core/v1:NamespacePatch")
     assert sorted(p.inputs["metadata"]["name"] for p in patches) == ["team-a", "team-b", "team-c"]
