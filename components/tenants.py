@@ -24,6 +24,9 @@ class TenantNamespacesArgs:
     """Tenant namespace names (validated DNS-1123 labels)."""
     create_missing: bool = False
     """Create the namespaces instead of patching existing ones."""
+    adopting_provider: Optional[pulumi.ProviderResource] = None
+    """Provider with ``upsertExistingObjects`` used with ``create_missing``: a tenant namespace that
+    already exists is adopted instead of failing the create with AlreadyExists."""
 
 
 class TenantNamespaces(pulumi.ComponentResource):
@@ -31,7 +34,8 @@ class TenantNamespaces(pulumi.ComponentResource):
 
     Existing namespaces are patched server-side (only our label is owned; removing the stack
     removes the label, never the namespace). With ``create_missing`` the namespaces are created
-    and retained on delete, so turning security off never deletes a tenant's workloads.
+    or adopted when they exist (the adopting provider), and retained on delete, so turning
+    security off never deletes a tenant's workloads.
     """
 
     def __init__(self, name: str, args: TenantNamespacesArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -42,7 +46,9 @@ class TenantNamespaces(pulumi.ComponentResource):
                 ns: pulumi.CustomResource = k8s.core.v1.Namespace(
                     f"tenant-{tenant}",
                     metadata=tenant_metadata(tenant),
-                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, retain_on_delete=True, provider=args.adopting_provider
+                    ),
                 )
             else:
                 ns = k8s.core.v1.NamespacePatch(

@@ -78,14 +78,30 @@ def test_dev_without_deletion_protection_is_not_protected(stacks):
     assert not cluster.protect and cluster.inputs["deletionProtection"] is False
 
 
+def providers(records):
+    """(strict provider, adopting provider) of a stack."""
+    found = of_type(records, "pulumi:providers:kubernetes")
+    strict = [p for p in found if "upsertExistingObjects" not in p.inputs]
+    adopting = [p for p in found if p.inputs.get("upsertExistingObjects") == "true"]
+    assert len(strict) == 1 and len(adopting) == 1 and len(found) == 2, f"one strict + one adopting provider, got {[p.name for p in found]}"
+    return strict[0], adopting[0]
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_kubernetes_resource_uses_the_one_provider(stacks, stack):
     records = stacks[stack]
-    provider = one(records, "pulumi:providers:kubernetes")
-    assert provider.inputs["enableServerSideApply"] == "true", "server-side apply must be explicitly on"
+    provider, adopting = providers(records)
+    for p in (provider, adopting):
+        assert p.inputs["enableServerSideApply"] == "true", f"{p.name}: server-side apply must be explicitly on"
+        assert p.inputs["kubeconfig"] == provider.inputs["kubeconfig"], f"{p.name}: same cluster"
     k8s = [r for r in records if r.custom and r.type.startswith("kubernetes:")]
     assert k8s, "the stack must create Kubernetes resources"
     for r in k8s:
+        if r.provider.startswith(adopting.urn + "::"):
+            assert r.type == "kubernetes:core/v1:Namespace" and r.retain_on_delete, (
+                f"{r.type} {r.name}: only retained namespaces may be adopted (upsert), never other objects"
+            )
+            continue
         assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name} must use provider {provider.name}, got {r.provider}"
 
 
@@ -102,10 +118,11 @@ def test_existing_cluster_creates_no_gke_resources():
         },
     )
     assert [r for r in records if r.type.startswith("gcp:")] == [], "existingCluster: no GKE resources"
-    provider = one(records, "pulumi:providers:kubernetes")
-    assert provider.inputs["context"] == "platform-team"
-    assert provider.inputs["kubeconfig"] == "/etc/platform/kubeconfig"
-    cleanup = one(records, "command:local:Command").inputs["environment"]
+    provider, adopting = providers(records)
+    for p in (provider, adopting):
+        assert p.inputs["context"] == "platform-team"
+        assert p.inputs["kubeconfig"] == "/etc/platform/kubeconfig"
+    cleanup = one(records, "command:local:Command", "kyverno-webhook-cleanup").inputs["environment"]
     assert cleanup == {"KUBE_CONTEXT": "platform-team", "KUBECONFIG": "/etc/platform/kubeconfig"}, (
         "the destroy-time cleanup must reach the same existing cluster"
     )

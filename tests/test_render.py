@@ -48,7 +48,8 @@ def test_render_writes_kubernetes_objects_and_cloud_resources(prod_render):
     assert "Namespace._cluster.kyverno.yaml" in k8s
     assert "ClusterPolicy._cluster.require-kueue-queue-name.yaml" in k8s
     assert sum(n.startswith("CustomResourceDefinition.") for n in k8s) == 22
-    assert "Namespace._cluster.team-a.patch.yaml" in k8s, "existing tenant namespaces are patched, not created"
+    assert "Namespace._cluster.team-a.yaml" in k8s, "the stack creates the cluster: tenant namespaces are created (or adopted)"
+    assert {"Namespace._cluster.serving.yaml", "Namespace._cluster.inference.yaml"} <= set(k8s), "SR1 namespaces are owned"
     release = yaml.safe_load((out / "cloud" / "kubernetes_helm.sh_v3_Release.kyverno.yaml").read_text())
     assert release["inputs"]["version"] == "3.8.1"
     for name in k8s:
