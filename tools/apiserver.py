@@ -17,6 +17,10 @@ what a real first ``pulumi up`` would fail on:
   engine to make it Ready), a NetworkPolicy on a cluster the stack creates that does not depend
   on the GKE cluster with Dataplane V2 (the enforcer), and — private nodes — a Helm release
   that does not depend on a Cloud NAT unless the config says egress exists (image pulls);
+* **ready**: a Kyverno policy without ``pulumi.com/waitFor: condition=Ready`` (``up`` would report
+  success before the policy enforces anything);
+* **path**: a command whose ``KUBECONFIG`` is not an absolute, expanded path (kubectl expands
+  neither ``~`` nor ``$VAR`` in it);
 * **unknown**: an object whose apiVersion, kind, name or namespace is unknown (preview of a new
   stack): the engine and provider could not tell which object it is.
 
@@ -233,6 +237,13 @@ def check(
     for r in records:
         if not r.custom:
             continue
+        if r.type == "command:local:Command":
+            path = (r.inputs.get("environment") or {}).get("KUBECONFIG")
+            if path not in (None, UNKNOWN) and any(
+                not part.startswith("/") or "~" in part or "$" in part for part in path.split(":")
+            ):
+                refusals.append(Refusal("path", _label(r), f"KUBECONFIG={path!r}: kubectl expands neither ~ nor $VAR; use an absolute path"))
+            continue
         if r.type == "kubernetes:helm.sh/v3:Release":
             ns = r.inputs.get("namespace") or "default"
             if not r.inputs.get("createNamespace"):
@@ -273,6 +284,11 @@ def check(
             if not any(a.type == "kubernetes:helm.sh/v3:Release" and a.inputs.get("chart") == KYVERNO_CHART for a in ancestors(r)):
                 refusals.append(
                     Refusal("engine", _label(r), "a Kyverno policy that does not depend on the Kyverno release: no engine to serve or make it Ready")
+                )
+            annotations = (r.inputs.get("metadata") or {}).get("annotations") or {}
+            if key.kind in ("ClusterPolicy", "Policy") and annotations.get("pulumi.com/waitFor") != "condition=Ready":
+                refusals.append(
+                    Refusal("ready", _label(r), "no pulumi.com/waitFor: condition=Ready: `up` succeeds before the policy enforces")
                 )
         if key.kind == "NetworkPolicy" and creates_cluster:
             if not any(
