@@ -1,7 +1,8 @@
 """SR2: the Kyverno admission engine (chart 3.8.1) and the platform's ClusterPolicies.
 
-Order on create: namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm release
-(waits for the admission controller) -> policies. Destroy runs it backwards, so the
+Order on create: preflight (refuses a cluster where another Kyverno owns the namespace or
+CRDs) -> namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm release (waits for
+the admission controller) -> policies (the `up` waits until each is Ready). Destroy runs it backwards, so the
 policies go first, then Kyverno, then the guard deletes any webhook configuration Kyverno
 left behind (kyverno/kyverno#16492), then the CRDs. See docs/decisions/0001-kyverno-install.md.
 """
