@@ -383,3 +383,41 @@ def test_model_refuses_two_creates_of_the_same_object(runs):
     dup = dataclasses.replace(ns, name="kyverno-again", urn=ns.urn + "-again")
     refusals = strict(records + [dup], "dev")
     assert [x.rule for x in refusals] == ["exists"] and "also created by" in refusals[0].message, refusals
+
+
+# ---------------------------------------------------------------- item 4: CI reaches the API server
+
+
+def ci_reach_problem(cluster_cfg, runs_on):
+    """Why a workflow on `runs_on` could not reach the stack's API server (None: it can)."""
+    if cluster_cfg.control_plane_access == "dns":
+        return None  # DNS endpoint: reachable from anywhere, authorised by IAM (container.clusters.connect)
+    if not cluster_cfg.authorized_networks:
+        return None  # public IP endpoint without a restriction list
+    if runs_on.startswith("ubuntu-") or runs_on.startswith("windows-") or runs_on.startswith("macos-"):
+        return (
+            f"IP endpoint limited to {[n.cidr for n in cluster_cfg.authorized_networks]}, but GitHub-hosted "
+            f"runners ({runs_on}) have no fixed address: use controlPlaneAccess: dns or self-hosted runners"
+        )
+    return None
+
+
+def _deploy_runners():
+    import yaml
+
+    workflow = yaml.safe_load((mockrun.ROOT / ".github" / "workflows" / "deploy.yaml").read_text())
+    return {job.get("environment"): job["runs-on"] for job in workflow["jobs"].values() if job.get("environment")}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_ci_can_reach_every_stack_api_server(stack):
+    runs_on = _deploy_runners()[stack]
+    problem = ci_reach_problem(settings(stack).cluster, runs_on)
+    assert problem is None, f"deploy job of {stack}: {problem}"
+
+
+def test_old_behaviour_ip_endpoint_behind_fixed_ranges_is_refused_for_hosted_runners():
+    cfg = json.loads(mockrun.stack_config("prod")["llm-platform:cluster"])
+    old = settings("prod", {"llm-platform:cluster": {**cfg, "controlPlaneAccess": "ip"}}).cluster
+    problem = ci_reach_problem(old, _deploy_runners()["prod"])
+    assert problem and "GitHub-hosted" in problem, "prod's old IP endpoint behind two fixed ranges must be refused"
