@@ -421,3 +421,12 @@ def test_old_behaviour_ip_endpoint_behind_fixed_ranges_is_refused_for_hosted_run
     old = settings("prod", {"llm-platform:cluster": {**cfg, "controlPlaneAccess": "ip"}}).cluster
     problem = ci_reach_problem(old, _deploy_runners()["prod"])
     assert problem and "GitHub-hosted" in problem, "prod's old IP endpoint behind two fixed ranges must be refused"
+
+
+def test_preflight_recognises_the_namespace_this_stack_creates(runs):
+    # A re-run (the command's inputs changed) must pass on our own install: the label it looks for
+    # is the one the kyverno namespace carries.
+    key, value = kyverno.OWNED_LABEL.split("=")
+    ns = named(runs[("prod", False)], "kyverno", "kubernetes:core/v1:Namespace")
+    assert ns.inputs["metadata"]["labels"][key] == value, "kyverno namespace must carry the preflight's owner label"
+    assert f"-l {kyverno.OWNED_LABEL}" in kyverno.FOREIGN_KYVERNO_PREFLIGHT
