@@ -356,7 +356,8 @@ def kubernetes_provider(
         kubeconfig=kubeconfig,
         context=context,
         enable_server_side_apply=True,
-        upsert_existing_objects=upsert_existing_objects or None,
+        # Explicit, so PULUMI_K8S_UPSERT_EXISTING_OBJECTS in the environment cannot turn it on.
+        upsert_existing_objects=upsert_existing_objects,
         opts=opts,
     )
 

@@ -185,7 +185,7 @@ def test_old_behaviour_create_of_an_existing_tenant_namespace_is_refused(runs):
     # Before: createTenantNamespaces created the namespace through the strict provider.
     records = runs[("dev", False)]
     strict_provider = next(
-        r for r in of_type(records, "pulumi:providers:kubernetes") if "upsertExistingObjects" not in r.inputs
+        r for r in of_type(records, "pulumi:providers:kubernetes") if r.inputs.get("upsertExistingObjects") == "false"
     )
     tenant = named(records, "tenant-team-a")
     old = dataclasses.replace(tenant, provider=f"{strict_provider.urn}::{strict_provider.name}-id")

@@ -81,7 +81,7 @@ def test_dev_without_deletion_protection_is_not_protected(stacks):
 def providers(records):
     """(strict provider, adopting provider) of a stack."""
     found = of_type(records, "pulumi:providers:kubernetes")
-    strict = [p for p in found if "upsertExistingObjects" not in p.inputs]
+    strict = [p for p in found if p.inputs.get("upsertExistingObjects") == "false"]
     adopting = [p for p in found if p.inputs.get("upsertExistingObjects") == "true"]
     assert len(strict) == 1 and len(adopting) == 1 and len(found) == 2, f"one strict + one adopting provider, got {[p.name for p in found]}"
     return strict[0], adopting[0]
