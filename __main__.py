@@ -3,7 +3,14 @@
 import pulumi
 
 from components import config
-from components.cluster import ClusterAccess, GkeCluster, GkeClusterArgs, existing_cluster_provider
+from components.cluster import (
+    ClusterAccess,
+    GkeCluster,
+    GkeClusterArgs,
+    existing_cluster_adopting_provider,
+    existing_cluster_provider,
+)
+from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs, written_namespaces
 
 # 1. Typed config, validated before anything is registered.
 try:
@@ -16,6 +23,7 @@ cluster_deps: list[pulumi.Resource] = []
 if settings.cluster is not None:
     gke = GkeCluster("gke", GkeClusterArgs(config=settings.cluster, project=settings.gcp_project))
     provider = gke.provider
+    adopting_provider = gke.adopting_provider
     access = ClusterAccess(kubeconfig=gke.kubeconfig)
     cluster_deps = gke.ready
     pulumi.export("clusterName", gke.cluster.name)
@@ -23,17 +31,32 @@ if settings.cluster is not None:
     pulumi.export("kubeconfig", gke.kubeconfig)
 else:
     provider = existing_cluster_provider(settings.existing_cluster)
+    adopting_provider = existing_cluster_adopting_provider(settings.existing_cluster)
     access = ClusterAccess(
         context=settings.existing_cluster.context, kubeconfig_path=settings.existing_cluster.kubeconfig
     )
 
-# 3. The security capability group plugs in here, and only here.
+# 3. The namespaces the stack writes into: created when missing, adopted when present, retained.
+namespaces = PlatformNamespaces(
+    "namespaces",
+    PlatformNamespacesArgs(
+        names=written_namespaces(settings), adopting_provider=adopting_provider, depends_on=cluster_deps
+    ),
+)
+
+# 4. The security capability group plugs in here, and only here.
 pulumi.export("security", settings.security)
 if settings.security:
     from components.security import Security, SecurityArgs
 
     Security(
         "security",
-        SecurityArgs(settings=settings, access=access, depends_on=cluster_deps),
+        SecurityArgs(
+            settings=settings,
+            access=access,
+            depends_on=cluster_deps,
+            namespaces=namespaces.by_name,
+            adopting_provider=adopting_provider,
+        ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -14,6 +15,11 @@ from components.config import ClusterConfig, ExistingCluster, NodePool
 # Kyverno (and other admission webhooks) listen on 9443; GKE's default firewall lets the
 # private control plane reach nodes on 443 and 10250 only.
 WEBHOOK_PORTS = ["9443"]
+
+# What the node service account the stack creates may do: GKE's least-privilege node role
+# (logging, monitoring, metadata writes). Add roles/artifactregistry.reader on the registry
+# that holds private images.
+NODE_ROLES = ["roles/container.defaultNodeServiceAccount"]
 
 
 @dataclass
@@ -47,15 +53,46 @@ def replacement_guard(config: ClusterConfig) -> bool:
     return config.deletion_protection and not config.allow_replacement
 
 
-def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
-    """A kubeconfig that authenticates with gke-gcloud-auth-plugin (no static credentials)."""
+def dns_endpoint(endpoints_config: Any) -> pulumi.Input[str]:
+    """The cluster's DNS endpoint from ``control_plane_endpoints_config``.
+
+    The input half of that object is known during a preview of a new cluster, the endpoint is
+    not: then the result is unknown (never a kubeconfig with an empty server).
+    """
+    endpoint = ((endpoints_config or {}).get("dns_endpoint_config") or {}).get("endpoint")
+    if endpoint:
+        return endpoint
+    if pulumi.runtime.is_dry_run():
+        return unknown_output()
+    raise ValueError("GKE returned no DNS endpoint for a cluster with controlPlaneAccess: dns")
+
+
+def unknown_output() -> pulumi.Output[Any]:
+    """An Output whose value is not known yet (what the engine gives a preview for computed values)."""
+    loop = asyncio.get_event_loop()
+    value, known = loop.create_future(), loop.create_future()
+    value.set_result(None)
+    known.set_result(False)
+    return pulumi.Output(set(), value, known)
+
+
+def node_account_id(cluster_name: str) -> str:
+    """Account id of the node service account the stack creates (6-30 chars)."""
+    return f"{cluster_name[:24].rstrip('-')}-nodes"
+
+
+def kubeconfig(name: str, endpoint: str, ca_certificate: Optional[str]) -> str:
+    """A kubeconfig that authenticates with gke-gcloud-auth-plugin (no static credentials).
+
+    ``ca_certificate`` None: the DNS-based endpoint, whose certificate is publicly trusted.
+    """
+    ca = f"\n    certificate-authority-data: {ca_certificate}" if ca_certificate else ""
     return f"""apiVersion: v1
 kind: Config
 clusters:
 - name: {name}
   cluster:
-    server: https://{endpoint}
-    certificate-authority-data: {ca_certificate}
+    server: https://{endpoint}{ca}
 contexts:
 - name: {name}
   context:
@@ -80,6 +117,7 @@ class GkeCluster(pulumi.ComponentResource):
     node_pools: list[gcp.container.NodePool]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+    adopting_provider: k8s.Provider
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -124,6 +162,15 @@ class GkeCluster(pulumi.ComponentResource):
                 if cfg.authorized_networks
                 else None
             ),
+            control_plane_endpoints_config=(
+                gcp.container.ClusterControlPlaneEndpointsConfigArgs(
+                    dns_endpoint_config=gcp.container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+                        allow_external_traffic=True
+                    )
+                )
+                if cfg.control_plane_access == "dns"
+                else None
+            ),
             enable_shielded_nodes=True,
             remove_default_node_pool=True,
             initial_node_count=1,
@@ -131,9 +178,66 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
 
-        self.node_pools = [self._node_pool(cfg, pool, node_tag, protect) for pool in cfg.node_pools]
+        # Least-privilege node identity instead of the default Compute Engine service account.
+        sa_deps: list[pulumi.Resource] = []
+        if cfg.node_service_account:
+            self.node_service_account: pulumi.Input[str] = cfg.node_service_account
+        else:
+            account = gcp.serviceaccount.Account(
+                f"{cfg.name}-nodes",
+                project=args.project,
+                account_id=node_account_id(cfg.name),
+                display_name=f"GKE nodes of {cfg.name}",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            sa_deps = [account] + [
+                gcp.projects.IAMMember(
+                    f"{cfg.name}-nodes-{role.rsplit('.', 1)[-1]}",
+                    project=args.project,
+                    role=role,
+                    member=account.member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                for role in NODE_ROLES
+            ]
+            self.node_service_account = account.email
 
-        children: list[pulumi.Resource] = [self.cluster, *self.node_pools]
+        self.node_pools = [self._node_pool(cfg, pool, node_tag, protect, sa_deps) for pool in cfg.node_pools]
+
+        children: list[pulumi.Resource] = [self.cluster, *sa_deps, *self.node_pools]
+        if cfg.nat:
+            # Private nodes have no external IPs: images (Kyverno, hook jobs) are pulled through NAT.
+            router = gcp.compute.Router(
+                f"{cfg.name}-router",
+                name=f"{cfg.name}-router",
+                project=args.project,
+                region=cfg.region,
+                network=cfg.network,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            nat = gcp.compute.RouterNat(
+                f"{cfg.name}-nat",
+                name=f"{cfg.name}-nat",
+                project=args.project,
+                region=cfg.region,
+                router=router.name,
+                nat_ip_allocate_option="AUTO_ONLY",
+                source_subnetwork_ip_ranges_to_nat=(
+                    "LIST_OF_SUBNETWORKS" if cfg.subnetwork else "ALL_SUBNETWORKS_ALL_IP_RANGES"
+                ),
+                subnetworks=(
+                    [
+                        gcp.compute.RouterNatSubnetworkArgs(
+                            name=cfg.subnetwork, source_ip_ranges_to_nats=["ALL_IP_RANGES"]
+                        )
+                    ]
+                    if cfg.subnetwork
+                    else None
+                ),
+                log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            children += [router, nat]
         if cfg.private_nodes:
             children.append(
                 gcp.compute.Firewall(
@@ -149,16 +253,30 @@ class GkeCluster(pulumi.ComponentResource):
                 )
             )
 
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
-                lambda a: kubeconfig(a[0], a[1], a[2]["cluster_ca_certificate"])
+        if cfg.control_plane_access == "dns":
+            # As `gcloud container clusters get-credentials --dns-endpoint` writes it: the DNS
+            # endpoint serves a publicly trusted certificate, access is decided by IAM.
+            endpoint = self.cluster.control_plane_endpoints_config.apply(dns_endpoint)
+            self.kubeconfig = pulumi.Output.secret(
+                pulumi.Output.all(self.cluster.name, endpoint).apply(lambda a: kubeconfig(a[0], a[1], None))
             )
-        )
+        else:
+            self.kubeconfig = pulumi.Output.secret(
+                pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
+                    lambda a: kubeconfig(a[0], a[1], a[2]["cluster_ca_certificate"])
+                )
+            )
         # Everything Kubernetes workloads need from the cloud side before they are installed.
         self.ready: list[pulumi.Resource] = children
         self.provider = kubernetes_provider(
             f"{cfg.name}-k8s",
             kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=children),
+        )
+        self.adopting_provider = kubernetes_provider(
+            f"{cfg.name}-k8s-adopt",
+            kubeconfig=self.kubeconfig,
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=children),
         )
         self.register_outputs(
@@ -170,7 +288,9 @@ class GkeCluster(pulumi.ComponentResource):
             }
         )
 
-    def _node_pool(self, cfg: ClusterConfig, pool: NodePool, node_tag: str, protect: bool) -> gcp.container.NodePool:
+    def _node_pool(
+        self, cfg: ClusterConfig, pool: NodePool, node_tag: str, protect: bool, sa_deps: list[pulumi.Resource]
+    ) -> gcp.container.NodePool:
         accelerators = None
         if pool.gpu:
             accelerators = [
@@ -187,6 +307,7 @@ class GkeCluster(pulumi.ComponentResource):
             name=pool.name,
             cluster=self.cluster.id,
             location=cfg.location,
+            node_locations=pool.node_locations or None,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
                 min_node_count=pool.min_nodes, max_node_count=pool.max_nodes
             ),
@@ -208,9 +329,12 @@ class GkeCluster(pulumi.ComponentResource):
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
                     enable_secure_boot=True, enable_integrity_monitoring=True
                 ),
+                # Google's recommendation: the broad scope, with access decided by the node
+                # service account's IAM roles (least privilege, see NODE_ROLES).
+                service_account=self.node_service_account,
                 oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=sa_deps),
         )
 
 
@@ -219,14 +343,21 @@ def kubernetes_provider(
     *,
     kubeconfig: Optional[pulumi.Input[str]] = None,
     context: Optional[str] = None,
+    upsert_existing_objects: bool = False,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> k8s.Provider:
-    """The one Kubernetes provider every Kubernetes resource uses (server-side apply, explicitly)."""
+    """The Kubernetes provider (server-side apply, explicitly).
+
+    Every Kubernetes resource uses the strict one (a create of an existing object fails);
+    only the namespaces the stack adopts use the one with ``upsert_existing_objects``.
+    """
     return k8s.Provider(
         name,
         kubeconfig=kubeconfig,
         context=context,
         enable_server_side_apply=True,
+        # Explicit, so PULUMI_K8S_UPSERT_EXISTING_OBJECTS in the environment cannot turn it on.
+        upsert_existing_objects=upsert_existing_objects,
         opts=opts,
     )
 
@@ -235,3 +366,10 @@ def existing_cluster_provider(config: ExistingCluster) -> k8s.Provider:
     """Provider for a cluster someone else manages: no GKE resources are created."""
     # The provider accepts a kubeconfig path as well as its contents; None means $KUBECONFIG.
     return kubernetes_provider("existing-cluster", kubeconfig=config.kubeconfig, context=config.context)
+
+
+def existing_cluster_adopting_provider(config: ExistingCluster) -> k8s.Provider:
+    """The adopting provider (``upsertExistingObjects``) for the namespaces of an existing cluster."""
+    return kubernetes_provider(
+        "existing-cluster-adopt", kubeconfig=config.kubeconfig, context=config.context, upsert_existing_objects=True
+    )

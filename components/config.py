@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from typing import Any, Literal, Mapping, Optional
 
@@ -49,6 +50,7 @@ PLATFORM_NAMESPACES = frozenset(
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+_SA_EMAIL = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$")
 
 
 class ConfigError(ValueError):
@@ -117,6 +119,16 @@ class NodePool(_Model):
     """Attach GPUs to every node (`{type, count}`)."""
     sandbox: bool = False
     """Run the pool under GKE Sandbox (gVisor); needs COS_CONTAINERD, set automatically."""
+    node_locations: list[str] = Field(default_factory=list)
+    """Zones of this pool (default: the cluster's); required for GPU pools of a regional cluster."""
+
+    @field_validator("node_locations")
+    @classmethod
+    def _zones(cls, v: list[str]) -> list[str]:
+        for z in v:
+            if not _ZONE.match(z):
+                raise ValueError(f"{z!r} is not a zone; write it like europe-west4-b")
+        return _no_duplicates(v, "zone")
 
     @field_validator("name")
     @classmethod
@@ -175,6 +187,15 @@ class ClusterConfig(_Model):
     """GKE deletion protection and Pulumi `protect` on the cluster."""
     allow_replacement: bool = False
     """Lift the replacement guard for one deliberate `pulumi up`."""
+    control_plane_access: Literal["dns", "ip"] = "dns"
+    """How kubectl, the provider and CI reach the API server: `dns` = GKE's DNS-based endpoint
+    authorised by IAM (reachable from GitHub-hosted runners); `ip` = the IP endpoint, limited by
+    authorizedNetworks (CI then needs runners inside one of those ranges)."""
+    cloud_nat: Optional[bool] = None
+    """Create a Cloud Router + Cloud NAT for node egress; default: on exactly when privateNodes."""
+    node_service_account: Optional[str] = None
+    """Email of an existing node service account; default: the stack creates `<name>-nodes` with
+    `roles/container.defaultNodeServiceAccount` only."""
 
     @field_validator("name")
     @classmethod
@@ -218,7 +239,30 @@ class ClusterConfig(_Model):
             raise ValueError("privateNodes is true but controlPlaneCidr is missing: set a private /28")
         if not self.private_nodes and self.control_plane_cidr is not None:
             raise ValueError("controlPlaneCidr is set but privateNodes is false: remove it or enable privateNodes")
+        for i, pool in enumerate(self.node_pools):
+            for z in pool.node_locations:
+                if z.rsplit("-", 1)[0] != self.region:
+                    raise ValueError(
+                        f"nodePools[{i}].nodeLocations: zone {z!r} is not in the cluster's region "
+                        f"{self.region!r}; list zones of {self.region}"
+                    )
+            if pool.gpu and self.regional and not pool.node_locations:
+                raise ValueError(
+                    f"nodePools[{i}] ({pool.name!r}) has GPUs in a regional cluster but no nodeLocations: "
+                    f"not every zone of {self.region} offers {pool.gpu.type}; set nodeLocations to the zones "
+                    f"that do (gcloud compute accelerator-types list --filter='zone~{self.region}')"
+                )
+        if self.node_service_account is not None and not _SA_EMAIL.match(self.node_service_account):
+            raise ValueError(
+                f"nodeServiceAccount {self.node_service_account!r} is not a service account email "
+                "(name@project.iam.gserviceaccount.com); remove it to let the stack create one"
+            )
         return self
+
+    @property
+    def nat(self) -> bool:
+        """Whether the stack creates Cloud Router + NAT (explicit cloudNat, else privateNodes)."""
+        return self.private_nodes if self.cloud_nat is None else self.cloud_nat
 
     @property
     def regional(self) -> bool:
@@ -238,6 +282,21 @@ class ExistingCluster(_Model):
     """Path to the kubeconfig file; default: $KUBECONFIG or ~/.kube/config."""
     network_policy_enforced: bool
     """Required: does the cluster enforce NetworkPolicy (Dataplane V2, Calico, ...)?"""
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig_path(cls, v: Optional[str]) -> Optional[str]:
+        # kubectl does not expand `~` or `$VAR` in KUBECONFIG, and the destroy-time cleanup runs
+        # kubectl with this path: expand it here, absolute against the project directory.
+        if v is None:
+            return v
+        expanded = os.path.expandvars(os.path.expanduser(v.strip()))
+        if not expanded or "$" in expanded or expanded.startswith("~"):
+            raise ValueError(
+                f"{v!r} does not expand to a file path (unset variable or unknown user?); "
+                "write an absolute path such as /home/me/.kube/platform.yaml"
+            )
+        return os.path.abspath(expanded)
 
 
 # ---------------------------------------------------------------- SR1
@@ -938,6 +997,12 @@ class StackConfig(_Model):
             )
         if self.cluster is not None and not self.gcp_project:
             raise ValueError("`cluster` needs `gcp:project`: run `pulumi config set gcp:project <id>`")
+        if self.cluster is not None and self.security and self.tenants and not self.kyverno.create_tenant_namespaces:
+            raise ValueError(
+                "kyverno.createTenantNamespaces is false but this stack creates the cluster: the tenant "
+                "namespaces cannot exist before its first `pulumi up`, so there is nothing to label; set "
+                "kyverno.createTenantNamespaces: true (existing ones are adopted, none is ever deleted)"
+            )
         if self.security and self.existing_cluster and not self.existing_cluster.network_policy_enforced:
             raise ValueError(
                 "security is true but existingCluster.networkPolicyEnforced is false: the "

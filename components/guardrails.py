@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.config import GuardrailPolicy, GuardrailsConfig, StackConfig
+from components.kyverno import with_ready_wait
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies" / "kyverno"
@@ -179,7 +180,8 @@ def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
             stamp = load_policy(STAMP_OWNER_POLICY)
             out.append(set_scope(stamp, cfg.namespaces or default_namespaces(settings),
                                  cfg.namespace_selector, cfg.object_selector))
-    return out
+    # `pulumi up` fails unless Kyverno reports each policy Ready, as for SR2's policy.
+    return [with_ready_wait(p) for p in out]
 
 
 def build_exceptions(settings: StackConfig) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """SR2: the Kyverno admission engine (chart 3.8.1) and the platform's ClusterPolicies.
 
-Order on create: namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm release
-(waits for the admission controller) -> policies. Destroy runs it backwards, so the
+Order on create: preflight (refuses a cluster where another Kyverno owns the namespace or
+CRDs) -> namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm release (waits for
+the admission controller) -> policies (the `up` waits until each is Ready). Destroy runs it backwards, so the
 policies go first, then Kyverno, then the guard deletes any webhook configuration Kyverno
 left behind (kyverno/kyverno#16492), then the CRDs. See docs/decisions/0001-kyverno-install.md.
 """
@@ -42,6 +43,37 @@ if [ -n "${KUBE_CONTEXT:-}" ]; then args="$args --context $KUBE_CONTEXT"; fi
 kubectl $args delete validatingwebhookconfigurations,mutatingwebhookconfigurations \\
   -l webhook.kyverno.io/managed-by=kyverno --ignore-not-found --wait=true
 """
+# Shell run once, before the `kyverno` namespace is created: Kyverno's namespace and CRDs are
+# owned by this stack (deleted with it), so it refuses a cluster where another installation
+# already owns them instead of adopting (and later deleting) someone else's Kyverno.
+OWNED_LABEL = "app.kubernetes.io/managed-by=llm-platform"
+FOREIGN_KYVERNO_PREFLIGHT = """set -eu
+command -v kubectl >/dev/null 2>&1 || { echo 'kubectl is required: it checks the cluster for another Kyverno installation and, at destroy time, removes the webhook configurations Kyverno leaves behind' >&2; exit 1; }
+kc="$(mktemp)"; trap 'rm -f "$kc"' EXIT
+args=""
+if [ -n "${KUBECONFIG_CONTENT:-}" ]; then printf '%s' "$KUBECONFIG_CONTENT" > "$kc"; args="--kubeconfig $kc"; fi
+if [ -n "${KUBE_CONTEXT:-}" ]; then args="$args --context $KUBE_CONTEXT"; fi
+ours="$(kubectl $args get namespace kyverno -l app.kubernetes.io/managed-by=llm-platform -o name --ignore-not-found)"
+if [ -z "$ours" ]; then
+  if [ -n "$(kubectl $args get namespace kyverno -o name --ignore-not-found)" ]; then
+    echo 'refusing: namespace kyverno already exists and was not created by llm-platform. This stack installs and owns Kyverno 3.8.1 (namespace, CRDs, release) and does not adopt another installation. Uninstall the other Kyverno (helm uninstall -n kyverno kyverno; kubectl delete namespace kyverno; delete its *.kyverno.io CRDs), or set llm-platform:security false.' >&2
+    exit 1
+  fi
+  if [ -n "$(kubectl $args get customresourcedefinitions clusterpolicies.kyverno.io -o name --ignore-not-found)" ]; then
+    echo 'refusing: CRD clusterpolicies.kyverno.io already exists (another Kyverno installation, or its leftovers). This stack owns the Kyverno CRDs and would delete them with the stack. Remove the other installation and its *.kyverno.io CRDs, or set llm-platform:security false.' >&2
+    exit 1
+  fi
+fi
+"""
+
+# The ClusterPolicy is Ready only once Kyverno has compiled it and registered its webhook rules:
+# pulumi-kubernetes (>= 4.18, pinned 4.34.2) waits for this condition and fails the `up` when it
+# does not come within the timeout.
+POLICY_READY_ANNOTATIONS = {
+    "pulumi.com/waitFor": "condition=Ready",
+    "pulumi.com/timeoutSeconds": "300",
+}
+
 CLEANUP_PREFLIGHT = (
     "command -v kubectl >/dev/null 2>&1 || { echo 'kubectl is required: at destroy time it removes "
     "the webhook configurations Kyverno leaves behind' >&2; exit 1; }"
@@ -69,7 +101,15 @@ def policy_manifests(config: KyvernoConfig, tenants: Optional[list[str]] = None)
 
     policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
     """
-    return [with_failure_action(render_policy(config, tenants), config.failure_action)]
+    return [with_ready_wait(with_failure_action(render_policy(config, tenants), config.failure_action))]
+
+
+def with_ready_wait(policy: dict[str, Any]) -> dict[str, Any]:
+    """Make `pulumi up` wait until Kyverno reports the policy Ready (and fail if it never does)."""
+    policy = copy.deepcopy(policy)
+    annotations = policy["metadata"].setdefault("annotations", {})
+    annotations.update(POLICY_READY_ANNOTATIONS)
+    return policy
 
 
 def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
@@ -164,7 +204,23 @@ class Kyverno(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KyvernoArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:security:Kyverno", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+
+        env: dict[str, pulumi.Input[str]] = {}
+        if args.access.kubeconfig is not None:
+            env["KUBECONFIG_CONTENT"] = args.access.kubeconfig
+        if args.access.kubeconfig_path:
+            env["KUBECONFIG"] = args.access.kubeconfig_path
+        if args.access.context:
+            env["KUBE_CONTEXT"] = args.access.context
+
+        # Refuse (with a message) a cluster that already runs another Kyverno.
+        self.preflight = command.local.Command(
+            "kyverno-preflight",
+            create=FOREIGN_KYVERNO_PREFLIGHT,
+            environment=env,
+            interpreter=["/bin/sh", "-c"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.extra_depends_on),
+        )
 
         self.namespace = k8s.core.v1.Namespace(
             NAMESPACE,
@@ -172,7 +228,7 @@ class Kyverno(pulumi.ComponentResource):
                 "name": NAMESPACE,
                 "labels": {"app.kubernetes.io/managed-by": "llm-platform", "app.kubernetes.io/part-of": "kyverno"},
             },
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=args.extra_depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.extra_depends_on, self.preflight]),
         )
 
         # Two of these are ~1.4 MB: only server-side apply (the provider's mode) can store them.
@@ -186,13 +242,6 @@ class Kyverno(pulumi.ComponentResource):
             for crd in crd_manifests()
         ]
 
-        env: dict[str, pulumi.Input[str]] = {}
-        if args.access.kubeconfig is not None:
-            env["KUBECONFIG_CONTENT"] = args.access.kubeconfig
-        if args.access.kubeconfig_path:
-            env["KUBECONFIG"] = args.access.kubeconfig_path
-        if args.access.context:
-            env["KUBE_CONTEXT"] = args.access.context
         # Created before the release, therefore deleted after it: removes the validating webhook
         # configurations Kyverno's own pre-delete hook leaves behind.
         self.webhook_cleanup = command.local.Command(

@@ -36,7 +36,7 @@ which NetworkPolicy always allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import pulumi
@@ -171,6 +171,8 @@ class NetworkPoliciesArgs:
 
     config: NetworkPolicyConfig
     """Typed SR1 settings (``llm-platform:networkPolicy``); the manifests come from :func:`build_policies`."""
+    namespaces: dict[str, pulumi.Resource] = field(default_factory=dict)
+    """The Namespace resource of each target namespace; every policy depends on its own."""
 
 
 class NetworkPolicies(pulumi.ComponentResource):
@@ -199,7 +201,10 @@ class NetworkPolicies(pulumi.ComponentResource):
                     rname,
                     metadata=manifest["metadata"],
                     spec=manifest["spec"],
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[args.namespaces[ns]] if (ns := manifest["metadata"]["namespace"]) in args.namespaces else [],
+                    ),
                 )
             )
             names.append(rname)

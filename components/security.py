@@ -25,6 +25,10 @@ class SecurityArgs:
     """How the destroy-time webhook cleanup reaches the cluster."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Cluster resources that must exist first (node pools, firewall)."""
+    namespaces: dict[str, pulumi.Resource] = field(default_factory=dict)
+    """Namespace resources (created or adopted) the SR1 policies are written into, by name."""
+    adopting_provider: Optional[pulumi.ProviderResource] = None
+    """Kubernetes provider with ``upsertExistingObjects`` (create-or-adopt tenant namespaces)."""
 
 
 class Security(pulumi.ComponentResource):
@@ -35,7 +39,7 @@ class Security(pulumi.ComponentResource):
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         self.network_policies = NetworkPolicies(
-            "sr1", NetworkPoliciesArgs(config=s.network_policy), opts=child
+            "sr1", NetworkPoliciesArgs(config=s.network_policy, namespaces=args.namespaces), opts=child
         )
         self.kyverno = Kyverno(
             "sr2",
@@ -54,6 +58,7 @@ class Security(pulumi.ComponentResource):
                 tenants=s.tenants,
                 create_missing=s.kyverno.create_tenant_namespaces,
                 pod_security=s.pod_security,
+                adopting_provider=args.adopting_provider,
             ),
             opts=child,
         )

@@ -45,6 +45,9 @@ class TenantNamespacesArgs:
     """Create the namespaces instead of patching existing ones."""
     pod_security: PodSecurityConfig = field(default_factory=PodSecurityConfig)
     """Pod Security Admission levels put on every tenant namespace."""
+    adopting_provider: Optional[pulumi.ProviderResource] = None
+    """Provider with ``upsertExistingObjects`` used with ``create_missing``: a tenant namespace that
+    already exists is adopted instead of failing the create with AlreadyExists."""
 
 
 class TenantNamespaces(pulumi.ComponentResource):
@@ -52,7 +55,8 @@ class TenantNamespaces(pulumi.ComponentResource):
 
     Existing namespaces are patched server-side (only our labels are owned; removing the stack
     removes the labels, never the namespace). With ``create_missing`` the namespaces are created
-    and retained on delete, so turning security off never deletes a tenant's workloads.
+    or adopted when they exist (the adopting provider), and retained on delete, so turning
+    security off never deletes a tenant's workloads.
     """
 
     def __init__(self, name: str, args: TenantNamespacesArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -63,7 +67,9 @@ class TenantNamespaces(pulumi.ComponentResource):
                 ns: pulumi.CustomResource = k8s.core.v1.Namespace(
                     f"tenant-{tenant}",
                     metadata=tenant_metadata(tenant, args.pod_security),
-                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, retain_on_delete=True, provider=args.adopting_provider
+                    ),
                 )
             else:
                 ns = k8s.core.v1.NamespacePatch(

@@ -5,6 +5,7 @@ Output.all(...).apply(check) so Pulumi waits for the values.
 """
 
 import pulumi
+import pytest
 
 
 class ClusterMocks(pulumi.runtime.Mocks):
@@ -13,6 +14,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
         if args.typ == "gcp:container/cluster:Cluster":
             outputs["endpoint"] = "203.0.113.10"
             outputs["masterAuth"] = {"clusterCaCertificate": "Q0E="}
+            dns = (args.inputs.get("controlPlaneEndpointsConfig") or {}).get("dnsEndpointConfig") or {}
+            outputs["controlPlaneEndpointsConfig"] = {"dnsEndpointConfig": {**dns, "endpoint": "gke-unit.europe-west4.gke.goog"}}
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -20,6 +23,12 @@ class ClusterMocks(pulumi.runtime.Mocks):
 
 
 pulumi.runtime.set_mocks(ClusterMocks(), project="llm-platform", stack="unit", preview=False)
+
+
+@pytest.fixture(autouse=True)
+def cluster_mocks():
+    """Other modules' program runs install their own mocks: set this module's again before each test."""
+    pulumi.runtime.set_mocks(ClusterMocks(), project="llm-platform", stack="unit", preview=False)
 
 from components.cluster import GkeCluster, GkeClusterArgs, replacement_guard  # noqa: E402
 from components.config import ClusterConfig  # noqa: E402
@@ -32,7 +41,12 @@ PROD_LIKE = ClusterConfig.model_validate(
         "controlPlaneCidr": "172.16.0.32/28",
         "nodePools": [
             {"name": "system"},
-            {"name": "gpu", "machineType": "g2-standard-8", "gpu": {"type": "nvidia-l4", "count": 2}},
+            {
+                "name": "gpu",
+                "machineType": "g2-standard-8",
+                "nodeLocations": ["europe-west4-a"],
+                "gpu": {"type": "nvidia-l4", "count": 2},
+            },
             {"name": "sandbox", "sandbox": True},
         ],
     }
@@ -81,14 +95,33 @@ def test_node_pools_follow_config():
 
 @pulumi.runtime.test
 def test_kubeconfig_uses_gke_auth_plugin():
-    gke = GkeCluster("kc", GkeClusterArgs(config=PROD_LIKE, project="proj-1"))
+    # controlPlaneAccess: ip -- the IP endpoint with the cluster's CA.
+    ip = PROD_LIKE.model_copy(update={"control_plane_access": "ip"})
+    gke = GkeCluster("kc", GkeClusterArgs(config=ip, project="proj-1"))
 
     def check(text):
         assert "command: gke-gcloud-auth-plugin" in text, "kubeconfig must authenticate with gke-gcloud-auth-plugin"
         assert "server: https://203.0.113.10" in text
+        assert "certificate-authority-data: Q0E=" in text, "the IP endpoint is verified against the cluster CA"
         assert "token:" not in text and "password:" not in text, "kubeconfig must hold no static credentials"
 
     return gke.kubeconfig.apply(check)
+
+
+@pulumi.runtime.test
+def test_kubeconfig_uses_the_dns_endpoint_by_default():
+    gke = GkeCluster("kcdns", GkeClusterArgs(config=PROD_LIKE, project="proj-1"))
+
+    def check(args):
+        text, endpoints = args
+        assert endpoints["dns_endpoint_config"]["allow_external_traffic"] is True, (
+            "cluster kcdns: the DNS endpoint must accept traffic from outside the VPC (CI runners)"
+        )
+        assert "server: https://gke-unit.europe-west4.gke.goog" in text, "kubeconfig must use the DNS endpoint"
+        assert "certificate-authority-data" not in text, "the DNS endpoint has a publicly trusted certificate"
+        assert "command: gke-gcloud-auth-plugin" in text, "IAM authenticates (gke-gcloud-auth-plugin)"
+
+    return pulumi.Output.all(gke.kubeconfig, gke.cluster.control_plane_endpoints_config).apply(check)
 
 
 def test_replacement_guard():

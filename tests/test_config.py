@@ -42,6 +42,15 @@ def test_defaults_are_safe():
     assert cfg.kyverno.failure_action == "Enforce"
 
 
+def test_deployment_path_defaults():
+    c = parse(raw()).cluster
+    assert c.control_plane_access == "dns", "default: DNS endpoint with IAM (CI reaches the API server)"
+    assert c.nat is False and c.node_service_account is None and c.node_pools[0].node_locations == []
+    private = parse(raw(cluster=cluster(privateNodes=True, controlPlaneCidr="172.16.0.32/28"))).cluster
+    assert private.nat is True, "private nodes get Cloud NAT by default (image pulls)"
+    assert parse(raw(cluster=cluster(privateNodes=True, controlPlaneCidr="172.16.0.32/28", cloudNat=False))).cluster.nat is False
+
+
 def test_dev_is_zonal_and_prod_regional_private_with_gpu():
     dev = parse(mockrun.stack_config("dev"), "dev").cluster
     prod = parse(mockrun.stack_config("prod"), "prod").cluster
@@ -76,6 +85,13 @@ BAD = [
     ("cluster-name-too-long", raw(cluster=cluster(name="c" * 41)), "cluster.name", "at most 40"),
     ("missing-gcp-project", raw(**{"gcp:project": None}), "llm-platform", "gcp:project"),
     ("bad-failure-action", raw(kyverno={"failureAction": "Warn"}), "kyverno.failureAction", "Enforce"),
+    ("regional-gpu-pool-without-zones", raw(cluster=cluster(location="europe-west4", nodePools=[{"name": "s"}, {"name": "g", "gpu": {"type": "nvidia-l4", "count": 1}}])), "llm-platform:cluster", "set nodeLocations"),
+    ("node-zone-outside-region", raw(cluster=cluster(nodePools=[{"name": "s", "nodeLocations": ["us-central1-a"]}])), "llm-platform:cluster", "not in the cluster's region"),
+    ("node-location-not-a-zone", raw(cluster=cluster(nodePools=[{"name": "s", "nodeLocations": ["europe-west4"]}])), "nodePools[0].nodeLocations", "not a zone"),
+    ("bad-control-plane-access", raw(cluster=cluster(controlPlaneAccess="public")), "cluster.controlPlaneAccess", "'dns' or 'ip'"),
+    ("bad-node-service-account", raw(cluster=cluster(nodeServiceAccount="nodes")), "llm-platform:cluster", "service account email"),
+    ("tenants-to-label-on-a-new-cluster", raw(security=True, tenants=["team-a"]), "llm-platform", "createTenantNamespaces: true"),
+    ("kubeconfig-unset-variable", raw(cluster=None, existingCluster={"context": "x", "networkPolicyEnforced": True, "kubeconfig": "$LLM_PLATFORM_UNSET_VAR/k"}), "existingCluster.kubeconfig", "absolute path"),
 ]
 
 

@@ -118,6 +118,9 @@ def test_egress_dns_is_kube_dns_in_kube_system():
     assert "kube-dns" not in json.dumps(dns["to"][0]["namespaceSelector"]), "no namespace named kube-dns"
     assert policy["spec"]["rules"][0]["generate"]["synchronize"] is True
     rendered = _by_name(_settings(), guardrails.EGRESS_POLICY)
+    assert rendered["metadata"]["annotations"].pop("pulumi.com/waitFor") == "condition=Ready", \
+        "guardrail-egress-lockdown: `pulumi up` waits for the policy to be Ready"
+    rendered["metadata"]["annotations"].pop("pulumi.com/timeoutSeconds", None)
     assert rendered == policy, "the default stack renders the policy file unchanged (what kyverno test checks)"
 
 

@@ -46,7 +46,7 @@ def by_type(records, typ):
 def sr2(records):
     ns = [r for r in by_type(records, "kubernetes:core/v1:Namespace") if r.name == "kyverno"]
     crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
-    cleanup = by_type(records, "command:local:Command")
+    cleanup = [r for r in by_type(records, "command:local:Command") if r.name == "kyverno-webhook-cleanup"]
     release = by_type(records, "kubernetes:helm.sh/v3:Release")
     # SR2's own policies; the guardrail catalog's are children of the Guardrails component.
     policies = [p for p in by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
@@ -175,7 +175,7 @@ def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     rendered = sr2(prod)[4][0].inputs
     source = yaml.safe_load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
     assert rendered["spec"]["rules"] == kyverno.with_failure_action(source, "Enforce")["spec"]["rules"]
-    assert rendered["metadata"]["annotations"] == source["metadata"]["annotations"]
+    assert rendered["metadata"]["annotations"] == {**source["metadata"]["annotations"], **kyverno.POLICY_READY_ANNOTATIONS}
 
 
 def test_stack_policy_webhook_is_scoped_to_the_stack_tenants(prod, dev):
@@ -192,16 +192,18 @@ def test_stack_policy_webhook_is_scoped_to_the_stack_tenants(prod, dev):
 
 
 def test_tenants_are_labelled(prod, dev):
-    patches = by_type(prod, "kubernetes:core/v1:NamespacePatch")
-    assert sorted(p.inputs["metadata"]["name"] for p in patches) == ["team-a", "team-b", "team-c"]
-    for p in patches:
-        labels = p.inputs["metadata"]["labels"]
-        assert labels["llm-platform/kueue-managed"] == "true", f"tenant {p.name}: Kueue-managed label"
-        owned = {k for k in labels if not k.startswith("pod-security.kubernetes.io/")}
-        assert owned == {"llm-platform/kueue-managed"}, f"tenant {p.name}: the patch owns only our labels, got {owned}"
-    created = [r for r in by_type(dev, "kubernetes:core/v1:Namespace") if r.name.startswith("tenant-")]
-    assert [c.inputs["metadata"]["name"] for c in created] == ["team-a"], "dev creates missing tenant namespaces"
-    assert all(c.retain_on_delete for c in created), "a created tenant namespace is never deleted with the stack"
+    adopting = {r.urn for r in prod + dev if r.type == "pulumi:providers:kubernetes" and r.inputs.get("upsertExistingObjects") == "true"}
+    for stack, records, tenants in (("prod", prod, ["team-a", "team-b", "team-c"]), ("dev", dev, ["team-a"])):
+        created = [r for r in by_type(records, "kubernetes:core/v1:Namespace") if r.name.startswith("tenant-")]
+        assert sorted(c.inputs["metadata"]["name"] for c in created) == tenants, f"{stack} creates or adopts its tenants"
+        for c in created:
+            labels = c.inputs["metadata"]["labels"]
+            owned = {k: v for k, v in labels.items() if not k.startswith("pod-security.kubernetes.io/")}
+            assert owned == {"llm-platform/kueue-managed": "true"}, f"tenant {c.name}: Kueue label and Pod Security only"
+            assert labels.get("pod-security.kubernetes.io/enforce") in ("baseline", "restricted"), \
+                f"tenant {c.name}: Pod Security enforce label"
+            assert c.retain_on_delete, f"{stack} tenant {c.name}: never deleted with the stack"
+            assert c.provider.rsplit("::", 1)[0] in adopting, f"{stack} tenant {c.name}: adopted when it already exists"
 
 
 def _run_script(script, tmp_path, env):

@@ -78,14 +78,30 @@ def test_dev_without_deletion_protection_is_not_protected(stacks):
     assert not cluster.protect and cluster.inputs["deletionProtection"] is False
 
 
+def providers(records):
+    """(strict provider, adopting provider) of a stack."""
+    found = of_type(records, "pulumi:providers:kubernetes")
+    strict = [p for p in found if p.inputs.get("upsertExistingObjects") == "false"]
+    adopting = [p for p in found if p.inputs.get("upsertExistingObjects") == "true"]
+    assert len(strict) == 1 and len(adopting) == 1 and len(found) == 2, f"one strict + one adopting provider, got {[p.name for p in found]}"
+    return strict[0], adopting[0]
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_kubernetes_resource_uses_the_one_provider(stacks, stack):
     records = stacks[stack]
-    provider = one(records, "pulumi:providers:kubernetes")
-    assert provider.inputs["enableServerSideApply"] == "true", "server-side apply must be explicitly on"
+    provider, adopting = providers(records)
+    for p in (provider, adopting):
+        assert p.inputs["enableServerSideApply"] == "true", f"{p.name}: server-side apply must be explicitly on"
+        assert p.inputs["kubeconfig"] == provider.inputs["kubeconfig"], f"{p.name}: same cluster"
     k8s = [r for r in records if r.custom and r.type.startswith("kubernetes:")]
     assert k8s, "the stack must create Kubernetes resources"
     for r in k8s:
+        if r.provider.startswith(adopting.urn + "::"):
+            assert r.type == "kubernetes:core/v1:Namespace" and r.retain_on_delete, (
+                f"{r.type} {r.name}: only retained namespaces may be adopted (upsert), never other objects"
+            )
+            continue
         assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name} must use provider {provider.name}, got {r.provider}"
 
 
@@ -102,10 +118,11 @@ def test_existing_cluster_creates_no_gke_resources():
         },
     )
     assert [r for r in records if r.type.startswith("gcp:")] == [], "existingCluster: no GKE resources"
-    provider = one(records, "pulumi:providers:kubernetes")
-    assert provider.inputs["context"] == "platform-team"
-    assert provider.inputs["kubeconfig"] == "/etc/platform/kubeconfig"
-    cleanup = one(records, "command:local:Command").inputs["environment"]
+    provider, adopting = providers(records)
+    for p in (provider, adopting):
+        assert p.inputs["context"] == "platform-team"
+        assert p.inputs["kubeconfig"] == "/etc/platform/kubeconfig"
+    cleanup = one(records, "command:local:Command", "kyverno-webhook-cleanup").inputs["environment"]
     assert cleanup == {"KUBE_CONTEXT": "platform-team", "KUBECONFIG": "/etc/platform/kubeconfig"}, (
         "the destroy-time cleanup must reach the same existing cluster"
     )
@@ -117,3 +134,57 @@ def test_security_off_registers_nothing_of_the_group():
     assert [r.type for r in records if r.type.startswith(SECURITY_PREFIX)] == []
     assert [r.type for r in records if r.custom and r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:")] == []
     assert one(records, "gcp:container/cluster:Cluster").inputs["datapathProvider"] == "ADVANCED_DATAPATH"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_nodes_run_as_a_least_privilege_service_account(stacks, stack):
+    records = stacks[stack]
+    account = one(records, "gcp:serviceaccount/account:Account")
+    members = of_type(records, "gcp:projects/iAMMember:IAMMember")
+    assert [m.inputs["role"] for m in members] == ["roles/container.defaultNodeServiceAccount"], (
+        f"{stack} node service account: GKE's least-privilege node role only"
+    )
+    assert all(m.inputs["member"] == "serviceAccount:llm-nodes@project.iam.gserviceaccount.com" for m in members)
+    for pool in of_type(records, "gcp:container/nodePool:NodePool"):
+        assert pool.inputs["nodeConfig"]["serviceAccount"] == "llm-nodes@project.iam.gserviceaccount.com", (
+            f"{stack} pool {pool.name}: must not run as the default Compute Engine service account"
+        )
+        assert {account.urn, *(m.urn for m in members)} <= set(pool.dependencies), (
+            f"{stack} pool {pool.name}: nodes boot after their identity has its roles"
+        )
+
+
+def test_given_node_service_account_is_used_and_nothing_is_created():
+    cfg = json.loads(mockrun.stack_config("prod")["llm-platform:cluster"])
+    cfg["nodeServiceAccount"] = "gke-nodes@llm-platform-prod.iam.gserviceaccount.com"
+    records = mockrun.run_stack("prod", {"llm-platform:cluster": cfg})
+    assert of_type(records, "gcp:serviceaccount/account:Account") == [] and of_type(records, "gcp:projects/iAMMember:IAMMember") == []
+    for pool in of_type(records, "gcp:container/nodePool:NodePool"):
+        assert pool.inputs["nodeConfig"]["serviceAccount"] == cfg["nodeServiceAccount"], f"pool {pool.name}"
+
+
+def test_regional_gpu_pools_have_their_own_zones(stacks):
+    pools = {r.inputs["name"]: r.inputs for r in of_type(stacks["prod"], "gcp:container/nodePool:NodePool")}
+    assert pools["gpu-h100"]["nodeLocations"] == ["europe-west4-b", "europe-west4-c"]
+    assert pools["gpu-l4"]["nodeLocations"] == ["europe-west4-a", "europe-west4-b", "europe-west4-c"]
+    assert "nodeLocations" not in pools["system"], "pools without nodeLocations use the cluster's zones"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_control_plane_reachable_through_the_dns_endpoint(stacks, stack):
+    cluster = one(stacks[stack], "gcp:container/cluster:Cluster")
+    dns = cluster.inputs["controlPlaneEndpointsConfig"]["dnsEndpointConfig"]
+    assert dns["allowExternalTraffic"] is True, f"{stack}: DNS endpoint open to IAM-authorised callers (CI)"
+    provider = next(p for p in of_type(stacks[stack], "pulumi:providers:kubernetes"))
+    assert ".gke.goog" in provider.inputs["kubeconfig"], f"{stack}: the provider reaches the API server by DNS"
+
+
+def test_ip_access_keeps_the_authorized_networks_and_no_dns_endpoint():
+    cfg = json.loads(mockrun.stack_config("prod")["llm-platform:cluster"])
+    cfg["controlPlaneAccess"] = "ip"
+    records = mockrun.run_stack("prod", {"llm-platform:cluster": cfg})
+    cluster = one(records, "gcp:container/cluster:Cluster")
+    assert "controlPlaneEndpointsConfig" not in cluster.inputs
+    assert len(cluster.inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"]) == 2
+    provider = next(p for p in of_type(records, "pulumi:providers:kubernetes"))
+    assert "server: https://203.0.113.10" in provider.inputs["kubeconfig"]

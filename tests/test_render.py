@@ -48,7 +48,8 @@ def test_render_writes_kubernetes_objects_and_cloud_resources(prod_render):
     assert "Namespace._cluster.kyverno.yaml" in k8s
     assert "ClusterPolicy._cluster.require-kueue-queue-name.yaml" in k8s
     assert sum(n.startswith("CustomResourceDefinition.") for n in k8s) == 22
-    assert "Namespace._cluster.team-a.patch.yaml" in k8s, "existing tenant namespaces are patched, not created"
+    assert "Namespace._cluster.team-a.yaml" in k8s, "the stack creates the cluster: tenant namespaces are created (or adopted)"
+    assert {"Namespace._cluster.serving.yaml", "Namespace._cluster.inference.yaml"} <= set(k8s), "SR1 namespaces are owned"
     release = yaml.safe_load((out / "cloud" / "kubernetes_helm.sh_v3_Release.kyverno.yaml").read_text())
     assert release["inputs"]["version"] == "3.8.1"
     for name in k8s:
@@ -101,3 +102,17 @@ def test_rendered_builtin_objects_are_valid_kubernetes(prod_render):
             pytest.fail(f"{path.name} is not a valid Kubernetes 1.33 object: {err.message}")
         checked += 1
     assert checked >= 22 + 1 + 7, f"expected the CRDs, namespaces and NetworkPolicies to be checked, got {checked}"
+
+
+def test_render_refuses_what_the_strict_model_refuses(tmp_path):
+    # Private nodes without Cloud NAT: the Kyverno images could not be pulled on a real first up.
+    stack_file = tmp_path / "Pulumi.nonat.yaml"
+    cfg = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    cfg["config"]["llm-platform:cluster"]["cloudNat"] = False
+    stack_file.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    result = synth("nonat", out, "--stack-file", str(stack_file))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "would be refused" in result.stderr and "[egress]" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists(), "nothing may be written when the strict model refuses"

@@ -22,13 +22,31 @@ from pulumi.runtime import mocks as pulumi_mocks
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = "llm-platform"
 
-# Values a real deployment gets back from the cloud; only what the program reads.
+# Values a real deployment gets back from the cloud; only what the program reads. In preview
+# mode none of them is returned: as on a brand-new stack, the engine does not know them yet.
 MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
     "gcp:container/cluster:Cluster": {
         "endpoint": "203.0.113.10",
         "masterAuth": {"clusterCaCertificate": "TU9DSy1DQS1DRVJUSUZJQ0FURQ=="},
+        "controlPlaneEndpointsConfig": {
+            "dnsEndpointConfig": {"endpoint": "gke-0123456789abcdef0123456789abcdef-000000000000.europe-west4.gke.goog"}
+        },
+    },
+    "gcp:serviceaccount/account:Account": {
+        "email": "llm-nodes@project.iam.gserviceaccount.com",
+        "member": "serviceAccount:llm-nodes@project.iam.gserviceaccount.com",
     },
 }
+
+UNKNOWN = "<unknown>"
+"""How a value the engine does not know yet (preview of a new stack) appears in recorded inputs."""
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 @dataclass
@@ -58,10 +76,15 @@ class Registration:
 
 
 class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool = False):
+        super().__init__()
+        self.preview = preview
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        state = dict(args.inputs)
-        state.update(MOCK_OUTPUTS.get(args.typ, {}))
-        return f"{args.name}-id", state
+        if self.preview:
+            # A create in preview: only the inputs are known; ids and computed outputs are not.
+            return "", dict(args.inputs)
+        return f"{args.name}-id", _merge(dict(args.inputs), MOCK_OUTPUTS.get(args.typ, {}))
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
@@ -75,7 +98,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
             self.records.append(
                 Registration(
                     type=request.type,
@@ -101,7 +124,20 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown":
+        return UNKNOWN
     return value
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """Where in recorded inputs a value is unknown (preview), as dotted paths."""
+    if value == UNKNOWN:
+        return [path or "."]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in unknown_paths(v, f"{path}[{i}]")]
+    return []
 
 
 def stack_config(
@@ -132,14 +168,20 @@ def last_records() -> list[Registration]:
     return list(_LAST[-1].records) if _LAST else []
 
 
-def run(stack: str, config: dict[str, str]) -> list[Registration]:
-    """Run __main__.py under mocks for `stack` with raw `config`; return what it registered."""
+def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Registration]:
+    """Run __main__.py under mocks for `stack` with raw `config`; return what it registered.
+
+    ``preview=True`` runs it as ``pulumi preview`` of a brand-new stack: every id and computed
+    output (cluster endpoint, CA, DNS endpoint, service account email, hence the provider's
+    kubeconfig) is unknown; recorded inputs show them as :data:`UNKNOWN`.
+    """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    monitor = _RecordingMonitor(_Mocks())
+    mocks = _Mocks(preview=preview)
+    monitor = _RecordingMonitor(mocks)
     _LAST[:] = [monitor]
     pulumi.runtime.set_all_config(config)
-    pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
     @pulumi.runtime.test
     def program():
@@ -150,7 +192,10 @@ def run(stack: str, config: dict[str, str]) -> list[Registration]:
 
 
 def run_stack(
-    stack: str, overrides: Optional[dict[str, Any]] = None, stack_file: Optional[pathlib.Path] = None
+    stack: str,
+    overrides: Optional[dict[str, Any]] = None,
+    stack_file: Optional[pathlib.Path] = None,
+    preview: bool = False,
 ) -> list[Registration]:
     """Run the program with Pulumi.<stack>.yaml plus `overrides` (``{"llm-platform:key": value}``)."""
-    return run(stack, stack_config(stack, overrides, stack_file))
+    return run(stack, stack_config(stack, overrides, stack_file), preview=preview)

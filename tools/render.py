@@ -8,7 +8,8 @@ Runs the same __main__.py under Pulumi mocks with Pulumi.<stack>.yaml and writes
   OUT/guardrails-report.md                 the guardrail catalog, in Audit, against the reference
                                            platform's manifests (when the catalog is enabled)
 then prints a summary. Deterministic; needs no Pulumi CLI, credentials or network. On bad
-config it prints the config error, exits non-zero and writes nothing.
+config, or when the strict API-server model (tools/apiserver.py) refuses the first `pulumi up`,
+it prints the error, exits non-zero and writes nothing.
 """
 
 from __future__ import annotations
@@ -89,9 +90,37 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
     return dict(counts)
 
 
+class StrictModelError(Exception):
+    """The strict API-server model refuses what the stack would do on its first `pulumi up`."""
+
+
+def strict_refusals(
+    stack: str, records: list[mockrun.Registration], stack_file: pathlib.Path | None = None
+) -> list[Any]:
+    """Replay the records against tools/apiserver.py: a new cluster, or (existingCluster) one holding
+    exactly the namespaces the config declares pre-existing."""
+    from components.config import parse
+    from components.namespaces import declared_existing_namespaces
+    from tools import apiserver
+
+    settings = parse(mockrun.stack_config(stack, stack_file=stack_file), stack)
+    declared = declared_existing_namespaces(settings)
+    return apiserver.check(
+        records,
+        apiserver.Cluster(namespaces=set(declared)),
+        declared,
+        creates_cluster=settings.cluster is not None,
+    )
+
+
 def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None) -> dict[str, int]:
     """Render `stack` into `out` (replaced only when the whole render succeeded)."""
     records = mockrun.run_stack(stack, stack_file=stack_file)
+    refusals = strict_refusals(stack, records, stack_file)
+    if refusals:
+        raise StrictModelError(
+            f"stack {stack}: a first `pulumi up` would be refused:\n" + "\n".join(f"  {r}" for r in refusals)
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -100,8 +129,14 @@ def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None
         if policies:
             from tools.connectivity import write_matrix
 
+            from components.config import NetworkPolicyConfig
+
             config = mockrun.stack_config(stack, stack_file=stack_file)
             tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
+            # Columns in the config's order of protected namespaces, whatever order the engine registered in.
+            sr1 = NetworkPolicyConfig.model_validate(yaml.safe_load(config.get("llm-platform:networkPolicy", "{}")) or {})
+            order = {ns: i for i, ns in enumerate(sr1.protected_namespace_names)}
+            policies.sort(key=lambda o: order.get(o["metadata"]["namespace"], len(order)))
             write_matrix(policies, tenants, tmp)
         from tools.guardrail_report import write_report
 
@@ -155,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StrictModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:  # noqa: BLE001 - the program's own error (bad config) is the message
         if type(err).__name__ == "RunError":
             print(f"error: {err}", file=sys.stderr)
