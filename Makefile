@@ -11,7 +11,7 @@ export PULUMI_BACKEND_URL
 BIN := $(VENV)/bin
 PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
 
-.PHONY: help venv pack synth test preview up destroy verify clean
+.PHONY: help venv pack synth test bench preview up destroy verify clean
 
 help:
 	@echo "make synth STACK=dev|prod [OUT=dir]  offline render (no CLI, no cloud)"
@@ -70,3 +70,6 @@ verify: venv
 
 clean:
 	rm -rf build
+
+bench: venv
+	$(BIN)/python -m tools.bench --stack $(or $(BENCH_STACK),prod) --runs $(or $(RUNS),5)
