@@ -54,4 +54,14 @@ class Security(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # Agent isolation and the egress-locked serving profile (off by default: nothing registered).
+        self.workload_isolation = None
+        if s.agent_isolation.enabled or s.serving_egress.enabled:
+            from components.workload_isolation import WorkloadIsolation, WorkloadIsolationArgs
+
+            self.workload_isolation = WorkloadIsolation(
+                "isolation",
+                WorkloadIsolationArgs(settings=s, kyverno_release=self.kyverno.release),
+                opts=child,
+            )
         self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})
