@@ -27,6 +27,16 @@ else:
         context=settings.existing_cluster.context, kubeconfig_path=settings.existing_cluster.kubeconfig
     )
 
+# 2b. Dataplane V2 network policy logging (off by default: nothing registered).
+if settings.network_policy_logging.enabled:
+    from components.observability import NetworkPolicyLogging, NetworkPolicyLoggingArgs
+
+    NetworkPolicyLogging(
+        "network-policy-logging",
+        NetworkPolicyLoggingArgs(config=settings.network_policy_logging),
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=cluster_deps),
+    )
+
 # 3. The security capability group plugs in here, and only here.
 pulumi.export("security", settings.security)
 if settings.security:
