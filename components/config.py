@@ -558,6 +558,11 @@ class AgentIsolationConfig(_Model):
                 raise ValueError(f"model gateway namespace {g.namespace!r} is also an agent namespace; keep them apart")
         return self
 
+    @property
+    def written_namespace_names(self) -> list[str]:
+        """Namespaces agent isolation writes NetworkPolicies into (empty when off); they must exist."""
+        return list(self.namespaces) if self.enabled else []
+
 
 def _default_api_server_clients() -> list[InNamespaceClient]:
     # Pods of a serving namespace that talk to the Kubernetes API: endpoint pickers (watch pods and

@@ -230,7 +230,8 @@ def test_preview_rbac_is_least_privilege(stack):
 
 
 PLURAL = {"Namespace": "namespaces", "NamespacePatch": "namespaces", "NetworkPolicy": "networkpolicies",
-          "CustomResourceDefinition": "customresourcedefinitions", "ClusterPolicy": "clusterpolicies"}
+          "CustomResourceDefinition": "customresourcedefinitions", "ClusterPolicy": "clusterpolicies",
+          "NetworkLoggingPatch": "networkloggings", "FQDNNetworkPolicy": "fqdnnetworkpolicies"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -385,3 +385,12 @@ def test_dev_stack_turns_everything_on():
     assert s.serving_egress.enabled, "Pulumi.dev.yaml: egress-locked serving profile on"
     assert s.network_policy_logging.denied, "Pulumi.dev.yaml: denied flows logged"
     assert s.cluster.datapath_observability.metrics and s.cluster.datapath_observability.relay
+
+
+@needs_nca
+def test_matrix_shows_the_agent_namespace(tmp_path):
+    policies = build_policies(NetworkPolicyConfig()) + wi.build_agent_policies(AGENTS_ON, ClusterDns())
+    nca.write_matrix(policies, ["team-a"], tmp_path)
+    md = (tmp_path / "connectivity.md").read_text()
+    assert "| `agents` | — | — | — | — | n/a | 4000 |" in md, md  # computed by nca: agents reach LiteLLM:4000 only
+    assert "| `team-a` | — | — | — | — | — | all |" in md, md  # nothing reaches the agents

@@ -374,7 +374,9 @@ def build_matrix(conn: Connectivity, tenants: list[str], columns: Optional[Itera
     columns = list(columns or COLUMNS)
     shown, more = split_tenants(tenants)
     fixtures = [t for t in fixture_tenants() if t not in shown]
-    rows = [r for r in PLATFORM_ROWS if r in conn.namespaces] + shown + fixtures
+    # Policy namespaces that are not platform rows (e.g. agent namespaces) get a row of their own.
+    own = [c for c in columns if c not in PLATFORM_ROWS and c in conn.namespaces and c not in shown + fixtures]
+    rows = [r for r in PLATFORM_ROWS if r in conn.namespaces] + own + shown + fixtures
     cells = {
         (r, c): str(conn.between(r, c)) if conn.comparable(r, c) else "n/a" for r in rows for c in columns
     }
