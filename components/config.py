@@ -703,12 +703,11 @@ class StackConfig(_Model):
 def _isolation_rules(self: "StackConfig") -> None:
     """Impossible combinations of the workload-isolation capabilities (issue 12)."""
     ai, se = self.agent_isolation, self.serving_egress
+    # Both are part of the security group: with `security: false` they are inactive (the master switch
+    # removes everything), so only an active capability can be an impossible combination.
+    if not self.security:
+        return
     if ai.enabled:
-        if not self.security:
-            raise ValueError(
-                "agentIsolation.enabled needs `security: true` (its admission policy runs on the SR2 Kyverno "
-                "engine and its NetworkPolicies are part of the security group): turn security on or agent isolation off"
-            )
         if self.cluster is not None and not self.cluster.sandbox_pools:
             raise ValueError(
                 "agentIsolation.enabled needs a GKE Sandbox node pool (the RuntimeClass `gvisor` exists only then): "
@@ -727,11 +726,6 @@ def _isolation_rules(self: "StackConfig") -> None:
                 "(networkPolicy.protectedNamespaces/allowedFrom); agents must run in namespaces of their own"
             )
     if se.enabled:
-        if not self.security:
-            raise ValueError(
-                "servingEgress.namespaces is set but `security` is false: the profile extends SR1's policies; "
-                "turn security on or empty servingEgress.namespaces"
-            )
         stray = [ns for ns in se.namespaces if ns not in self.network_policy.protected_namespaces]
         if stray:
             raise ValueError(

@@ -215,7 +215,12 @@ def fqdn_policy(namespace: str, fqdns: list[str]) -> dict[str, Any]:
 
 
 def build_all(settings: StackConfig) -> list[dict[str, Any]]:
-    """Every Kubernetes object of capabilities A and B for this stack (policies in apply order)."""
+    """Every Kubernetes object of capabilities A and B for this stack (policies in apply order).
+
+    Both belong to the security group: nothing with ``security: false``.
+    """
+    if not settings.security:
+        return []
     out = build_agent_policies(settings.agent_isolation, settings.cluster_dns)
     if settings.serving_egress.enabled:
         out += build_serving_egress_policies(

@@ -331,8 +331,6 @@ def test_agent_isolation_accepted_with_a_sandbox_pool():
     (lambda: {**_raw(agentIsolation={"enabled": True, "namespaces": ["agents"]}),
               "llm-platform:cluster": json.dumps({"name": "c", "location": "europe-west4", "nodePools": [{"name": "system"}]})},
      "", ["GKE Sandbox node pool", "sandbox: true"]),
-    (lambda: {**_raw(agentIsolation={"enabled": True, "namespaces": ["agents"]}), "llm-platform:security": "false"},
-     "", ["agentIsolation.enabled", "security: true"]),
     (lambda: {k: v for k, v in {**_raw(agentIsolation={"enabled": True, "namespaces": ["agents"]}),
               "llm-platform:existingCluster": json.dumps({"context": "x", "networkPolicyEnforced": True})}.items()
               if k not in ("llm-platform:cluster", "gcp:project")},
@@ -345,13 +343,12 @@ def test_agent_isolation_accepted_with_a_sandbox_pool():
     (lambda: _raw(agentIsolation={"enabled": True, "namespaces": ["agents"]}, networkPolicy={"allowedFrom": ["litellm", "agents"]}),
      "", ["agents", "protected or trusted"]),
     (lambda: _raw(servingEgress={"namespaces": ["litellm"]}), "", ["servingEgress.namespaces", "litellm", "protectedNamespaces"]),
-    (lambda: {**_raw(servingEgress={"namespaces": ["serving"]}), "llm-platform:security": "false"}, "", ["servingEgress", "security"]),
     (lambda: _raw(servingEgress={"namespaces": ["serving"], "modelHubEgress": "fqdn"}), "", ["fqdnNetworkPolicy"]),
     (lambda: _raw(servingEgress={"namespaces": ["serving"], "modelHubEgress": "everything"}), "servingEgress.modelHubEgress", ["internet-443"]),
     (lambda: _raw(servingEgress={"namespaces": ["serving"], "apiServerCidrs": ["10.0.0.1/8"]}), "servingEgress.apiServerCidrs", ["CIDR"]),
     (lambda: _raw(servingEgress={"namespaces": ["serving"], "modelHubFqdns": ["https://hf.co"]}), "servingEgress.modelHubFqdns", ["DNS name"]),
-], ids=["no-sandbox-pool", "no-security", "existing-without-sandbox", "no-namespaces", "platform-namespace",
-        "gateway-is-agent-ns", "bad-port", "agents-trusted", "egress-unprotected", "egress-no-security", "fqdn-unsupported",
+], ids=["no-sandbox-pool", "existing-without-sandbox", "no-namespaces", "platform-namespace",
+        "gateway-is-agent-ns", "bad-port", "agents-trusted", "egress-unprotected", "fqdn-unsupported",
         "hub-choice", "bad-cidr", "bad-fqdn"])
 def test_impossible_combinations_are_refused(raw, key, words):
     with pytest.raises(ConfigError) as info:
@@ -360,6 +357,19 @@ def test_impossible_combinations_are_refused(raw, key, words):
     assert (f"`llm-platform:{key}`" in msg) if key else ("`llm-platform`" in msg), msg
     for w in words:
         assert w in msg, msg
+
+
+def test_security_off_makes_both_inactive():
+    # `security` is the master switch of the group: with it off, A and B register nothing, and their
+    # combination rules (sandbox pool, protected namespaces) do not apply.
+    raw = {**_raw(agentIsolation={"enabled": True, "namespaces": ["agents"]}, servingEgress={"namespaces": ["serving"]}),
+           "llm-platform:security": "false",
+           "llm-platform:cluster": json.dumps({"name": "c", "location": "europe-west4", "nodePools": [{"name": "system"}]})}
+    s = parse(raw)
+    assert s.agent_isolation.enabled and wi.build_all(s) == []
+    raw["llm-platform:security"] = "true"
+    with pytest.raises(ConfigError, match="GKE Sandbox node pool"):
+        parse(raw)
 
 
 def test_fqdn_accepted_when_the_cluster_enables_it():
