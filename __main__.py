@@ -44,6 +44,9 @@ if settings.security:
 
     Security(
         "security",
-        SecurityArgs(settings=settings, access=access, depends_on=cluster_deps),
+        SecurityArgs(
+            settings=settings, access=access, depends_on=cluster_deps,
+            api_server_endpoint=gke.cluster.endpoint if settings.cluster is not None else None,
+        ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

@@ -24,6 +24,8 @@ class SecurityArgs:
     """How the destroy-time webhook cleanup reaches the cluster."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Cluster resources that must exist first (node pools, firewall)."""
+    api_server_endpoint: Optional[pulumi.Input[str]] = None
+    """Endpoint address of a cluster this stack creates (the egress-locked profile's API server destination)."""
 
 
 class Security(pulumi.ComponentResource):
@@ -61,7 +63,9 @@ class Security(pulumi.ComponentResource):
 
             self.workload_isolation = WorkloadIsolation(
                 "isolation",
-                WorkloadIsolationArgs(settings=s, kyverno_release=self.kyverno.release),
+                WorkloadIsolationArgs(
+                    settings=s, kyverno_release=self.kyverno.release, api_server_endpoint=args.api_server_endpoint
+                ),
                 opts=child,
             )
         self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})

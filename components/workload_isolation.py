@@ -34,6 +34,7 @@ Namespaces are always selected by the immutable ``kubernetes.io/metadata.name`` 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -190,10 +191,7 @@ def build_serving_egress_policies(
                 out.append(_policy(ns, f"allow-platform-egress-{client.name}", ["Egress"], rules,
                                    pod_selector=_client_selector(client)))
         if api_cidrs:
-            for client in se.api_server_clients:
-                out.append(_policy(ns, f"allow-api-server-egress-{client.name}", ["Egress"], [
-                    {"to": [{"ipBlock": {"cidr": c}} for c in api_cidrs], "ports": _ports([443])}
-                ], pod_selector=_client_selector(client)))
+            out += [api_server_policy(ns, client, api_cidrs) for client in se.api_server_clients]
         if se.model_hub_egress == "internet-443":
             out.append(_policy(ns, "allow-model-hub-egress", ["Egress"], [
                 {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": _ports([443])}
@@ -201,6 +199,23 @@ def build_serving_egress_policies(
         elif se.model_hub_egress == "fqdn":
             out.append(fqdn_policy(ns, list(se.model_hub_fqdns)))
     return out
+
+
+def api_server_policy(namespace: str, client: InNamespaceClient, cidrs: list[str]) -> dict[str, Any]:
+    """``allow-api-server-egress-<client>``: the client's pods to the API server endpoint(s) on 443."""
+    return _policy(namespace, f"allow-api-server-egress-{client.name}", ["Egress"], [
+        {"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": _ports([443])}
+    ], pod_selector=_client_selector(client))
+
+
+def endpoint_cidr(endpoint: str) -> str:
+    """The cluster endpoint address as a /32 (GKE reports an IPv4 address)."""
+    try:
+        return f"{ipaddress.IPv4Address(endpoint)}/32"
+    except ValueError as e:
+        raise ValueError(
+            f"cluster endpoint {endpoint!r} is not an IPv4 address: set servingEgress.apiServerCidrs explicitly"
+        ) from e
 
 
 def fqdn_policy(namespace: str, fqdns: list[str]) -> dict[str, Any]:
@@ -248,6 +263,9 @@ class WorkloadIsolationArgs:
     """The validated stack config (agentIsolation, servingEgress, clusterDns, networkPolicy, kyverno)."""
     kyverno_release: Optional[pulumi.Resource] = None
     """The Kyverno Helm release; the agent ClusterPolicy waits for it (its CRD and webhook)."""
+    api_server_endpoint: Optional[pulumi.Input[str]] = None
+    """The cluster's endpoint address (a cluster this stack creates): the API server destination of the
+    egress-locked profile when neither `servingEgress.apiServerCidrs` nor a private `controlPlaneCidr` is set."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Other resources the NetworkPolicies wait for."""
 
@@ -276,4 +294,18 @@ class WorkloadIsolation(pulumi.ComponentResource):
                 )
             self.resources.append(res)
             names.append(rname)
+        s = args.settings
+        if s.security and s.serving_egress.enabled and not api_server_cidrs(s) and args.api_server_endpoint is not None:
+            # Public endpoint known only once the cluster exists: same policy, destination filled in later.
+            endpoint = pulumi.Output.from_input(args.api_server_endpoint)
+            for ns in s.serving_egress.namespaces:
+                for client in s.serving_egress.api_server_clients:
+                    m = api_server_policy(ns, client, ["0.0.0.0/32"])
+                    rname = resource_name(m)
+                    spec = endpoint.apply(lambda ip, ns=ns, c=client: api_server_policy(ns, c, [endpoint_cidr(ip)])["spec"])
+                    self.resources.append(k8s.networking.v1.NetworkPolicy(
+                        rname, metadata=m["metadata"], spec=spec,
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+                    ))
+                    names.append(rname)
         self.register_outputs({"resources": names})

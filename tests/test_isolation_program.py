@@ -140,3 +140,24 @@ def mockrun_normalise(value):
     from tools.render import _normalise
 
     return _normalise(value)
+
+
+def test_dev_api_server_egress_uses_the_cluster_endpoint(dev_on):
+    # dev is a public cluster without apiServerCidrs: the endpoint the cluster reports (mocked as
+    # 203.0.113.10) becomes the pickers' / KServe controller's API server destination.
+    pols = {r.inputs["metadata"]["name"]: r for r in dev_on
+            if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy" and r.inputs["metadata"]["namespace"] == "serving"}
+    for client in ("endpoint-picker", "kserve-controller"):
+        p = pols[f"allow-api-server-egress-{client}"]
+        assert p.inputs["spec"]["egress"] == [
+            {"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+        ], p.inputs["spec"]
+        assert p.inputs["spec"]["podSelector"]["matchExpressions"], "only the labelled clients"
+
+
+def test_endpoint_cidr():
+    from components.workload_isolation import endpoint_cidr
+
+    assert endpoint_cidr("34.90.1.2") == "34.90.1.2/32"
+    with pytest.raises(ValueError, match="apiServerCidrs"):
+        endpoint_cidr("gke-1234.europe-west4.gke.goog")
