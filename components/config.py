@@ -581,7 +581,7 @@ class ServingEgressConfig(_Model):
     model_hub_egress: Literal["none", "internet-443", "fqdn"] = "none"
     """HTTPS to model hubs: none; `internet-443` (0.0.0.0/0 minus private ranges on 443); or `fqdn`
     (GKE FQDNNetworkPolicy for `modelHubFqdns`, needs `cluster.fqdnNetworkPolicy`)."""
-    model_hub_fqdns: list[str] = Field(default_factory=lambda: ["huggingface.co", "*.huggingface.co", "*.hf.co"])
+    model_hub_fqdns: list[str] = Field(default_factory=lambda: ["huggingface.co", "*.huggingface.co", "*.hf.co", "*.xethub.hf.co"])
     """Names (`huggingface.co`) or patterns (`*.hf.co`) allowed on 443 with `modelHubEgress: fqdn`."""
     api_server_cidrs: list[str] = Field(default_factory=list)
     """Kubernetes API server endpoint CIDRs (443); default: `cluster.controlPlaneCidr` of a private cluster."""

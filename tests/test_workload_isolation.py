@@ -260,7 +260,7 @@ def test_fqdn_choice_renders_an_fqdn_network_policy():
     fqdn = [m for m in policies if m["kind"] == "FQDNNetworkPolicy"]
     assert len(fqdn) == 1 and fqdn[0]["apiVersion"] == "networking.gke.io/v1alpha1"
     assert fqdn[0]["spec"]["egress"][0]["matches"] == [
-        {"name": "huggingface.co"}, {"pattern": "*.huggingface.co"}, {"pattern": "*.hf.co"}
+        {"name": "huggingface.co"}, {"pattern": "*.huggingface.co"}, {"pattern": "*.hf.co"}, {"pattern": "*.xethub.hf.co"}
     ]
     assert not any(m["metadata"]["name"] == "allow-model-hub-egress" for m in policies), "no ipBlock with fqdn"
 
