@@ -442,8 +442,80 @@ class NetworkPolicyConfig(_Model):
 # ---------------------------------------------------------------- SR2
 
 
+_SA_USER = re.compile(r"^system:serviceaccount:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$")
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+# Operator namespaces a tenant may never be named after: a service account there could carry the
+# user name of a trusted controller (require-kueue-queue-name trusts controllers by user name).
+# The namespaces of every configured `kyverno.trustedControllers` identity are refused as well.
+OPERATOR_NAMESPACES = frozenset(
+    {"kuberay-system", "jobset-system", "lws-system", "kueue-system", "kubeflow", "kubeflow-system",
+     "mpi-operator", "appwrapper-system"}
+)
+
+
+class TrustedControllers(_Model):
+    """Request user names of the controllers the SR2 policy trusts to create children of Kueue workloads."""
+
+    job: str = "system:serviceaccount:kube-system:job-controller"
+    """kube-controller-manager's Job controller (Pods of a Job)."""
+    cron_job: str = "system:serviceaccount:kube-system:cronjob-controller"
+    """kube-controller-manager's CronJob controller (Jobs of a CronJob; they still need the queue label)."""
+    replica_set: str = "system:serviceaccount:kube-system:replicaset-controller"
+    """kube-controller-manager's ReplicaSet controller (Pods of a ReplicaSet; they still need the queue label)."""
+    stateful_set: str = "system:serviceaccount:kube-system:statefulset-controller"
+    """kube-controller-manager's StatefulSet controller (Pods of a StatefulSet)."""
+    kueue: str = "system:serviceaccount:kueue-system:kueue-controller-manager"
+    """Kueue's controller: the only identity that may lift the admission gate or unsuspend a top-level workload."""
+    kuberay: str = "system:serviceaccount:kuberay-system:kuberay-operator"
+    """KubeRay operator (RayCluster and submitter Job of a RayJob, Pods of a RayCluster)."""
+    jobset: str = "system:serviceaccount:jobset-system:jobset-controller-manager"
+    """JobSet controller (Jobs of a JobSet)."""
+    lws: str = "system:serviceaccount:lws-system:lws-controller-manager"
+    """LeaderWorkerSet controller (leader and worker StatefulSets)."""
+    kubeflow_training: str = "system:serviceaccount:kubeflow:training-operator"
+    """Kubeflow training-operator v1 (Pods of PyTorchJob, MPIJob v1, TFJob, XGBoostJob, PaddleJob, JAXJob)."""
+    mpi_operator: str = "system:serviceaccount:mpi-operator:mpi-operator"
+    """MPI operator v2 (launcher Job and worker Pods of an MPIJob v2beta1)."""
+    trainer: str = "system:serviceaccount:kubeflow-system:kubeflow-trainer-controller-manager"
+    """Kubeflow Trainer v2 (the JobSet of a TrainJob)."""
+    appwrapper: str = "system:serviceaccount:appwrapper-system:appwrapper-controller-manager"
+    """AppWrapper controller (the components of an AppWrapper)."""
+
+    @field_validator("*")
+    @classmethod
+    def _sa(cls, v: str, info: ValidationInfo) -> str:
+        if not _SA_USER.match(v):
+            raise ValueError(
+                f"{v!r} is not a service account user name; write it like "
+                "system:serviceaccount:<namespace>:<service-account>"
+            )
+        return v
+
+    def namespaces(self) -> set[str]:
+        """Namespaces of all trusted identities."""
+        return {_SA_USER.match(v).group(1) for v in self.model_dump().values()}
+
+
 class KyvernoConfig(_Model):
     """SR2 admission engine and policy (active with `security: true`)."""
+
+    accelerator_resources: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu", "google.com/tpu"])
+    """Extended resources that only Kueue-admitted workloads may request (GKE: NVIDIA GPUs and TPUs); the guardrail catalog uses the same list."""
+    trusted_controllers: TrustedControllers = Field(default_factory=TrustedControllers)
+    """Controller identities trusted to create children of Kueue workloads, and Kueue's own identity."""
+    resource_claims_through_kueue: bool = False
+    """DRA claims (`resourceClaims`) are admitted only with a queue label (Kueue configured for DRA); default: denied."""
+
+    @field_validator("accelerator_resources")
+    @classmethod
+    def _accelerators(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one accelerator resource, e.g. nvidia.com/gpu")
+        for r in v:
+            if not _RESOURCE_NAME.match(r):
+                raise ValueError(f"{r!r} is not an extended resource name; write it like nvidia.com/gpu")
+        return _no_duplicates(v, "accelerator resource")
 
     failure_action: Literal["Enforce", "Audit"] = "Enforce"
     """Enforce rejects offending workloads; Audit only reports them."""
@@ -451,6 +523,354 @@ class KyvernoConfig(_Model):
     """Admission controller replicas; 3+ gives a PodDisruptionBudget and zone spread."""
     create_tenant_namespaces: bool = False
     """Create tenant namespaces that do not exist yet (default: only label existing ones)."""
+
+
+# ---------------------------------------------------------------- guardrail catalog
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*?(-v\*)?$")
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*/?$")
+
+
+def _labels(v: dict[str, str], what: str) -> dict[str, str]:
+    for k, val in v.items():
+        if not _LABEL_KEY.match(k):
+            raise ValueError(f"{what} key {k!r} is not a valid label key")
+        if not _LABEL_VALUE.match(val):
+            raise ValueError(f"{what} value {val!r} (key {k!r}) is not a valid label value")
+    return v
+
+
+class GuardrailPolicy(_Model):
+    """Settings every validate policy of the catalog has: on/off, failure action, scope."""
+
+    enabled: bool = True
+    """Render this policy (when `guardrails.enabled`)."""
+    failure_action: Literal["Audit", "Enforce"] = "Audit"
+    """Audit first (reports only); Enforce rejects offending objects."""
+    namespaces: Optional[list[str]] = None
+    """Namespaces in scope; default `guardrails.namespaces`."""
+    namespace_selector: dict[str, str] = Field(default_factory=dict)
+    """Also require these namespace labels (matchLabels), e.g. `{purpose: ai-inference}`."""
+    object_selector: dict[str, str] = Field(default_factory=dict)
+    """Also require these labels on the admitted object itself (matchLabels), e.g. `{workload-type: inference}`."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty namespace list matches nothing; remove the key or set enabled: false")
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "namespace")
+
+    @field_validator("namespace_selector", "object_selector")
+    @classmethod
+    def _selectors(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _labels(v, to_camel(info.field_name))
+
+
+class GpuCapPolicy(GuardrailPolicy):
+    """1. At most N accelerators per Pod, per accelerator resource."""
+
+    max_accelerators_per_pod: int = Field(4, ge=1, le=64)
+    """Cap per Pod, summed over containers and initContainers."""
+
+
+class AcceleratorOvercommitPolicy(GuardrailPolicy):
+    """2. Accelerator requests equal limits where both are set."""
+
+
+class ApprovedModelsPolicy(GuardrailPolicy):
+    """3. The model a server loads is on this list."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["meta-llama/llama-3.1-8b-instruct", "mistralai/mistral-7b-instruct-v*"]
+    )
+    """Approved `org/name` (matched exactly, case-insensitively); a trailing `-v*` admits numeric version suffixes."""
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        out = [m.strip().lower() for m in v]
+        for m in out:
+            if not _MODEL.match(m):
+                raise ValueError(
+                    f"model {m!r} is not `org/name` (optionally ending in `-v*` for version suffixes); "
+                    "write it as on Hugging Face, e.g. meta-llama/llama-3.1-8b-instruct"
+                )
+        return _no_duplicates(out, "model")
+
+
+class MemoryBoundsPolicy(GuardrailPolicy):
+    """4. Pod memory request >= floor; every limits.memory <= ceiling."""
+
+    request_floor: str = "2Gi"
+    """Minimum memory request of a Pod (Kubernetes quantity)."""
+    limit_ceiling: str = "256Gi"
+    """Maximum limits.memory of any container (Kubernetes quantity)."""
+
+    @field_validator("request_floor", "limit_ceiling")
+    @classmethod
+    def _quantity(cls, v: str, info: ValidationInfo) -> str:
+        from components.quantity import QuantityError, parse_quantity
+
+        try:
+            if parse_quantity(v) <= 0:
+                raise ValueError(f"{to_camel(info.field_name)} must be positive, got {v!r}")
+        except QuantityError:
+            raise ValueError(f"{v!r} is not a Kubernetes quantity; write it like 2Gi or 256Gi") from None
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> "MemoryBoundsPolicy":
+        from components.quantity import parse_quantity
+
+        if parse_quantity(self.request_floor) > parse_quantity(self.limit_ceiling):
+            raise ValueError(f"requestFloor {self.request_floor} is above limitCeiling {self.limit_ceiling}")
+        return self
+
+
+BASELINE_RULES = ("no-privilege-escalation", "no-host-namespaces", "run-as-non-root",
+                  "seccomp-runtime-default", "drop-capabilities")
+
+
+class BaselineException(_Model):
+    """A PolicyException lifting some security-baseline rules for named objects in one namespace."""
+
+    name: str
+    """PolicyException name (created in the kyverno namespace)."""
+    namespace: str
+    """The one namespace the exempted objects live in."""
+    names: list[str] = Field(min_length=1)
+    """Object names (Kyverno wildcards allowed, e.g. `nim-llm-*` for its Pods)."""
+    kinds: list[str] = Field(default_factory=lambda: ["Pod", "apps/v1/Deployment", "apps/v1/StatefulSet"])
+    """Kinds the exception covers."""
+    rules: list[Literal[BASELINE_RULES]] = Field(min_length=1)  # type: ignore[valid-type]
+    """Security-baseline rules lifted (never the whole policy)."""
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns(cls, v: str, info: ValidationInfo) -> str:
+        return _dns_label(v, f"exception {info.field_name}")
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for n in v:
+            if n in ("*", "?") or not n.strip("*?"):
+                raise ValueError(f"exception name {n!r} matches every object; name the objects")
+        return v
+
+
+def _default_exceptions() -> list[BaselineException]:
+    return [
+        # NVIDIA NIM containers run with the image's fixed UID/GID (NIM docs: run as that user); a
+        # NIM deployed with runAsUser 0 for its cache volume would fail run-as-non-root only.
+        BaselineException(name="guardrail-nvidia-nim", namespace="serving", names=["nim-llm", "nim-llm-*"],
+                          rules=["run-as-non-root"]),
+        # The NVIDIA device plugin (GPU Operator) runs privileged as root to expose the devices.
+        BaselineException(
+            name="guardrail-nvidia-device-plugin", namespace="gpu-operator",
+            names=["nvidia-device-plugin-daemonset", "nvidia-device-plugin-daemonset-*"],
+            kinds=["Pod", "apps/v1/DaemonSet"],
+            rules=["no-privilege-escalation", "run-as-non-root", "drop-capabilities"],
+        ),
+    ]
+
+
+class SecurityBaselinePolicy(GuardrailPolicy):
+    """5. allowPrivilegeEscalation false, no host namespaces, runAsNonRoot, seccomp, drop ALL."""
+
+    required_drop: Literal["ALL", "NET_RAW"] = "ALL"
+    """Capability every container must drop: ALL, or NET_RAW as the minimum."""
+    exceptions: list[BaselineException] = Field(default_factory=_default_exceptions)
+    """Known exceptions, each a PolicyException scoped by name and namespace."""
+
+    @field_validator("exceptions")
+    @classmethod
+    def _unique(cls, v: list[BaselineException]) -> list[BaselineException]:
+        _no_duplicates([e.name for e in v], "exception name")
+        return v
+
+
+class TrustedRegistriesPolicy(GuardrailPolicy):
+    """6. Images only from these registry prefixes."""
+
+    registries: list[str] = Field(
+        default_factory=lambda: [
+            "registry.k8s.io/",
+            "nvcr.io/nvidia/",
+            "docker.io/vllm/vllm-openai",
+            "ghcr.io/huggingface/text-generation-inference",
+            "ghcr.io/huggingface/text-embeddings-inference",
+            "docker.io/nvidia/cuda",
+        ]
+    )
+    """Prefixes after Docker normalisation; ending in `/`: everything below; otherwise: that repository only."""
+    require_digest: bool = False
+    """Also require every image to be pinned by @sha256 digest."""
+
+    @field_validator("registries")
+    @classmethod
+    def _registries(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("an empty registry list rejects every image; list at least one prefix")
+        for r in v:
+            if not _REGISTRY.match(r) or "/" not in r.rstrip("/") and not r.endswith("/"):
+                raise ValueError(
+                    f"registry prefix {r!r} must be a host with an optional path, without scheme, "
+                    "e.g. europe-docker.pkg.dev/my-project/ or docker.io/vllm/vllm-openai"
+                )
+        return _no_duplicates(v, "registry prefix")
+
+
+class RequireLimitsPolicy(GuardrailPolicy):
+    """7. CPU and memory limits on every container and initContainer."""
+
+    require_cpu_limit: bool = True
+    """Require limits.cpu too (limits.memory is always required)."""
+
+
+class OwnershipPolicy(GuardrailPolicy):
+    """8. owner / cost-center labels; model documentation annotations on inference workloads."""
+
+    required_labels: list[str] = Field(default_factory=lambda: ["owner", "cost-center"])
+    """Pod labels required for chargeback."""
+    inference_labels: dict[str, str] = Field(default_factory=lambda: {"workload-type": "inference"})
+    """Pod labels that mark an inference workload."""
+    model_annotations: list[str] = Field(default_factory=lambda: ["ai/version", "ai/dataset"])
+    """Annotations an inference workload must carry."""
+    stamp_owner: bool = False
+    """Also render guardrail-stamp-owner: a mutate adding `owner` from the requesting user where missing."""
+
+    @field_validator("required_labels", "model_annotations")
+    @classmethod
+    def _keys(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        _labels({k: "" for k in v}, to_camel(info.field_name))
+        return _no_duplicates(v, "key")
+
+    @field_validator("inference_labels")
+    @classmethod
+    def _inference(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("inferenceLabels is empty: no workload would count as inference")
+        return _labels(v, "inferenceLabels")
+
+
+class ReserveAcceleratorNodesPolicy(GuardrailPolicy):
+    """9. Only these service accounts may run Pods that can land on accelerator nodes."""
+
+    allowed_service_accounts: list[str] = Field(default_factory=list)
+    """`namespace/name` of each approved service account."""
+
+    @field_validator("allowed_service_accounts")
+    @classmethod
+    def _sas(cls, v: list[str]) -> list[str]:
+        for sa in v:
+            ns, sep, name = sa.partition("/")
+            if not sep or not _DNS_LABEL.match(ns) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+                raise ValueError(f"service account {sa!r} must be written namespace/name, e.g. serving/vllm")
+        return _no_duplicates(v, "service account")
+
+
+class EgressDestination(_Model):
+    """One extra egress destination of the lockdown NetworkPolicy."""
+
+    cidr: str
+    """IPv4 CIDR."""
+    ports: list[int] = Field(min_length=1)
+    """Ports."""
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    """Protocol."""
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            return str(ipaddress.IPv4Network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not an IPv4 CIDR ({e})") from e
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        return _ports(v, "egress")
+
+
+class EgressLockdownPolicy(_Model):
+    """10. Generated, synchronized NetworkPolicy: DNS plus configured destinations only."""
+
+    enabled: bool = True
+    """Render this policy (when `guardrails.enabled`)."""
+    namespace_selector: dict[str, str] = Field(default_factory=lambda: {"llm-platform/egress-lockdown": "true"})
+    """Namespaces (by label) that get the lockdown NetworkPolicy."""
+    node_local_dns: Optional[str] = None
+    """NodeLocal DNSCache address when the cluster uses it (GKE: 169.254.20.10)."""
+    cloud_dns: bool = False
+    """The cluster uses Cloud DNS for GKE: also allow its metadata-server resolver 169.254.169.254 on 53."""
+    allowed_egress: list[EgressDestination] = Field(default_factory=list)
+    """Destinations allowed besides DNS."""
+
+    @field_validator("namespace_selector")
+    @classmethod
+    def _sel(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("namespaceSelector is empty: it would lock down every namespace; name a label")
+        return _labels(v, "namespaceSelector")
+
+    @field_validator("node_local_dns")
+    @classmethod
+    def _ip(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not an IPv4 address ({e}); GKE's NodeLocal DNSCache is 169.254.20.10") from e
+
+
+class GuardrailsConfig(_Model):
+    """The guardrail catalog (policies/kyverno/guardrail-*), active with `security: true` and `enabled`."""
+
+    enabled: bool = False
+    """Render the catalog (each policy can still be switched off)."""
+    namespaces: Optional[list[str]] = None
+    """Default scope of every validate policy; default: `serving` plus the tenant namespaces."""
+    gpu_cap_per_pod: GpuCapPolicy = Field(default_factory=GpuCapPolicy)
+    """1. GPU cap per Pod."""
+    accelerator_overcommit: AcceleratorOvercommitPolicy = Field(default_factory=AcceleratorOvercommitPolicy)
+    """2. No accelerator overcommit."""
+    approved_models: ApprovedModelsPolicy = Field(default_factory=ApprovedModelsPolicy)
+    """3. Approved models."""
+    memory_bounds: MemoryBoundsPolicy = Field(default_factory=MemoryBoundsPolicy)
+    """4. Memory bounds."""
+    security_baseline: SecurityBaselinePolicy = Field(default_factory=SecurityBaselinePolicy)
+    """5. Security baseline."""
+    trusted_registries: TrustedRegistriesPolicy = Field(default_factory=TrustedRegistriesPolicy)
+    """6. Trusted registries."""
+    require_limits: RequireLimitsPolicy = Field(default_factory=RequireLimitsPolicy)
+    """7. CPU/memory limits required."""
+    ownership: OwnershipPolicy = Field(default_factory=OwnershipPolicy)
+    """8. Ownership labels and model documentation."""
+    reserve_accelerator_nodes: ReserveAcceleratorNodesPolicy = Field(default_factory=ReserveAcceleratorNodesPolicy)
+    """9. Accelerator nodes reserved for approved service accounts."""
+    egress_lockdown: EgressLockdownPolicy = Field(default_factory=EgressLockdownPolicy)
+    """10. Egress lockdown for AI namespaces (generate)."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty namespace list matches nothing; remove the key to use serving + tenants")
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "namespace")
 
 
 # ---------------------------------------------------------------- Pod Security (tenants)
@@ -649,6 +1069,8 @@ class StackConfig(_Model):
     """SR2 settings."""
     pod_security: PodSecurityConfig = Field(default_factory=PodSecurityConfig)
     """Pod Security Admission levels on tenant namespaces."""
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    """Guardrail catalog (Kyverno cost and security policies for LLM workloads), behind `security`."""
     cluster_dns: ClusterDns = Field(default_factory=ClusterDns)
     """DNS paths of the cluster (NodeLocal DNSCache, Cloud DNS) for the egress-locked policies."""
     agent_isolation: AgentIsolationConfig = Field(default_factory=AgentIsolationConfig)
@@ -678,6 +1100,18 @@ class StackConfig(_Model):
                 raise ValueError(
                     f"tenant {t!r} is also listed in networkPolicy.protectedNamespaces/allowedFrom; a tenant "
                     "namespace must be neither protected nor trusted by SR1: rename the tenant or fix the list"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _reserved_tenants(self) -> "StackConfig":
+        reserved = OPERATOR_NAMESPACES | self.kyverno.trusted_controllers.namespaces()
+        for i, t in enumerate(self.tenants):
+            if t in reserved:
+                raise ValueError(
+                    f"`tenants[{i}]` ({t!r}) is an operator namespace: a service account there could "
+                    "pass as a controller the SR2 policy trusts; choose another tenant name "
+                    f"(reserved: {', '.join(sorted(reserved))})"
                 )
         return self
 

@@ -21,6 +21,7 @@ import yaml
 
 from components.cluster import ClusterAccess
 from components.config import KyvernoConfig
+from components.kueue_policy import render_policy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = "kyverno"
@@ -62,14 +63,13 @@ def crd_manifests() -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def policy_manifests(failure_action: str) -> list[dict[str, Any]]:
-    """The platform's ClusterPolicies from policies/kyverno/, with this stack's failure action."""
-    out = []
-    for rel in POLICY_FILES:
-        with (POLICY_DIR / rel).open(encoding="utf-8") as fh:
-            policy = yaml.safe_load(fh)
-        out.append(with_failure_action(policy, failure_action))
-    return out
+def policy_manifests(config: KyvernoConfig, tenants: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """The platform's ClusterPolicies for this stack: rendered from config (accelerators, trusted
+    controllers, tenant namespaces for the webhook's matchConditions), with its failure action.
+
+    policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
+    """
+    return [with_failure_action(render_policy(config, tenants), config.failure_action)]
 
 
 def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
@@ -90,8 +90,17 @@ def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
     return policy
 
 
-def helm_values(config: KyvernoConfig) -> dict[str, Any]:
+def helm_values(config: KyvernoConfig, policy_exceptions: bool = False) -> dict[str, Any]:
     """Chart values; every key exists in the chart's values.yaml (tests check it)."""
+    values = _helm_values(config)
+    if policy_exceptions:
+        # The guardrail catalog's PolicyExceptions; only honoured in the kyverno namespace, so
+        # whoever may write there (not tenants) decides the exceptions.
+        values["features"] = {"policyExceptions": {"enabled": True, "namespace": NAMESPACE}}
+    return values
+
+
+def _helm_values(config: KyvernoConfig) -> dict[str, Any]:
     replicas = config.admission_replicas
     component = {"app.kubernetes.io/component": "admission-controller", "app.kubernetes.io/instance": "kyverno"}
     small = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -144,6 +153,10 @@ class KyvernoArgs:
     """How the destroy-time webhook cleanup reaches the cluster."""
     extra_depends_on: list[pulumi.Resource] = field(default_factory=list)
     """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
+    policy_exceptions: bool = False
+    """Enable Kyverno PolicyExceptions (namespace kyverno); the guardrail catalog uses them."""
+    tenants: Optional[list[str]] = None
+    """Tenant namespaces: the policy's webhook only calls Kyverno for requests in them (matchConditions)."""
 
 
 class Kyverno(pulumi.ComponentResource):
@@ -200,7 +213,7 @@ class Kyverno(pulumi.ComponentResource):
             namespace=NAMESPACE,
             create_namespace=False,
             skip_crds=True,
-            values=helm_values(args.config),
+            values=helm_values(args.config, args.policy_exceptions),
             # Helm --wait: the release is ready only when the admission controller is.
             skip_await=False,
             timeout=600,
@@ -219,14 +232,14 @@ class Kyverno(pulumi.ComponentResource):
                 spec=policy["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
-            for policy in policy_manifests(args.config.failure_action)
+            for policy in policy_manifests(args.config, args.tenants)
         ]
 
         self.register_outputs(
             {
                 "chartVersion": CHART_VERSION,
                 "crds": len(self.crds),
-                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config.failure_action)],
+                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config, args.tenants)],
                 "failureAction": args.config.failure_action,
             }
         )

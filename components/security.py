@@ -9,6 +9,7 @@ import pulumi
 
 from components.cluster import ClusterAccess
 from components.config import StackConfig
+from components.guardrails import Guardrails, GuardrailsArgs
 from components.kyverno import Kyverno, KyvernoArgs
 from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from components.tenants import TenantNamespaces, TenantNamespacesArgs
@@ -44,6 +45,8 @@ class Security(pulumi.ComponentResource):
                 config=s.kyverno,
                 access=args.access,
                 extra_depends_on=args.depends_on,
+                policy_exceptions=s.guardrails.enabled,
+                tenants=list(s.tenants),
             ),
             opts=child,
         )
@@ -56,6 +59,11 @@ class Security(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.guardrails: Optional[Guardrails] = None
+        if s.guardrails.enabled:
+            self.guardrails = Guardrails(
+                "guardrails", GuardrailsArgs(settings=s, depends_on=[self.kyverno.release]), opts=child
+            )
         # Agent isolation and the egress-locked serving profile (off by default: nothing registered).
         self.workload_isolation = None
         if s.agent_isolation.enabled or s.serving_egress.enabled:

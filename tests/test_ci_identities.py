@@ -231,6 +231,7 @@ def test_preview_rbac_is_least_privilege(stack):
 
 PLURAL = {"Namespace": "namespaces", "NamespacePatch": "namespaces", "NetworkPolicy": "networkpolicies",
           "CustomResourceDefinition": "customresourcedefinitions", "ClusterPolicy": "clusterpolicies",
+          "PolicyException": "policyexceptions",
           "NetworkLoggingPatch": "networkloggings", "FQDNNetworkPolicy": "fqdnnetworkpolicies"}
 
 

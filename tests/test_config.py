@@ -101,3 +101,49 @@ def test_program_registers_nothing_on_bad_config(config, key, fix):
     assert key in str(exc.value)
     assert monitor_records == []
     assert mockrun.last_records() == [], "no resource may be registered before the config is valid"
+
+
+# ------------------------------------------- SR2: accelerators, trusted controllers, reserved tenants
+
+BAD_SR2 = [
+    ("tenant-named-like-operator-namespace", raw(tenants=["team-a", "kuberay-system"]), "tenants[1]", "operator namespace"),
+    ("tenant-named-kueue-system", raw(tenants=["kueue-system"]), "llm-platform:tenants", "platform namespace"),
+    ("tenant-named-jobset-system", raw(tenants=["jobset-system"]), "tenants[0]", "operator namespace"),
+    ("tenant-named-lws-system", raw(tenants=["lws-system"]), "tenants[0]", "operator namespace"),
+    ("tenant-named-like-configured-operator-namespace",
+     raw(tenants=["ml-ops"], kyverno={"trustedControllers": {"kuberay": "system:serviceaccount:ml-ops:kuberay"}}),
+     "tenants[0]", "reserved: "),
+    ("trusted-controller-not-a-service-account",
+     raw(kyverno={"trustedControllers": {"jobset": "jobset-controller"}}), "kyverno.trustedControllers.jobset",
+     "system:serviceaccount:<namespace>"),
+    ("unknown-trusted-controller", raw(kyverno={"trustedControllers": {"argo": "system:serviceaccount:a:b"}}),
+     "kyverno.trustedControllers.argo", "unknown key"),
+    ("empty-accelerator-list", raw(kyverno={"acceleratorResources": []}), "kyverno.acceleratorResources", "at least one"),
+    ("bad-accelerator-name", raw(kyverno={"acceleratorResources": ["gpu"]}), "kyverno.acceleratorResources", "nvidia.com/gpu"),
+    ("duplicate-accelerator", raw(kyverno={"acceleratorResources": ["google.com/tpu", "google.com/tpu"]}),
+     "kyverno.acceleratorResources", "listed twice"),
+]
+
+
+@pytest.mark.parametrize("config,key,fix", [b[1:] for b in BAD_SR2], ids=[b[0] for b in BAD_SR2])
+def test_bad_sr2_config_gives_one_clear_error(config, key, fix):
+    with pytest.raises(ConfigError) as exc:
+        parse(config, "dev")
+    message = str(exc.value)
+    assert message.startswith("invalid config in Pulumi.dev.yaml: `"), message
+    assert key in message, f"error must name the key {key!r}: {message}"
+    assert fix.lower() in message.lower(), f"error must say {fix!r}: {message}"
+    assert "\n" not in message, f"one error, one line: {message}"
+
+
+def test_sr2_defaults_cover_gke_accelerators_and_upstream_controllers():
+    k = parse(raw()).kyverno
+    assert k.accelerator_resources == ["nvidia.com/gpu", "google.com/tpu"]
+    assert k.trusted_controllers.kueue == "system:serviceaccount:kueue-system:kueue-controller-manager"
+    assert k.resource_claims_through_kueue is False, "DRA claims are denied unless Kueue counts them"
+    assert {"kuberay-system", "jobset-system", "lws-system", "kueue-system"} <= k.trusted_controllers.namespaces()
+    custom = parse(raw(kyverno={"acceleratorResources": ["nvidia.com/gpu"],
+                                "trustedControllers": {"lws": "system:serviceaccount:lws:lws"}})).kyverno
+    assert custom.accelerator_resources == ["nvidia.com/gpu"]
+    assert custom.trusted_controllers.lws == "system:serviceaccount:lws:lws"
+    assert custom.trusted_controllers.jobset.endswith("jobset-system:jobset-controller-manager"), "others keep defaults"

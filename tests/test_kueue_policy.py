@@ -18,10 +18,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kyverno_cel  # noqa: E402
+from components import kueue_policy  # noqa: E402
+from components.config import KyvernoConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_DIR = ROOT / "policies" / "kyverno" / "require-kueue-queue-name"
-POLICY_FILE = POLICY_DIR / "require-kueue-queue-name.yaml"
+POLICY_FILE = kueue_policy.POLICY_FILE
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
@@ -43,17 +45,25 @@ def _collect_cases():
 
 
 CASES = _collect_cases()
+UPDATE_CASES = [pytest.param(c, id=f"{c.name}:{c.expected}")
+                for f in kyverno_cel.discover_update_files(POLICY_DIR)
+                for c in kyverno_cel.load_update_cases(f)]
+NS_LABELS = {"team-a": {"llm-platform/kueue-managed": "true"}}
 
 
 def test_enough_cases_and_parents_covered():
     kinds = {p.values[1].kind for p in CASES}
     results = {p.values[1].expected for p in CASES}
-    assert len(CASES) >= 15, f"only {len(CASES)} kyverno-test cases"
-    assert {"Job", "CronJob", "JobSet", "RayJob", "RayCluster", "Deployment",
-            "StatefulSet", "LeaderWorkerSet"} <= kinds, kinds
+    assert len(CASES) >= 60, f"only {len(CASES)} kyverno-test cases"
+    assert {"Pod", "Job", "CronJob", "JobSet", "RayJob", "RayCluster", "Deployment", "StatefulSet",
+            "LeaderWorkerSet", "PyTorchJob", "MPIJob", "TrainJob", "AppWrapper"} <= kinds, kinds
     assert results == {"pass", "fail", "skip"}, results
-    # the sub-folders (one request user each) are part of the run
-    assert len(kyverno_cel.discover_test_files(POLICY_DIR)) > 1
+    # one sub-folder per trusted controller identity, each with at least one admitted request
+    users = {p.values[0].username for p in CASES if p.values[1].expected == "pass"}
+    trusted = set(kueue_policy.TrustedControllers().model_dump().values()) - {
+        kueue_policy.TrustedControllers().kueue}
+    assert trusted <= users, f"no admitted request from {sorted(trusted - users)}"
+    assert len(UPDATE_CASES) >= 25, len(UPDATE_CASES)
 
 
 @pytest.mark.parametrize("suite,case", CASES)
@@ -65,6 +75,119 @@ def test_kyverno_case(suite, case):
         f"expected {case.expected}, got {outcome.result}; message: {outcome.message}")
     if outcome.result == "fail":
         assert QUEUE_LABEL in outcome.message, outcome.message
+
+
+@pytest.mark.parametrize("case", UPDATE_CASES)
+def test_update_case(case):
+    """UPDATEs whose old object differs (gate removal, unsuspend, relabel, ownerReference, ephemeral containers)."""
+    policy = _load_policy()
+    (rule,) = [r for r in policy["spec"]["rules"] if r["name"] == case.rule]
+    outcome = kyverno_cel.evaluate_rule(rule, case.object, case.operation, case.username, [],
+                                        NS_LABELS, old=case.old_object, subresource=case.subresource)
+    assert outcome.result == case.expected, (
+        f"update case {case.name} ({case.object['kind']}/{case.object['metadata']['name']}, user "
+        f"{case.username}) rule {case.rule}: expected {case.expected}, got {outcome.result}; {outcome.message}")
+
+
+def _stack_policy() -> dict:
+    return kueue_policy.render_policy(KyvernoConfig(), tenants=["team-a", "team-b"])
+
+
+@pytest.mark.parametrize("suite,case", [p for p in CASES if p.values[1].expected == "fail"])
+def test_every_denied_request_reaches_kyverno(suite, case):
+    """The webhook's matchConditions must send every request the policy denies to Kyverno."""
+    resource = next(r for r in suite.resources
+                    if r["metadata"]["name"] == case.resource and r["kind"] == case.kind)
+    assert kyverno_cel.webhook_matches(_stack_policy(), resource, "CREATE", None, suite.username), (
+        f"{case.kind}/{case.resource}: denied by rule {case.rule} but the webhook's matchConditions "
+        "would never send it to Kyverno")
+
+
+@pytest.mark.parametrize("case", [p for p in UPDATE_CASES if p.values[0].expected == "fail"])
+def test_every_denied_update_reaches_kyverno(case):
+    assert kyverno_cel.webhook_matches(_stack_policy(), case.object, "UPDATE", case.old_object,
+                                       case.username, subresource=case.subresource), (
+        f"update case {case.name}: denied by the policy but not sent to Kyverno by matchConditions")
+
+
+def test_webhook_skips_requests_without_accelerators_and_outside_tenants():
+    """Blast radius: CPU workloads and non-tenant namespaces never wait for Kyverno."""
+    policy = _stack_policy()
+    suite = kyverno_cel.load_suite(POLICY_DIR / ".kyverno-test" / "kyverno-test.yaml")
+    by_name = {r["metadata"]["name"]: r for r in suite.resources}
+    for name in ("cpu-pod", "zero-gpu-pod", "cpu-pod-with-controller-owner", "cpu-pytorchjob",
+                 "nvidia-visible-devices-void-pod", "nvidia-driver-capabilities-only-pod"):
+        assert not kyverno_cel.webhook_matches(policy, by_name[name], "CREATE"), (
+            f"{name}: no accelerator, yet the webhook would call Kyverno (fail closed)")
+    gpu = copy.deepcopy(by_name["gpu-pod-no-label"])
+    for namespace, expected in (("team-a", True), ("team-b", True), ("serving", False),
+                                ("litellm", False), ("llm-platform-verify-1a2b3c", True)):
+        gpu["metadata"]["namespace"] = namespace
+        assert kyverno_cel.webhook_matches(policy, gpu, "CREATE") is expected, (
+            f"GPU pod in {namespace}: webhook match should be {expected}")
+    # The default rendering (no tenant list) leaves namespaces to the policy's namespaceSelector.
+    gpu["metadata"]["namespace"] = "litellm"
+    assert kyverno_cel.webhook_matches(_load_policy(), gpu, "CREATE")
+
+
+# ------------------------------------------------- rendering and config
+
+def test_folder_copy_is_the_default_rendering():
+    assert POLICY_FILE.read_text(encoding="utf-8") == kueue_policy.default_rendering(), (
+        f"{POLICY_FILE.relative_to(ROOT)} is stale: run .venv/bin/python -m components.kueue_policy")
+
+
+def test_stack_rendering_follows_config():
+    config = KyvernoConfig.model_validate({
+        "acceleratorResources": ["nvidia.com/gpu", "amd.com/gpu"],
+        "trustedControllers": {"kuberay": "system:serviceaccount:ray:ray-operator"},
+    })
+    policy = kueue_policy.render_policy(config, tenants=["team-x"])
+    text = yaml.safe_dump(policy)
+    assert "amd.com/gpu" in text and "google.com/tpu" not in text, "acceleratorResources not applied"
+    assert "system:serviceaccount:ray:ray-operator" in text
+    assert "kuberay-system:kuberay-operator" not in text, "a replaced identity must not stay trusted"
+    (rule,) = policy["spec"]["rules"]
+    amd = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team-x"},
+           "spec": {"containers": [{"name": "c", "resources": {"limits": {"amd.com/gpu": 1}}}]}}
+    ns = {"team-x": {"llm-platform/kueue-managed": "true"}}
+    assert kyverno_cel.evaluate_rule(rule, amd, "CREATE", "u", [], ns).result == "fail"
+    assert kyverno_cel.webhook_matches(policy, amd, "CREATE")
+    ray_pod = copy.deepcopy(amd)
+    ray_pod["metadata"]["ownerReferences"] = [{"apiVersion": "ray.io/v1", "kind": "RayCluster", "name": "r",
+                                               "uid": "1", "controller": True}]
+    assert kyverno_cel.evaluate_rule(rule, ray_pod, "CREATE", "system:serviceaccount:ray:ray-operator", [],
+                                     ns).result == "pass"
+    assert kyverno_cel.evaluate_rule(rule, ray_pod, "CREATE", "system:serviceaccount:kuberay-system:kuberay-operator",
+                                     [], ns).result == "fail"
+    conditions = {c["name"]: c["expression"] for c in policy["spec"]["webhookConfiguration"]["matchConditions"]}
+    assert "['team-x']" in conditions["tenant-namespace"]
+
+
+def test_resource_claims_through_kueue_switch():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team-a"},
+           "spec": {"containers": [{"name": "c", "resources": {"claims": [{"name": "gpu"}]}}],
+                    "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}}
+    (rule,) = kueue_policy.render_policy(KyvernoConfig(resource_claims_through_kueue=True))["spec"]["rules"]
+    assert kyverno_cel.evaluate_rule(rule, pod, "CREATE", "u", [], NS_LABELS).result == "fail", "claims need the label"
+    pod["metadata"]["labels"] = {QUEUE_LABEL: "team-a-gpu"}
+    assert kyverno_cel.evaluate_rule(rule, pod, "CREATE", "u", [], NS_LABELS).result == "pass"
+    (strict,) = _load_policy()["spec"]["rules"]
+    assert kyverno_cel.evaluate_rule(strict, pod, "CREATE", "u", [], NS_LABELS).result == "fail", (
+        "default: DRA claims denied even with the label")
+
+
+def test_one_table_per_concern():
+    """Adding a Kueue integration is one WORKLOADS row: every row reaches match kinds and dispatches."""
+    policy = _load_policy()
+    (rule,) = policy["spec"]["rules"]
+    kinds = rule["match"]["any"][0]["resources"]["kinds"]
+    variables = {v["name"]: v["expression"] for v in rule["validate"]["cel"]["variables"]}
+    for w in kueue_policy.WORKLOADS:
+        assert w.match in kinds, w.key
+        assert f"'{w.key}'" in variables["podSpecs"], w.key
+    for e in kueue_policy.TRUST:
+        assert f"'{e.child}<-{e.owner}'" in variables["trustedControllers"], e
 
 
 # ------------------------------------------------------------ CRD schema
@@ -178,6 +301,37 @@ def test_cel_errors_are_reported_not_hidden():
     assert outcome.result == "error", outcome
 
 
+@pytest.mark.parametrize("where", ["variable", "expression", "matchCondition"])
+@pytest.mark.parametrize("expression", ["quantity('1') == quantity('1')", "isSorted([1, 2])",
+                                        "url('https://x.example').getHost() == 'x.example'",
+                                        "ip('10.0.0.1').family() == 4", "undefinedFunction(object)"])
+def test_unknown_cel_functions_fail_loudly(where, expression):
+    """Kubernetes CEL libraries cel-expr-python lacks (quantity, lists, ...) must not silently pass."""
+    policy = copy.deepcopy(_load_policy())
+    cel_block = policy["spec"]["rules"][0]["validate"]["cel"]
+    if where == "variable":
+        cel_block["variables"].append({"name": "extra", "expression": expression})
+    elif where == "expression":
+        cel_block["expressions"].append({"expression": expression, "message": QUEUE_LABEL})
+    else:
+        policy["spec"]["webhookConfiguration"]["matchConditions"].append({"name": "x", "expression": expression})
+    with pytest.raises(kyverno_cel.UnsupportedPolicyError, match="does not compile"):
+        kyverno_cel.check_policy_supported(policy)
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda p: p["spec"]["webhookConfiguration"].__setitem__("namespaceSelector", {}), "namespaceSelector"),
+    (lambda p: p["spec"]["webhookConfiguration"]["matchConditions"].append(
+        {"name": "a", "expression": "authorizer.group('').resource('pods').check('create').allowed()"}),
+     "authorizer"),
+])
+def test_rejects_unsupported_webhook_settings(mutate, field):
+    policy = copy.deepcopy(_load_policy())
+    mutate(policy)
+    with pytest.raises(kyverno_cel.UnsupportedPolicyError, match=field):
+        kyverno_cel.check_policy_supported(policy)
+
+
 # ----------------------------------------------------------- policy shape
 
 def test_failure_messages_say_what_to_add():
@@ -205,9 +359,84 @@ def test_policy_settings():
     assert uses_userinfo and spec["background"] is False
     assert spec["webhookConfiguration"]["failurePolicy"] == "Fail"
     assert 1 <= spec["webhookConfiguration"]["timeoutSeconds"] <= 30
+    # matchConditions make Kyverno build a fine-grained webhook for this policy (docs/decisions/0002)
+    assert spec["webhookConfiguration"]["matchConditions"], "blast radius: matchConditions required"
     for rule in spec["rules"]:
         excluded = {n for f in rule["exclude"]["any"] for n in f["resources"].get("namespaces", [])}
         assert "serving" in excluded, rule["name"]
         for flt in rule["match"]["any"]:
             assert flt["resources"]["namespaceSelector"]["matchLabels"] == {
                 "llm-platform/kueue-managed": "true"}, rule["name"]
+            assert set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}, rule["name"]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_expression_is_needed_by_some_case(index):
+    """Mutation check: replacing any one validation expression by `true` breaks some case."""
+    policy = copy.deepcopy(_load_policy())
+    (rule,) = policy["spec"]["rules"]
+    assert len(rule["validate"]["cel"]["expressions"]) == 6
+    removed = rule["validate"]["cel"]["expressions"][index]["expression"]
+    rule["validate"]["cel"]["expressions"][index]["expression"] = "true"
+    broken = []
+    for param in CASES:
+        suite, case = param.values
+        weakened = kyverno_cel.TestSuite(suite.path, [policy], suite.resources, suite.namespace_labels,
+                                         suite.operations, suite.username, suite.groups)
+        if kyverno_cel.evaluate_case(weakened, case).result != case.expected:
+            broken.append(case.resource)
+    for param in UPDATE_CASES:
+        c = param.values[0]
+        out = kyverno_cel.evaluate_rule(rule, c.object, c.operation, c.username, [], NS_LABELS,
+                                        old=c.old_object, subresource=c.subresource)
+        if out.result != c.expected:
+            broken.append(c.name)
+    assert broken, f"no case notices when `{removed}` is dropped"
+
+
+# ------------------------------- ValidatingPolicy rendering (Kyverno >= 1.20)
+
+def _load_validating_policy() -> dict:
+    (policy,) = kyverno_cel.load_yaml_docs(kueue_policy.VALIDATING_POLICY_FILE)
+    return policy
+
+
+def test_validating_policy_folder_copy_is_the_default_rendering():
+    assert kueue_policy.VALIDATING_POLICY_FILE.read_text(encoding="utf-8") == \
+        kueue_policy.default_validating_policy_rendering(), (
+            f"{kueue_policy.VALIDATING_POLICY_FILE.relative_to(ROOT)} is stale: run "
+            ".venv/bin/python -m components.kueue_policy")
+
+
+def test_validating_policy_matches_its_crd_schema():
+    """Against the vendored policies.kyverno.io CRD (v1 is served from Kyverno 1.18.1 on)."""
+    crd = yaml.safe_load((ROOT / "vendor" / "kyverno" / "3.8.1" / "crds" /
+                          "policies.kyverno.io_validatingpolicies.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    errors = _schema_errors(version["schema"]["openAPIV3Schema"], _load_validating_policy())
+    assert not errors, "\n".join(errors)
+    broken = copy.deepcopy(_load_validating_policy())
+    broken["spec"]["failurePolicy"] = "Sometimes"
+    assert _schema_errors(version["schema"]["openAPIV3Schema"], broken), "schema check must detect errors"
+
+
+@pytest.mark.parametrize("suite,case", CASES)
+def test_validating_policy_decides_like_the_cluster_policy(suite, case):
+    resource = next(r for r in suite.resources
+                    if r["metadata"]["name"] == case.resource and r["kind"] == case.kind)
+    operation = suite.operations.get((case.policy, case.resource), "CREATE")
+    outcome = kyverno_cel.evaluate_validating_policy(_load_validating_policy(), resource, operation,
+                                                      suite.username, suite.namespace_labels)
+    assert outcome.result != "error", outcome.message
+    assert (outcome.result == "fail") == (case.expected == "fail"), (
+        f"ValidatingPolicy on {case.kind}/{case.resource} (user {suite.username}): {outcome.result}, "
+        f"ClusterPolicy case expects {case.expected}; {outcome.message}")
+
+
+@pytest.mark.parametrize("case", UPDATE_CASES)
+def test_validating_policy_decides_updates_like_the_cluster_policy(case):
+    outcome = kyverno_cel.evaluate_validating_policy(
+        _load_validating_policy(), case.object, case.operation, case.username, NS_LABELS,
+        old=case.old_object, subresource=case.subresource)
+    assert (outcome.result == "fail") == (case.expected == "fail"), (
+        f"ValidatingPolicy on update case {case.name}: {outcome.result}, expected {case.expected}")

@@ -48,7 +48,10 @@ def sr2(records):
     crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
     cleanup = by_type(records, "command:local:Command")
     release = by_type(records, "kubernetes:helm.sh/v3:Release")
-    policies = by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
+    # SR2's own policies; the guardrail catalog's and agent isolation's have their own components.
+    policies = [p for p in by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
+                if "llm-platform:security:Guardrails" not in p.parent
+                and "llm-platform:security:WorkloadIsolation" not in p.parent]
     return ns, crds, cleanup, release, policies
 
 
@@ -174,6 +177,19 @@ def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     source = yaml.safe_load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
     assert rendered["spec"]["rules"] == kyverno.with_failure_action(source, "Enforce")["spec"]["rules"]
     assert rendered["metadata"]["annotations"] == source["metadata"]["annotations"]
+
+
+def test_stack_policy_webhook_is_scoped_to_the_stack_tenants(prod, dev):
+    """Blast radius: the policy's fine-grained webhook only calls Kyverno for the stack's tenants."""
+    from components import kueue_policy
+
+    for records, tenants in ((prod, ["team-a", "team-b", "team-c"]), (dev, ["team-a"])):
+        spec = sr2(records)[4][0].inputs["spec"]
+        conditions = {c["name"]: c["expression"] for c in spec["webhookConfiguration"]["matchConditions"]}
+        assert set(conditions) == {"tenant-namespace", "accelerator-request"}, conditions
+        assert f"request.namespace in {tenants!r}" in conditions["tenant-namespace"].replace('"', "'"), conditions
+        expected = kueue_policy.render_policy(kyverno.KyvernoConfig(), tenants)["spec"]["webhookConfiguration"]
+        assert spec["webhookConfiguration"] == expected
 
 
 def test_tenants_are_labelled(prod, dev):

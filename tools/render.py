@@ -5,6 +5,8 @@ Runs the same __main__.py under Pulumi mocks with Pulumi.<stack>.yaml and writes
                                            (.patch.yaml: a server-side patch of an existing object)
   OUT/cloud/<type>.<name>.yaml             every other resource: type, inputs, options
   OUT/connectivity.{md,svg}                SR1 connectivity matrix (when security is on)
+  OUT/guardrails-report.md                 the guardrail catalog, in Audit, against the reference
+                                           platform's manifests (when the catalog is enabled)
 then prints a summary. Deterministic; needs no Pulumi CLI, credentials or network. On bad
 config it prints the config error, exits non-zero and writes nothing.
 """
@@ -101,6 +103,9 @@ def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None
             config = mockrun.stack_config(stack, stack_file=stack_file)
             tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
             write_matrix(policies, tenants, tmp)
+        from tools.guardrail_report import write_report
+
+        write_report(stack, kubernetes_objects(records), tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -117,6 +122,24 @@ def summary(stack: str, out: pathlib.Path, counts: dict[str, int]) -> str:
     lines.append(f"{'-' * width}  -----")
     for t in sorted(counts):
         lines.append(f"{t.ljust(width)}  {counts[t]:>5}")
+    return "\n".join(lines)
+
+
+def guardrails_summary(out: pathlib.Path) -> str:
+    """Which guardrail policies the stack enables, with their action (from the rendered files)."""
+    files = sorted((out / "k8s").glob("ClusterPolicy._cluster.guardrail-*.yaml"))
+    if not files:
+        return "\nguardrail catalog: not enabled"
+    lines = ["", "guardrail catalog (policies/kyverno/guardrail-*):"]
+    for path in files:
+        policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+        rules = policy["spec"]["rules"]
+        actions = sorted({r["validate"]["failureAction"] for r in rules if "validate" in r})
+        other = "mutate" if any("mutate" in r for r in rules) else "generate"
+        lines.append(f"  {policy['metadata']['name']:<40} {'/'.join(actions) or other}")
+    report = out / "guardrails-report.md"
+    if report.exists():
+        lines.append(f"  report on the reference platform: {report}")
     return "\n".join(lines)
 
 
@@ -138,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     print(summary(args.stack, out, counts))
+    print(guardrails_summary(out))
     return 0
 
 

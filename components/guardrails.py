@@ -1,0 +1,268 @@
+"""The guardrail catalog: Kyverno cost and security policies for LLM workloads (policies/kyverno/guardrail-*).
+
+Each policy file in the repository is the source of truth and carries the catalog's
+defaults; this module only adapts it to the stack: which policies are on, Audit or Enforce
+per policy, the scope (namespaces and selectors) and the parameters, which are CEL variables
+of the policy whose expressions are replaced by CEL literals from the config. The known
+security-baseline exceptions become PolicyExceptions in the kyverno namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.config import GuardrailPolicy, GuardrailsConfig, StackConfig
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "policies" / "kyverno"
+EXCEPTION_NAMESPACE = "kyverno"
+EGRESS_POLICY = "guardrail-egress-lockdown"
+# Optional mutate companion of the ownership policy (guardrails.ownership.stampOwner).
+STAMP_OWNER_POLICY = "guardrail-stamp-owner"
+NODE_LOCAL_DNS_PORT = 53
+# Cloud DNS for GKE answers pod queries at the metadata server address.
+CLOUD_DNS_ADDRESS = "169.254.169.254"
+
+# config field -> policy name (folder and file), in catalog order
+CATALOG: dict[str, str] = {
+    "gpu_cap_per_pod": "guardrail-gpu-cap-per-pod",
+    "accelerator_overcommit": "guardrail-no-accelerator-overcommit",
+    "approved_models": "guardrail-approved-models",
+    "memory_bounds": "guardrail-memory-bounds",
+    "security_baseline": "guardrail-security-baseline",
+    "trusted_registries": "guardrail-trusted-registries",
+    "require_limits": "guardrail-require-limits",
+    "ownership": "guardrail-ownership",
+    "reserve_accelerator_nodes": "guardrail-reserve-accelerator-nodes",
+    "egress_lockdown": EGRESS_POLICY,
+}
+
+
+def policy_file(name: str) -> pathlib.Path:
+    return POLICY_DIR / name / f"{name}.yaml"
+
+
+def load_policy(name: str) -> dict[str, Any]:
+    with policy_file(name).open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def cel_literal(value: Any) -> str:
+    """A CEL literal for a JSON-like value (JSON is valid CEL for strings, numbers, bools, lists, maps)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def set_params(policy: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Replace the expression of every CEL variable named in `params` (in every rule) with its literal."""
+    policy = copy.deepcopy(policy)
+    seen: set[str] = set()
+    for rule in policy["spec"]["rules"]:
+        for var in rule.get("validate", {}).get("cel", {}).get("variables", []):
+            if var["name"] in params:
+                var["expression"] = cel_literal(params[var["name"]])
+                seen.add(var["name"])
+    missing = set(params) - seen
+    if missing:
+        raise KeyError(f"{policy['metadata']['name']}: no CEL variable named {sorted(missing)}")
+    return policy
+
+
+def set_scope(policy: dict[str, Any], namespaces: list[str], namespace_selector: dict[str, str],
+              object_selector: dict[str, str]) -> dict[str, Any]:
+    """Scope every match filter: these namespaces, and the selectors when given."""
+    policy = copy.deepcopy(policy)
+    for rule in policy["spec"]["rules"]:
+        for flt in rule["match"].get("any", []) + rule["match"].get("all", []):
+            res = flt["resources"]
+            res["namespaces"] = list(namespaces)
+            res.pop("namespaceSelector", None)
+            res.pop("selector", None)
+            if namespace_selector:
+                res["namespaceSelector"] = {"matchLabels": dict(namespace_selector)}
+            if object_selector:
+                res["selector"] = {"matchLabels": dict(object_selector)}
+    return policy
+
+
+def set_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
+    policy = copy.deepcopy(policy)
+    for rule in policy["spec"]["rules"]:
+        if "validate" in rule:
+            rule["validate"]["failureAction"] = action
+    return policy
+
+
+def default_namespaces(settings: StackConfig) -> list[str]:
+    """Default scope: the model-serving namespace and every tenant namespace."""
+    return settings.guardrails.namespaces or ["serving", *settings.tenants]
+
+
+def accelerator_node_pools(settings: StackConfig) -> list[str]:
+    if settings.cluster is None:
+        return []
+    return [p.name for p in settings.cluster.node_pools if p.gpu is not None]
+
+
+def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
+    accelerators = list(settings.kyverno.accelerator_resources)
+    if key == "gpu_cap_per_pod":
+        return {"accelerators": accelerators, "maxAcceleratorsPerPod": cfg.max_accelerators_per_pod}
+    if key == "accelerator_overcommit":
+        return {"accelerators": accelerators}
+    if key == "approved_models":
+        return {"approvedModels": list(cfg.models)}
+    if key == "memory_bounds":
+        return {"requestFloor": cfg.request_floor, "limitCeiling": cfg.limit_ceiling}
+    if key == "security_baseline":
+        return {"requiredDrop": cfg.required_drop}
+    if key == "trusted_registries":
+        return {"registries": list(cfg.registries), "requireDigest": cfg.require_digest}
+    if key == "require_limits":
+        return {"requireCpuLimit": cfg.require_cpu_limit}
+    if key == "ownership":
+        return {"requiredLabels": list(cfg.required_labels), "inferenceLabels": dict(cfg.inference_labels),
+                "modelAnnotations": list(cfg.model_annotations)}
+    if key == "reserve_accelerator_nodes":
+        return {"accelerators": accelerators, "allowedServiceAccounts": list(cfg.allowed_service_accounts),
+                "acceleratorNodePools": accelerator_node_pools(settings)}
+    raise KeyError(key)
+
+
+def egress_rules(cfg: Any) -> list[dict[str, Any]]:
+    """Egress of the lockdown NetworkPolicy: kube-dns in kube-system, NodeLocal/Cloud DNS, then the extras."""
+    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    rules = [{
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": dns_ports,
+    }]
+    local = [a for a in (cfg.node_local_dns, CLOUD_DNS_ADDRESS if cfg.cloud_dns else None) if a]
+    if local:
+        rules.append({"to": [{"ipBlock": {"cidr": f"{a}/32"}} for a in local], "ports": copy.deepcopy(dns_ports)})
+    for dest in cfg.allowed_egress:
+        rules.append({"to": [{"ipBlock": {"cidr": dest.cidr}}],
+                      "ports": [{"protocol": dest.protocol, "port": p} for p in dest.ports]})
+    return rules
+
+
+def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
+    """The enabled catalog policies as this stack applies them."""
+    g: GuardrailsConfig = settings.guardrails
+    out = []
+    for key, name in CATALOG.items():
+        cfg = getattr(g, key)
+        if not cfg.enabled:
+            continue
+        policy = load_policy(name)
+        if key == "egress_lockdown":
+            policy = copy.deepcopy(policy)
+            (rule,) = policy["spec"]["rules"]
+            (flt,) = rule["match"]["any"]
+            flt["resources"]["selector"] = {"matchLabels": dict(cfg.namespace_selector)}
+            rule["generate"]["data"]["spec"]["egress"] = egress_rules(cfg)
+        else:
+            assert isinstance(cfg, GuardrailPolicy)
+            policy = set_params(policy, _params(key, cfg, settings))
+            policy = set_scope(policy, cfg.namespaces or default_namespaces(settings),
+                               cfg.namespace_selector, cfg.object_selector)
+            policy = set_failure_action(policy, cfg.failure_action)
+        out.append(policy)
+        if key == "ownership" and cfg.stamp_owner:
+            stamp = load_policy(STAMP_OWNER_POLICY)
+            out.append(set_scope(stamp, cfg.namespaces or default_namespaces(settings),
+                                 cfg.namespace_selector, cfg.object_selector))
+    return out
+
+
+def build_exceptions(settings: StackConfig) -> list[dict[str, Any]]:
+    """PolicyExceptions for the security baseline's known exceptions, each scoped by name and namespace."""
+    cfg = settings.guardrails.security_baseline
+    if not cfg.enabled:
+        return []
+    return [{
+        "apiVersion": "kyverno.io/v2",
+        "kind": "PolicyException",
+        "metadata": {"name": e.name, "namespace": EXCEPTION_NAMESPACE,
+                     "labels": {"app.kubernetes.io/part-of": "llm-platform-guardrails"}},
+        "spec": {
+            "background": True,
+            "exceptions": [{"policyName": CATALOG["security_baseline"], "ruleNames": list(e.rules)}],
+            "match": {"any": [{"resources": {"kinds": list(e.kinds), "namespaces": [e.namespace],
+                                             "names": list(e.names)}}]},
+        },
+    } for e in cfg.exceptions]
+
+
+def summary(settings: StackConfig) -> list[dict[str, str]]:
+    """One row per catalog policy: enabled, action, scope (shown by `make synth`)."""
+    g = settings.guardrails
+    rows = []
+    for key, name in CATALOG.items():
+        cfg = getattr(g, key)
+        if key == "egress_lockdown":
+            scope = "namespaces labelled " + ",".join(f"{k}={v}" for k, v in cfg.namespace_selector.items())
+            action = "generate"
+        else:
+            scope = "namespaces " + ",".join(cfg.namespaces or default_namespaces(settings))
+            if cfg.namespace_selector:
+                scope += " with labels " + ",".join(f"{k}={v}" for k, v in cfg.namespace_selector.items())
+            if cfg.object_selector:
+                scope += "; objects labelled " + ",".join(f"{k}={v}" for k, v in cfg.object_selector.items())
+            action = cfg.failure_action
+        rows.append({"policy": name, "enabled": "yes" if g.enabled and cfg.enabled else "no",
+                     "action": action, "scope": scope})
+    return rows
+
+
+@dataclass
+class GuardrailsArgs:
+    """Inputs of :class:`Guardrails`."""
+
+    settings: StackConfig
+    """The validated stack config (guardrails, tenants, accelerator resources, node pools)."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """The Kyverno release (its CRDs and admission controller must exist first)."""
+
+
+class Guardrails(pulumi.ComponentResource):
+    """The enabled guardrail ClusterPolicies and the security baseline's PolicyExceptions."""
+
+    def __init__(self, name: str, args: GuardrailsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:Guardrails", name, None, opts)
+        after = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
+        policies = build_policies(args.settings)
+        self.policies = [
+            k8s.apiextensions.CustomResource(
+                p["metadata"]["name"], api_version=p["apiVersion"], kind=p["kind"],
+                metadata=p["metadata"], spec=p["spec"], opts=after,
+            )
+            for p in policies
+        ]
+        self.exceptions = [
+            k8s.apiextensions.CustomResource(
+                f"{e['metadata']['namespace']}-{e['metadata']['name']}", api_version=e["apiVersion"],
+                kind=e["kind"], metadata=e["metadata"], spec=e["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *self.policies]),
+            )
+            for e in build_exceptions(args.settings)
+        ]
+        self.register_outputs({
+            "policies": {p["metadata"]["name"]: _action(p) for p in policies},
+            "exceptions": [e["metadata"]["name"] for e in build_exceptions(args.settings)],
+        })
+
+
+def _action(policy: dict[str, Any]) -> str:
+    rules = policy["spec"]["rules"]
+    actions = {r["validate"]["failureAction"] for r in rules if "validate" in r}
+    if not actions:
+        return "mutate" if any("mutate" in r for r in rules) else "generate"
+    return actions.pop() if len(actions) == 1 else "mixed"

@@ -1,0 +1,477 @@
+"""SR2: the ClusterPolicy `require-kueue-queue-name`, rendered from two tables and the stack config.
+
+Everything the policy knows about Kueue integrations lives in :data:`WORKLOADS` (one line per
+kind: where the queue label and the pod specs live, which field suspends it) and :data:`TRUST`
+(one line per parent -> child edge: which controller creates the child). The stack config adds
+the accelerator resources, the controller identities and the tenant namespaces. Adding a Kueue
+integration is one line in ``WORKLOADS`` plus its edges in ``TRUST``.
+
+``policies/kyverno/require-kueue-queue-name/require-kueue-queue-name.yaml`` is the default
+rendering (``render_policy(KyvernoConfig())``), kept so that ``kyverno test`` can run the
+folder; a test keeps it equal to this module's output. Regenerate it with
+``python -m components.kueue_policy``. See docs/decisions/0002-sr2-kueue-bypasses.md.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from components.config import KyvernoConfig, TrustedControllers
+
+POLICY_NAME = "require-kueue-queue-name"
+RULE_NAME = "require-kueue-admission"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_MANAGED_LABEL = "llm-platform/kueue-managed"
+ADMISSION_GATE = "kueue.x-k8s.io/admission"
+# Env vars the NVIDIA container toolkit reads to inject devices; only these values inject none.
+GPU_DEVICE_ENV_VARS = ("NVIDIA_VISIBLE_DEVICES",)
+GPU_ENV_NO_DEVICE_VALUES = ("", "void", "none")
+# Namespaces never in scope: the platform's own model servers.
+OUT_OF_SCOPE_NAMESPACES = ("serving",)
+# tools/verify.py creates its throwaway kueue-managed namespace with this prefix.
+VERIFY_NAMESPACE_PREFIX = "llm-platform-verify-"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POLICY_FILE = ROOT / "policies" / "kyverno" / POLICY_NAME / f"{POLICY_NAME}.yaml"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Kueue integration (or a kind whose children are)."""
+
+    match: str
+    """Kyverno `kinds` entry (group/version/Kind; `*` version for CRDs with several)."""
+    key: str
+    """group/Kind as in `request.kind` and ownerReferences (core group empty: `/Pod`)."""
+    pod_specs: str
+    """CEL list of the pod specs of object `o` (containers, initContainers, resourceClaims)."""
+    queue_label: str = "metadata"
+    """Path (CEL optional chain) of the metadata Kueue reads the queue-name label from."""
+    suspend: Optional[str] = None
+    """Path (CEL optional chain) of the suspend flag Kueue flips on admission, if the kind has one."""
+    opaque: bool = False
+    """Pod specs are not in the object (runtime templates, embedded raw objects): always needs the label."""
+    kueue_parent: bool = True
+    """Kueue admits the children of this kind through it (its children need no queue label)."""
+
+
+def _tmpl(path: str) -> str:
+    return f"[o.?{path}.orValue({{}})]"
+
+
+def _kubeflow(kind: str, replica_specs: str) -> Workload:
+    """A Kubeflow training-operator job: a map of replica types to pod templates, runPolicy.suspend."""
+    return Workload(f"kubeflow.org/*/{kind}", f"kubeflow.org/{kind}",
+                    f"o.?spec.?{replica_specs}.orValue({{}}).map(k, "
+                    f"o.spec.{replica_specs}[k].?template.?spec.orValue({{}}))",
+                    suspend="spec.?runPolicy.?suspend")
+
+
+# EDIT HERE to add a Kueue integration.
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("Pod", "/Pod", "[o.?spec.orValue({})]"),
+    Workload("batch/v1/Job", "batch/Job", _tmpl("spec.?template.?spec"), suspend="spec.?suspend"),
+    Workload("batch/v1/CronJob", "batch/CronJob", _tmpl("spec.?jobTemplate.?spec.?template.?spec"),
+             queue_label="spec.?jobTemplate.?metadata", kueue_parent=False),
+    Workload("apps/v1/Deployment", "apps/Deployment", _tmpl("spec.?template.?spec"), kueue_parent=False),
+    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec")),
+    Workload("jobset.x-k8s.io/*/JobSet", "jobset.x-k8s.io/JobSet",
+             "o.?spec.?replicatedJobs.orValue([]).map(r, r.?template.?spec.?template.?spec.orValue({}))",
+             suspend="spec.?suspend"),
+    Workload("ray.io/*/RayJob", "ray.io/RayJob",
+             "[o.?spec.?rayClusterSpec.?headGroupSpec.?template.?spec.orValue({}), "
+             "o.?spec.?submitterPodTemplate.?spec.orValue({})] + "
+             "o.?spec.?rayClusterSpec.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({}))",
+             suspend="spec.?suspend"),
+    Workload("ray.io/*/RayCluster", "ray.io/RayCluster",
+             "[o.?spec.?headGroupSpec.?template.?spec.orValue({})] + "
+             "o.?spec.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({}))",
+             suspend="spec.?suspend"),
+    Workload("leaderworkerset.x-k8s.io/*/LeaderWorkerSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet",
+             "[o.?spec.?leaderWorkerTemplate.?leaderTemplate.?spec.orValue({}), "
+             "o.?spec.?leaderWorkerTemplate.?workerTemplate.?spec.orValue({})]"),
+    _kubeflow("PyTorchJob", "pytorchReplicaSpecs"),
+    _kubeflow("MPIJob", "mpiReplicaSpecs"),
+    _kubeflow("TFJob", "tfReplicaSpecs"),
+    _kubeflow("XGBoostJob", "xgbReplicaSpecs"),
+    _kubeflow("PaddleJob", "paddleReplicaSpecs"),
+    _kubeflow("JAXJob", "jaxReplicaSpecs"),
+    Workload("trainer.kubeflow.org/*/TrainJob", "trainer.kubeflow.org/TrainJob",
+             "[dyn({'containers': [{'env': o.?spec.?trainer.?env.orValue([]), "
+             "'resources': o.?spec.?trainer.?resourcesPerNode.orValue({})}]})]",
+             suspend="spec.?suspend", opaque=True),
+    Workload("workload.codeflare.dev/*/AppWrapper", "workload.codeflare.dev/AppWrapper", "[]",
+             suspend="spec.?suspend", opaque=True),
+)
+
+# Owner kinds Kueue does not know: their children are top-level workloads for Kueue.
+EXTRA_OWNERS = {"apps/ReplicaSet": False}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A controller that creates `child` objects with a controller ownerReference to `owner`."""
+
+    child: str
+    """group/Kind of the created object (`*`: any kind)."""
+    owner: str
+    """group/Kind of the controlling owner."""
+    controller: str
+    """Field of :class:`TrustedControllers` holding the controller's user name."""
+
+
+# EDIT HERE: who creates which child of which parent.
+TRUST: tuple[Edge, ...] = (
+    Edge("/Pod", "batch/Job", "job"),
+    Edge("/Pod", "apps/ReplicaSet", "replica_set"),
+    Edge("/Pod", "apps/StatefulSet", "stateful_set"),
+    Edge("/Pod", "ray.io/RayCluster", "kuberay"),
+    *(Edge("/Pod", f"kubeflow.org/{k}", "kubeflow_training")
+      for k in ("PyTorchJob", "MPIJob", "TFJob", "XGBoostJob", "PaddleJob", "JAXJob")),
+    Edge("/Pod", "kubeflow.org/MPIJob", "mpi_operator"),
+    Edge("batch/Job", "batch/CronJob", "cron_job"),
+    Edge("batch/Job", "jobset.x-k8s.io/JobSet", "jobset"),
+    Edge("batch/Job", "ray.io/RayJob", "kuberay"),
+    Edge("batch/Job", "kubeflow.org/MPIJob", "mpi_operator"),
+    Edge("ray.io/RayCluster", "ray.io/RayJob", "kuberay"),
+    Edge("apps/StatefulSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet", "lws"),
+    Edge("apps/StatefulSet", "/Pod", "lws"),
+    Edge("jobset.x-k8s.io/JobSet", "trainer.kubeflow.org/TrainJob", "trainer"),
+    Edge("*", "workload.codeflare.dev/AppWrapper", "appwrapper"),
+)
+
+
+def kueue_parents() -> list[str]:
+    """Owner kinds whose children Kueue admits through the parent (no queue label needed)."""
+    out = [w.key for w in WORKLOADS if w.kueue_parent]
+    out += [k for k, managed in EXTRA_OWNERS.items() if managed]
+    return sorted(set(out))
+
+
+# ------------------------------------------------------------------ CEL pieces
+
+def _q(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(_q(i) for i in items) + "]"
+
+
+def _dispatch(kind: str, branches: Sequence[tuple[str, str]], default: str) -> str:
+    """`kind == 'a' ? <expr a> :\n kind == 'b' ? <expr b> :\n default`."""
+    return "\n".join([f"{kind} == {_q(k)} ? {v} :" for k, v in branches] + [default])
+
+
+def _pod_specs(kind: str) -> str:
+    return _dispatch(kind, [(w.key, w.pod_specs) for w in WORKLOADS], "[]")
+
+
+def _queue_name(path: str) -> str:
+    return f"o.?{path}.?labels[?{_q(QUEUE_LABEL)}].orValue('')"
+
+
+def _suspended(path: str) -> str:
+    return f"o.?{path}.orValue(false) == true"
+
+
+def _containers(s: str) -> str:
+    return f"({s}.?containers.orValue([]) + {s}.?initContainers.orValue([]) + {s}.?ephemeralContainers.orValue([]))"
+
+
+def _requests_accelerator(c: str, accel: str) -> str:
+    return (f"{accel}.exists(r, [{c}.?resources.?requests[?r].orValue(0), "
+            f"{c}.?resources.?limits[?r].orValue(0)].exists(q, string(q) != '0'))")
+
+
+def _has_claims(s: str) -> str:
+    return (f"(size({s}.?resourceClaims.orValue([])) > 0 || "
+            f"{_containers(s)}.exists(c, size(c.?resources.?claims.orValue([])) > 0))")
+
+
+def _gpu_env(c: str) -> str:
+    return (f"{c}.?env.orValue([]).exists(e, e.?name.orValue('') in {_list(GPU_DEVICE_ENV_VARS)} && "
+            f"(e.?valueFrom.hasValue() || !(e.?value.orValue('') in {_list(GPU_ENV_NO_DEVICE_VALUES)})))")
+
+
+def _owner_key(r: str) -> str:
+    return (f"(({r}.?apiVersion.orValue('').contains('/') ? {r}.apiVersion.split('/')[0] : '') "
+            f"+ '/' + {r}.?kind.orValue(''))")
+
+
+def _opaque_list() -> str:
+    return _list([w.key for w in WORKLOADS if w.opaque])
+
+
+def _trusted_map(ids: TrustedControllers) -> str:
+    users: dict[str, list[str]] = {}
+    for e in TRUST:
+        users.setdefault(getattr(ids, e.controller), []).append(f"{e.child}<-{e.owner}")
+    lines = [f"  {_q(u)}: {_list(sorted(set(v)))}" for u, v in sorted(users.items())]
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def _relevant_condition(config: KyvernoConfig) -> str:
+    """Webhook matchCondition: the object or old object asks for accelerators, devices or claims."""
+    kind = "request.kind.group + '/' + request.kind.kind"
+    accel = _list(config.accelerator_resources)
+    specs = _pod_specs("rk")
+    return (
+        f"[{kind}].exists(rk, rk in {_opaque_list()} ||\n"
+        "[object, oldObject].exists(o, o != null && (\n"
+        f"{specs}\n"
+        f").exists(s, {_has_claims('s')} || {_containers('s')}.exists(c,\n"
+        f"  {_requests_accelerator('c', accel)} || {_gpu_env('c')}))))"
+    )
+
+
+# -------------------------------------------------------------------- policy
+
+def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
+    accel_expr = _requests_accelerator("c", "variables.acceleratorResources")
+    if config.resource_claims_through_kueue:
+        accelerated = f"{_containers('s')}.exists(c, {accel_expr}) || {_has_claims('s')}"
+    else:
+        accelerated = f"{_containers('s')}.exists(c, {accel_expr})"
+    two = "size(variables.objects) == 2"
+    v = [
+        ("acceleratorResources", _list(config.accelerator_resources)),
+        # EDIT IN CONFIG (kyverno.trustedControllers): user name -> 'child<-owner' edges it may create.
+        ("trustedControllers", _trusted_map(config.trusted_controllers)),
+        ("kueueParents", _list(kueue_parents())),
+        ("kueueController", _q(config.trusted_controllers.kueue)),
+        ("kind", "request.kind.group + '/' + request.kind.kind"),
+        ("objects", "oldObject == null ? [object] : [object, oldObject]"),
+        ("podSpecs", "variables.objects.map(o,\n" + _pod_specs("variables.kind") + ")"),
+        ("queueNames", "variables.objects.map(o,\n" + _dispatch(
+            "variables.kind", [(w.key, _queue_name(w.queue_label)) for w in WORKLOADS if w.queue_label != "metadata"],
+            _queue_name("metadata")) + ")"),
+        ("owners", "variables.objects.map(o, o.?metadata.?ownerReferences.orValue([])"
+                   ".filter(r, r.?controller.orValue(false) == true)"
+                   f".map(r, {_owner_key('r')}))"),
+        ("accelerated", f"variables.podSpecs.map(specs, variables.kind in {_opaque_list()} ||\n"
+                        f"  specs.exists(s, {accelerated}))"),
+        ("gpuEnv", f"variables.podSpecs.map(specs, specs.exists(s, {_containers('s')}.exists(c,\n"
+                   f"  {_gpu_env('c')})))"),
+        ("claims", f"variables.podSpecs.map(specs, specs.exists(s, {_has_claims('s')}))"),
+        ("gated", f"variables.objects.map(o, o.?spec.?schedulingGates.orValue([])"
+                  f".exists(g, g.?name.orValue('') == {_q(ADMISSION_GATE)}))"),
+        ("suspended", "variables.objects.map(o,\n" + _dispatch(
+            "variables.kind", [(w.key, _suspended(w.suspend)) for w in WORKLOADS if w.suspend], "false") + ")"),
+        ("needsLabel", f"[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
+                       "  variables.accelerated[i] && variables.queueNames[i] == '' &&\n"
+                       "  !(size(variables.owners[i]) > 0 && variables.owners[i][0] in variables.kueueParents))"),
+        ("trustedEdges", "variables.trustedControllers[?request.userInfo.username].orValue([])"),
+        ("ownerTrusted", "size(variables.owners[0]) > 0 && (\n"
+                         "  (variables.kind + '<-' + variables.owners[0][0]) in variables.trustedEdges ||\n"
+                         "  ('*<-' + variables.owners[0][0]) in variables.trustedEdges)"),
+        ("checkOwner", "variables.accelerated[0] && size(variables.owners[0]) > 0 &&\n"
+                       f"  !({two} && variables.owners[0] == variables.owners[1])"),
+        ("newLabelViolation", f"variables.needsLabel[0] && !({two} && variables.needsLabel[1])"),
+        ("newGpuEnv", f"variables.gpuEnv[0] && !({two} && variables.gpuEnv[1])"),
+        ("newClaims", "false" if config.resource_claims_through_kueue
+         else f"variables.claims[0] && !({two} && variables.claims[1])"),
+        ("ungated", f"variables.kind == '/Pod' && {two} && variables.accelerated[0] &&\n"
+                    "  variables.gated[1] && !variables.gated[0]"),
+        ("unsuspended", f"{two} && variables.accelerated[0] && variables.suspended[1] && !variables.suspended[0]"),
+        ("byKueue", "request.userInfo.username == variables.kueueController"),
+    ]
+    return [{"name": n, "expression": e} for n, e in v]
+
+
+MESSAGES = {
+    "gpuEnv": (
+        "containers in Kueue-managed namespaces must not set NVIDIA_VISIBLE_DEVICES (other than "
+        "'void', 'none' or empty): the NVIDIA container toolkit would inject GPUs that no "
+        "ClusterQueue counts; request accelerators as resources and set the label "
+        f"{QUEUE_LABEL} instead"),
+    "claims": (
+        "DRA resourceClaims are not admitted in Kueue-managed namespaces (Kueue does not count "
+        f"them here); request accelerators as resources with the label {QUEUE_LABEL}"),
+    "owner": (
+        "accelerator workloads with a controller ownerReference are only admitted from the "
+        "controller trusted for that owner kind (a forged owner would skip Kueue); remove the "
+        f"ownerReference and set the label {QUEUE_LABEL}"),
+    "label": (
+        "accelerator workloads in Kueue-managed namespaces must set a non-empty label "
+        f"{QUEUE_LABEL} (the name of a LocalQueue in this namespace) where Kueue reads it: "
+        "metadata.labels of the workload (CronJob: spec.jobTemplate.metadata.labels), or be "
+        "created by a trusted controller of a Kueue-managed parent"),
+    "gate": (
+        f"only Kueue may remove the scheduling gate {ADMISSION_GATE} from an accelerator Pod; "
+        f"wait for the workload (label {QUEUE_LABEL}) to be admitted"),
+    "suspend": (
+        "only Kueue (or the controller of a Kueue-managed parent) may unsuspend an accelerator "
+        f"workload; wait for the workload (label {QUEUE_LABEL}) to be admitted"),
+}
+
+
+def render_policy(config: Optional[KyvernoConfig] = None,
+                  tenants: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """The ClusterPolicy for `config`.
+
+    ``tenants`` (the stack's tenant namespaces) narrows the webhook's matchConditions to those
+    namespaces (plus tools/verify.py's throwaway namespaces); ``None`` leaves namespaces to the
+    policy's namespaceSelector (the default rendering in policies/kyverno/).
+    """
+    config = config or KyvernoConfig()
+    conditions = []
+    if tenants is not None:
+        conditions.append({
+            "name": "tenant-namespace",
+            "expression": f"request.namespace in {_list(sorted(tenants))} || "
+                          f"request.namespace.startsWith({_q(VERIFY_NAMESPACE_PREFIX)})",
+        })
+    conditions.append({"name": "accelerator-request", "expression": _relevant_condition(config)})
+    scope = {"namespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}}
+    kinds = [w.match for w in WORKLOADS] + ["Pod/ephemeralcontainers"]
+    return {
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {
+            "name": POLICY_NAME,
+            "annotations": {
+                "policies.kyverno.io/title": "Require Kueue admission for accelerator workloads",
+                "policies.kyverno.io/category": "Multi-Tenancy",
+                "policies.kyverno.io/severity": "high",
+                "policies.kyverno.io/subject": ", ".join(w.key.split("/")[1] for w in WORKLOADS),
+                "policies.kyverno.io/minversion": "1.11.0",
+                "kyverno.io/kyverno-version": "1.18.1",
+                "kyverno.io/k8s-version": "1.30-1.34",
+                # Autogen off: each kind keeps its queue label where Kueue reads it (WORKLOADS).
+                "pod-policies.kyverno.io/autogen-controllers": "none",
+                "policies.kyverno.io/description": (
+                    "Rendered by components/kueue_policy.py; do not edit by hand. In namespaces "
+                    f"labelled {KUEUE_MANAGED_LABEL}=true (but serving), accelerator workloads "
+                    f"({', '.join(config.accelerator_resources)}) must carry {QUEUE_LABEL} where "
+                    "Kueue reads it, or come from the controller trusted for their controller "
+                    "owner; only Kueue lifts the admission gate or unsuspends; NVIDIA_VISIBLE_DEVICES "
+                    "and DRA claims cannot bypass the quota. UPDATEs are denied only when they "
+                    "introduce a violation. See docs/decisions/0002-sr2-kueue-bypasses.md."),
+            },
+        },
+        "spec": {
+            "validationFailureAction": "Enforce",
+            "background": False,
+            "webhookConfiguration": {
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "matchConditions": conditions,
+            },
+            "rules": [{
+                "name": RULE_NAME,
+                "match": {"any": [{"resources": {"kinds": kinds, "operations": ["CREATE", "UPDATE"], **scope}}]},
+                "exclude": {"any": [{"resources": {"namespaces": list(OUT_OF_SCOPE_NAMESPACES)}}]},
+                "validate": {
+                    "message": MESSAGES["label"],
+                    "cel": {
+                        "variables": _variables(config),
+                        "expressions": [
+                            {"expression": "!variables.newGpuEnv", "message": MESSAGES["gpuEnv"]},
+                            {"expression": "!variables.newClaims", "message": MESSAGES["claims"]},
+                            {"expression": "!variables.checkOwner || variables.ownerTrusted",
+                             "message": MESSAGES["owner"]},
+                            {"expression": "!variables.newLabelViolation", "message": MESSAGES["label"]},
+                            {"expression": "!variables.ungated || variables.byKueue", "message": MESSAGES["gate"]},
+                            {"expression": "!variables.unsuspended || variables.byKueue || variables.ownerTrusted",
+                             "message": MESSAGES["suspend"]},
+                        ],
+                    },
+                },
+            }],
+        },
+    }
+
+
+VALIDATING_POLICY_FILE = POLICY_FILE.parent / "validatingpolicy" / f"{POLICY_NAME}.yaml"
+
+
+def _resource_rules() -> list[dict[str, Any]]:
+    """matchConstraints.resourceRules: one rule per API group, plural = lowercase kind + 's'."""
+    groups: dict[str, list[str]] = {}
+    for w in WORKLOADS:
+        group, kind = w.key.split("/")
+        groups.setdefault(group, []).append(kind.lower() + "s")
+    groups[""].append("pods/ephemeralcontainers")
+    return [{"apiGroups": [g], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": r}
+            for g, r in groups.items()]
+
+
+def render_validating_policy(config: Optional[KyvernoConfig] = None,
+                             failure_action: str = "Enforce") -> dict[str, Any]:
+    """The same policy as a `policies.kyverno.io/v1` ValidatingPolicy, for Kyverno >= 1.20 (where
+    ClusterPolicy is removed). Same variables and validations; the webhook namespaceSelector now comes
+    from the policy (kueue-managed, not serving), so no tenant-name matchCondition is needed.
+    Not deployed by the stack (Kyverno 1.18.1 keeps the ClusterPolicy).
+    """
+    config = config or KyvernoConfig()
+    cluster_policy = render_policy(config)
+    (rule,) = cluster_policy["spec"]["rules"]
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": POLICY_NAME, "annotations": {
+            k: v for k, v in cluster_policy["metadata"]["annotations"].items()
+            if k.startswith("policies.kyverno.io/") and k != "policies.kyverno.io/minversion"}},
+        "spec": {
+            "validationActions": ["Deny"] if failure_action == "Enforce" else ["Audit"],
+            "failurePolicy": "Fail",
+            "webhookConfiguration": {"timeoutSeconds": 10},
+            "evaluation": {"background": {"enabled": False}},
+            "autogen": {"podControllers": {"controllers": []}},
+            "matchConstraints": {
+                "resourceRules": _resource_rules(),
+                "namespaceSelector": {
+                    "matchLabels": {KUEUE_MANAGED_LABEL: "true"},
+                    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                          "values": list(OUT_OF_SCOPE_NAMESPACES)}],
+                },
+            },
+            "matchConditions": [c for c in cluster_policy["spec"]["webhookConfiguration"]["matchConditions"]
+                                if c["name"] != "tenant-namespace"],
+            "variables": rule["validate"]["cel"]["variables"],
+            "validations": rule["validate"]["cel"]["expressions"],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = (
+    "# GENERATED by components/kueue_policy.py from its WORKLOADS and TRUST tables with the default\n"
+    "# config (KyvernoConfig()); do not edit. Regenerate: .venv/bin/python -m components.kueue_policy\n"
+    "# The stack renders its own copy (accelerators, identities and tenant namespaces from config).\n"
+)
+
+
+def dump(policy: dict[str, Any], header: str = HEADER) -> str:
+    return header + yaml.dump(policy, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+def default_rendering() -> str:
+    return dump(render_policy(KyvernoConfig()))
+
+
+def default_validating_policy_rendering() -> str:
+    return dump(render_validating_policy(KyvernoConfig()), HEADER.splitlines(keepends=True)[0]
+                + HEADER.splitlines(keepends=True)[1]
+                + "# The same policy as a ValidatingPolicy for Kyverno >= 1.20; not deployed with Kyverno 1.18.1.\n")
+
+
+if __name__ == "__main__":
+    POLICY_FILE.write_text(default_rendering(), encoding="utf-8")
+    VALIDATING_POLICY_FILE.parent.mkdir(exist_ok=True)
+    VALIDATING_POLICY_FILE.write_text(default_validating_policy_rendering(), encoding="utf-8")
+    print(f"wrote {POLICY_FILE.relative_to(ROOT)} and {VALIDATING_POLICY_FILE.relative_to(ROOT)}")

@@ -1,0 +1,626 @@
+"""The guardrail catalog (policies/kyverno/guardrail-*): cases, CEL library, shape, config, component, report.
+
+Every kyverno-test.yaml case of every catalog policy is evaluated with real CEL
+(cel-expr-python) by tools/guardrail_eval.py, including the recipe-bug regressions; each
+policy is checked against the ClusterPolicy CRD schema vendored from Kyverno v1.18.1; the
+stack-rendered policies (params, scope, failure action) are evaluated again; the report runs
+the catalog against ../shared/reference-platform and checks each finding.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from components import config as cfgmod
+from components import guardrails
+from components.quantity import QuantityError, parse_quantity
+from tools import guardrail_eval as ge
+from tools import guardrail_report
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_DIR = ROOT / "vendor" / "kyverno" / "3.8.1" / "crds"
+NAMES = list(guardrails.CATALOG.values())
+VALIDATE_NAMES = [n for n in NAMES if n != guardrails.EGRESS_POLICY]
+
+
+def _suites():
+    out = {}
+    for name in NAMES:
+        files = ge.discover_test_files(ROOT / "policies" / "kyverno" / name)
+        out[name] = [ge.load_suite(f) for f in files]
+    return out
+
+
+SUITES = _suites()
+CASES = [pytest.param(s, c, id=f"{name}:{c.kind}/{c.resource}:{c.rule}:{c.expected}")
+         for name, suites in SUITES.items() for s in suites for c in s.cases]
+
+
+# ------------------------------------------------------------ the cases
+
+@pytest.mark.parametrize("suite,case", CASES)
+def test_kyverno_case(suite, case):
+    outcome = ge.evaluate_case(suite, case)
+    assert outcome.result == case.expected, (
+        f"policy {case.policy} rule {case.rule} on {case.kind}/{case.resource} ({suite.path.relative_to(ROOT)}): "
+        f"expected {case.expected}, got {outcome.result}: {outcome.message}")
+    if case.generated_resource is not None:
+        want = yaml.safe_load(case.generated_resource.read_text())
+        assert outcome.generated == want, (
+            f"policy {case.policy} rule {case.rule}: generated resource differs from {case.generated_resource.name}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_policy_has_at_least_four_cases_with_pass_and_fail(name):
+    cases = [c for s in SUITES[name] for c in s.cases]
+    results = {c.expected for c in cases}
+    assert len(cases) >= 4, f"{name}: only {len(cases)} kyverno-test cases"
+    if name == guardrails.EGRESS_POLICY:
+        assert {"pass", "skip"} <= results and any(c.generated_resource for c in cases), name
+    else:
+        assert {"pass", "fail"} <= results, f"{name}: needs pass and fail cases, has {results}"
+
+
+# Each recipe bug of the issue, as the case that would pass under the recipe and must not here.
+REGRESSIONS = [
+    ("guardrail-approved-models", "evil-llama-exfil", "fail"),               # `contains` allowlist
+    ("guardrail-approved-models", "mistral-version-suffix", "pass"),         # version-suffix rule
+    ("guardrail-approved-models", "mistral-suffix-not-a-version", "fail"),
+    ("guardrail-approved-models", "unapproved-model-in-init-container", "fail"),   # initContainers
+    ("guardrail-gpu-cap-per-pod", "gpu-3-plus-2-in-init-container", "fail"),       # initContainers
+    ("guardrail-gpu-cap-per-pod", "gpu-string-quantities-2-plus-2", "pass"),       # int() on quantities
+    ("guardrail-no-accelerator-overcommit", "gpu-request-int-limit-string", "pass"),
+    ("guardrail-no-accelerator-overcommit", "gpu-overcommit-in-init-container", "fail"),
+    ("guardrail-memory-bounds", "memory-plain-bytes-and-decimal", "pass"),         # int() on quantities
+    ("guardrail-memory-bounds", "memory-init-limit-512gi", "fail"),
+    ("guardrail-security-baseline", "init-allows-escalation", "fail"),
+    ("guardrail-security-baseline", "ephemeral-debugger-unhardened", "fail"),      # ephemeral containers
+    ("guardrail-trusted-registries", "untrusted-ephemeral-container", "fail"),
+    ("guardrail-trusted-registries", "trusted-name-inside-evil-registry", "fail"),
+    ("guardrail-require-limits", "init-container-unbounded", "fail"),
+    ("guardrail-egress-lockdown", "kube-dns", "skip"),
+]
+
+
+@pytest.mark.parametrize("policy,resource,expected", REGRESSIONS)
+def test_recipe_regressions_are_cases(policy, resource, expected):
+    found = [c for s in SUITES[policy] for c in s.cases if c.resource == resource and c.expected == expected]
+    assert found, f"{policy}: regression case {resource} ({expected}) missing from .kyverno-test"
+
+
+def test_flatmap_is_not_kubernetes_cel():
+    # The recipe used flatMap; Kubernetes CEL has no such macro, so its policy never compiled.
+    with pytest.raises(Exception):
+        ge.compile_expr("[[1], [2]].flatMap(x, x)")
+    for name in VALIDATE_NAMES:
+        for rule in guardrails.load_policy(name)["spec"]["rules"]:
+            cel = rule["validate"]["cel"]
+            for item in cel.get("variables", []) + cel["expressions"]:
+                assert "flatMap" not in item["expression"], f"{name}/{rule['name']}: flatMap"
+                assert not re.search(r"\bint\(", item["expression"]), f"{name}/{rule['name']}: int() on a quantity"
+
+
+def test_egress_dns_is_kube_dns_in_kube_system():
+    (policy,) = [guardrails.load_policy(guardrails.EGRESS_POLICY)]
+    egress = policy["spec"]["rules"][0]["generate"]["data"]["spec"]["egress"]
+    dns = egress[0]
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "DNS peer"
+    assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
+    assert "kube-dns" not in json.dumps(dns["to"][0]["namespaceSelector"]), "no namespace named kube-dns"
+    assert policy["spec"]["rules"][0]["generate"]["synchronize"] is True
+    rendered = _by_name(_settings(), guardrails.EGRESS_POLICY)
+    assert rendered == policy, "the default stack renders the policy file unchanged (what kyverno test checks)"
+
+
+# ------------------------------------------------------------ CEL library
+
+@pytest.mark.parametrize("text,value", [
+    ("1", 1), ("2Gi", 2 * 2**30), ("1024Mi", 2**30), ("500m", Fraction(1, 2)), ("1.5", Fraction(3, 2)),
+    ("1e3", 1000), ("1E3", 1000), ("2E", 2 * 10**18), ("1k", 1000), (".5Ki", 512), ("-1", -1), ("4G", 4 * 10**9),
+])
+def test_parse_quantity(text, value):
+    assert parse_quantity(text) == value, text
+
+
+@pytest.mark.parametrize("text", ["", "16 Gi", "1KB", "Gi", "1.2.3", "1ki", "0x10", "1Gi ", " 1"])
+def test_parse_quantity_rejects(text):
+    with pytest.raises(QuantityError):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize("expr,want", [
+    ("quantity('1Gi').compareTo(quantity('1024Mi'))", 0),
+    ("quantity('1Gi') == quantity('1024Mi')", True),
+    ("quantity('1G').isLessThan(quantity('1Gi'))", True),
+    ("quantity('300Gi').isGreaterThan(quantity('256Gi'))", True),
+    ("quantity('8').asInteger()", 8),
+    ("quantity('2Gi').asApproximateFloat()", float(2**31)),
+    ("quantity('500m').isInteger()", False),
+    ("quantity('1').add(quantity('500m')).compareTo(quantity('1500m'))", 0),
+    ("quantity('2').sub(1).asInteger()", 1),
+    ("quantity('-3').sign()", -1),
+    ("isQuantity('16 Gi')", False),
+    ("isQuantity('16Gi')", True),
+    ("[1, 2, 3].sum()", 6),
+    ("[].sum()", 0),
+    ("[3, 1, 2].min()", 1),
+    ("[3, 1, 2].max()", 3),
+])
+def test_cel_library(expr, want):
+    value = ge.compile_expr(expr).eval(data={})
+    assert value.type() != ge.cel.Type.ERROR, f"{expr}: {value.value()}"
+    assert value.plain_value() == want, expr
+
+
+@pytest.mark.parametrize("expr", [
+    "quantity('16 Gi')", "quantity('500m').asInteger()", "quantity('9999999999999999999').asInteger()",
+    "[].min()", "int('16Gi')",
+])
+def test_cel_library_errors_like_kubernetes(expr):
+    value = ge.compile_expr(expr).eval(data={})
+    assert value.type() == ge.cel.Type.ERROR, f"{expr} must be a CEL error, got {value.plain_value()!r}"
+
+
+def test_message_expressions_name_the_offender():
+    policy = guardrails.load_policy("guardrail-approved-models")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+           "spec": {"containers": [{"name": "c", "image": "vllm/vllm-openai:v1",
+                                    "args": ["--model", "Evil/Llama-3.1-8B-Instruct-Exfil"]}]}}
+    out = ge.evaluate_rule(policy, policy["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "Evil/Llama-3.1-8B-Instruct-Exfil" in out.message, out.message
+    reg = guardrails.load_policy("guardrail-trusted-registries")
+    pod["spec"]["containers"][0]["image"] = "quay.io/x/y:1"
+    out = ge.evaluate_rule(reg, reg["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "untrusted image(s): quay.io/x/y:1" in out.message, out.message
+    cap = guardrails.load_policy("guardrail-gpu-cap-per-pod")
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "6"}}
+    out = ge.evaluate_rule(cap, cap["spec"]["rules"][0], pod, ge.Request())
+    assert out.result == "fail" and "[6, 0]" in out.message and "cap is 4" in out.message, out.message
+
+
+def test_cel_errors_surface_as_error_outcome():
+    policy = guardrails.load_policy("guardrail-memory-bounds")
+    rule = policy["spec"]["rules"][0]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+           "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "lots"}}}]}}
+    outcome = ge.evaluate_rule(policy, rule, pod, ge.Request())
+    assert outcome.result == "error", outcome
+
+
+# ------------------------------------------------------------ shape
+
+@pytest.fixture(scope="module")
+def crd_validator():
+    def validator(file: str, version: str):
+        crd = yaml.load((CRD_DIR / file).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        (v,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+        return jsonschema.Draft7Validator(v["schema"]["openAPIV3Schema"])
+    return validator
+
+
+def _errors(validator, doc):
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_policy_file_matches_clusterpolicy_crd(name, crd_validator):
+    errors = _errors(crd_validator("kyverno.io_clusterpolicies.yaml", "v1"), guardrails.load_policy(name))
+    assert not errors, f"{name}:\n" + "\n".join(errors)
+
+
+def test_rendered_policies_and_exceptions_match_crds(crd_validator):
+    settings = _stack("prod")
+    policy_v = crd_validator("kyverno.io_clusterpolicies.yaml", "v1")
+    for policy in guardrails.build_policies(settings):
+        assert not _errors(policy_v, policy), policy["metadata"]["name"]
+    exc_v = crd_validator("kyverno.io_policyexceptions.yaml", "v2")
+    for exc in guardrails.build_exceptions(settings):
+        assert not _errors(exc_v, exc), exc["metadata"]["name"]
+
+
+def test_crd_check_detects_errors(crd_validator):
+    broken = guardrails.load_policy("guardrail-memory-bounds")
+    broken["spec"]["rules"][0]["validate"]["failureAction"] = "Warn"
+    broken["spec"]["rules"][0]["match"]["any"][0]["resources"]["operations"] = ["PATCH"]
+    errors = _errors(crd_validator("kyverno.io_clusterpolicies.yaml", "v1"), broken)
+    assert any("failureAction" in e for e in errors) and any("operations" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_policy_annotations_and_narrow_match(name):
+    policy = guardrails.load_policy(name)
+    ann = policy["metadata"]["annotations"]
+    for key in ("policies.kyverno.io/title", "policies.kyverno.io/category", "policies.kyverno.io/severity",
+                "policies.kyverno.io/subject", "policies.kyverno.io/description", "kyverno.io/k8s-version"):
+        assert ann.get(key), f"{name}: annotation {key}"
+    assert ann["kyverno.io/kyverno-version"] == "1.18.1"
+    assert ann[ge.AUTOGEN_ANNOTATION] == "none", f"{name}: autogen is handled explicitly"
+    for rule in policy["spec"]["rules"]:
+        for flt in rule["match"]["any"]:
+            res = flt["resources"]
+            assert res["kinds"] and "*" not in json.dumps(res["kinds"]), f"{name}/{rule['name']}: kinds"
+            assert set(res["operations"]) <= {"CREATE", "UPDATE"}, f"{name}/{rule['name']}: operations"
+            assert {"namespaces", "selector", "namespaceSelector"} & set(res), f"{name}/{rule['name']}: no scope"
+        if "validate" in rule:
+            assert rule["validate"]["failureAction"] == "Audit", f"{name}/{rule['name']}: Audit first"
+            kinds = set(rule["match"]["any"][0]["resources"]["kinds"])
+            assert {"Pod", "apps/v1/Deployment", "apps/v1/StatefulSet", "apps/v1/DaemonSet", "batch/v1/Job",
+                    "batch/v1/CronJob"} <= kinds, f"{name}/{rule['name']}: workload kinds (autogen off)"
+
+
+# ------------------------------------------------------------ config + component
+
+def _stack(stack: str) -> cfgmod.StackConfig:
+    raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return cfgmod.parse({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, stack)
+
+
+def _settings(**guardrails_cfg) -> cfgmod.StackConfig:
+    return cfgmod.StackConfig.model_validate({
+        "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
+        "tenants": ["team-a"], "guardrails": {"enabled": True, **guardrails_cfg}})
+
+
+def _config_error(guardrails_cfg: dict, security: bool = True) -> str:
+    raw = {"llm-platform:existingCluster": json.dumps({"context": "c", "networkPolicyEnforced": True}),
+           "llm-platform:security": json.dumps(security), "llm-platform:guardrails": json.dumps(guardrails_cfg)}
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.parse(raw, "dev")
+    return str(err.value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stacks_enable_the_whole_catalog_in_audit(stack):
+    settings = _stack(stack)
+    assert settings.guardrails.enabled
+    policies = guardrails.build_policies(settings)
+    assert [p["metadata"]["name"] for p in policies] == NAMES, f"{stack}: whole catalog"
+    for p in policies:
+        for r in p["spec"]["rules"]:
+            if "validate" in r:
+                assert r["validate"]["failureAction"] == "Audit", f"{stack}: {p['metadata']['name']}/{r['name']}"
+
+
+def test_policy_file_defaults_are_the_config_defaults():
+    # `kyverno test` on the files and the stack with default config evaluate the same policy.
+    settings = _settings()
+    for policy in guardrails.build_policies(settings):
+        name = policy["metadata"]["name"]
+        original = guardrails.load_policy(name)
+        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"]):
+            got_vars = {v["name"]: v["expression"] for v in got.get("validate", {}).get("cel", {}).get("variables", [])}
+            for v in want.get("validate", {}).get("cel", {}).get("variables", []):
+                if got_vars[v["name"]] != v["expression"]:
+                    lit = ge.compile_expr(v["expression"]).eval(data={}).plain_value()
+                    want_lit = ge.compile_expr(got_vars[v["name"]]).eval(data={}).plain_value()
+                    if name == "guardrail-reserve-accelerator-nodes" and v["name"] == "acceleratorNodePools":
+                        continue  # filled from the cluster's GPU pools
+                    assert lit == want_lit, f"{name}: variable {v['name']} default differs from the config default"
+
+
+def test_default_exceptions_are_the_tested_ones():
+    built = guardrails.build_exceptions(_settings())
+    tested = ge.load_yaml_docs(ROOT / "policies/kyverno/guardrail-security-baseline/.kyverno-test/exceptions.yaml")
+    assert [(e["metadata"]["name"], e["metadata"]["namespace"], e["spec"]) for e in built] == \
+           [(e["metadata"]["name"], e["metadata"]["namespace"], e["spec"]) for e in tested]
+    for e in built:
+        (flt,) = e["spec"]["match"]["any"]
+        assert len(flt["resources"]["namespaces"]) == 1 and flt["resources"]["names"], e["metadata"]["name"]
+
+
+def _evaluate(policy, obj, **req):
+    (rule, *_) = policy["spec"]["rules"]
+    return ge.evaluate_rule(policy, rule, obj, ge.Request(**req))
+
+
+def _gpu_pod(ns="serving", sa=None, gpus=1, image="registry.k8s.io/pause:3.10"):
+    spec = {"containers": [{"name": "c", "image": image, "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}
+    if sa:
+        spec["serviceAccountName"] = sa
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns}, "spec": spec}
+
+
+def _by_name(settings, name):
+    return next(p for p in guardrails.build_policies(settings) if p["metadata"]["name"] == name)
+
+
+def test_params_reach_the_policy():
+    s = _settings(gpuCapPerPod={"maxAcceleratorsPerPod": 8},
+                  reserveAcceleratorNodes={"allowedServiceAccounts": ["serving/vllm"]})
+    cap = _by_name(s, "guardrail-gpu-cap-per-pod")
+    assert _evaluate(cap, _gpu_pod(gpus=8)).result == "pass", "cap 8 admits 8 GPUs"
+    assert _evaluate(cap, _gpu_pod(gpus=9)).result == "fail", "cap 8 rejects 9 GPUs"
+    reserve = _by_name(s, "guardrail-reserve-accelerator-nodes")
+    assert _evaluate(reserve, _gpu_pod(sa="vllm")).result == "pass", "serving/vllm is approved"
+    assert _evaluate(reserve, _gpu_pod(sa="vllm", ns="team-a")).result == "fail", "team-a/vllm is not"
+
+
+def test_accelerator_resources_are_shared_with_sr2():
+    s = cfgmod.StackConfig.model_validate({
+        "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
+        "kyverno": {"acceleratorResources": ["amd.com/gpu"]}, "guardrails": {"enabled": True}})
+    cap = _by_name(s, "guardrail-gpu-cap-per-pod")
+    pod = _gpu_pod(gpus=8)
+    assert _evaluate(cap, pod).result == "pass", "nvidia.com/gpu is not an accelerator in this stack"
+    pod["spec"]["containers"][0]["resources"]["limits"] = {"amd.com/gpu": 8}
+    assert _evaluate(cap, pod).result == "fail", "amd.com/gpu is"
+
+
+def test_accelerator_node_pools_come_from_the_cluster():
+    prod = _stack("prod")
+    reserve = _by_name(prod, "guardrail-reserve-accelerator-nodes")
+    pools = next(v for v in reserve["spec"]["rules"][0]["validate"]["cel"]["variables"]
+                 if v["name"] == "acceleratorNodePools")
+    assert json.loads(pools["expression"]) == ["gpu-h100", "gpu-l4"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team-a"},
+           "spec": {"nodeSelector": {"cloud.google.com/gke-nodepool": "gpu-h100"},
+                    "containers": [{"name": "c", "image": "x"}]}}
+    assert _evaluate(reserve, pod).result == "fail", "selecting the gpu-h100 pool by name"
+    pod["spec"]["nodeSelector"] = {"cloud.google.com/gke-nodepool": "system"}
+    assert _evaluate(reserve, pod).result == "pass", "the system pool is not reserved"
+
+
+def test_scope_failure_action_and_selectors():
+    s = _settings(namespaces=["serving"], memoryBounds={
+        "failureAction": "Enforce", "namespaces": ["team-a"], "namespaceSelector": {"purpose": "ai-inference"},
+        "objectSelector": {"workload-type": "inference"}})
+    mem = _by_name(s, "guardrail-memory-bounds")
+    (rule,) = mem["spec"]["rules"]
+    assert rule["validate"]["failureAction"] == "Enforce"
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "team-a", "labels": {"workload-type": "inference"}},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    labels = {"team-a": {"purpose": "ai-inference"}}
+    assert _evaluate(mem, pod, namespace_labels=labels).result == "fail"
+    assert _evaluate(mem, pod, namespace_labels={}).result == "skip", "namespace label required"
+    other = copy.deepcopy(pod)
+    other["metadata"]["labels"] = {}
+    assert _evaluate(mem, other, namespace_labels=labels).result == "skip", "object label required"
+    cap = _by_name(s, "guardrail-gpu-cap-per-pod")
+    assert cap["spec"]["rules"][0]["match"]["any"][0]["resources"]["namespaces"] == ["serving"]
+    assert cap["spec"]["rules"][0]["validate"]["failureAction"] == "Audit"
+
+
+def test_disabled_policies_are_not_rendered():
+    s = _settings(egressLockdown={"enabled": False}, ownership={"enabled": False})
+    names = [p["metadata"]["name"] for p in guardrails.build_policies(s)]
+    assert "guardrail-egress-lockdown" not in names and "guardrail-ownership" not in names
+    assert len(names) == len(NAMES) - 2
+
+
+def test_egress_lockdown_uses_the_dns_facts_and_destinations():
+    s = _settings(egressLockdown={"nodeLocalDns": "169.254.20.10", "cloudDns": True,
+                                  "namespaceSelector": {"purpose": "ai-inference"},
+                                  "allowedEgress": [{"cidr": "10.0.0.0/24", "ports": [443]}]})
+    policy = _by_name(s, guardrails.EGRESS_POLICY)
+    (rule,) = policy["spec"]["rules"]
+    assert rule["match"]["any"][0]["resources"]["selector"] == {"matchLabels": {"purpose": "ai-inference"}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai", "labels": {"purpose": "ai-inference"}}}
+    out = ge.evaluate_rule(policy, rule, ns, ge.Request())
+    egress = out.generated["spec"]["egress"]
+    assert out.generated["metadata"]["namespace"] == "ai"
+    assert egress[1] == {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}, {"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    assert egress[2] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    assert len(egress) == 3, "nothing else leaves the namespace"
+
+
+@pytest.mark.parametrize("cfg,key,needle", [
+    ({"enabled": True, "memoryBounds": {"requestFloor": "2 Gi"}}, "guardrails.memoryBounds.requestFloor", "quantity"),
+    ({"enabled": True, "memoryBounds": {"requestFloor": "512Gi"}}, "guardrails.memoryBounds", "above limitCeiling"),
+    ({"enabled": True, "approvedModels": {"models": ["llama-3.1-8b"]}}, "guardrails.approvedModels.models", "org/name"),
+    ({"enabled": True, "approvedModels": {"models": ["meta-llama/*"]}}, "guardrails.approvedModels.models", "org/name"),
+    ({"enabled": True, "trustedRegistries": {"registries": []}}, "guardrails.trustedRegistries.registries", "empty"),
+    ({"enabled": True, "trustedRegistries": {"registries": ["https://gcr.io/"]}}, "guardrails.trustedRegistries.registries", "scheme"),
+    ({"enabled": True, "reserveAcceleratorNodes": {"allowedServiceAccounts": ["vllm"]}},
+     "guardrails.reserveAcceleratorNodes.allowedServiceAccounts", "namespace/name"),
+    ({"enabled": True, "gpuCapPerPod": {"failureAction": "Block"}}, "guardrails.gpuCapPerPod.failureAction", "Audit"),
+    ({"enabled": True, "gpuCapPerPod": {"namespaces": []}}, "guardrails.gpuCapPerPod.namespaces", "matches nothing"),
+    ({"enabled": True, "egressLockdown": {"namespaceSelector": {}}}, "guardrails.egressLockdown.namespaceSelector", "every namespace"),
+    ({"enabled": True, "egressLockdown": {"nodeLocalDns": "10.0.0"}}, "guardrails.egressLockdown.nodeLocalDns", "IPv4"),
+    ({"enabled": True, "securityBaseline": {"exceptions": [{"name": "x", "namespace": "y", "names": ["*"],
+                                                            "rules": ["run-as-non-root"]}]}},
+     "guardrails.securityBaseline.exceptions", "every object"),
+    ({"enabled": True, "securityBaseline": {"exceptions": [{"name": "x", "namespace": "y", "names": ["a"],
+                                                            "rules": ["all"]}]}},
+     "guardrails.securityBaseline.exceptions", "rules"),
+    ({"enabled": True, "gpuCapPerPod": {"maxGpus": 2}}, "guardrails.gpuCapPerPod.maxGpus", "unknown key"),
+])
+def test_bad_guardrail_config_is_one_clear_error(cfg, key, needle):
+    msg = _config_error(cfg)
+    assert f"`llm-platform:{key}" in msg and needle in msg, msg
+
+
+def test_catalog_is_behind_security():
+    from tools import mockrun
+
+    on = mockrun.run_stack("prod")
+    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v1:ClusterPolicy"
+                and r.inputs["metadata"]["name"].startswith("guardrail-")]) == len(NAMES)
+    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v2:PolicyException"]) == 2
+    off = mockrun.run_stack("prod", overrides={"llm-platform:security": False})
+    assert not [r for r in off if "Guardrails" in r.type or r.name.startswith("guardrail-")], \
+        "security: false registers no guardrail policy"
+
+
+def test_model_names_are_normalised():
+    s = _settings(approvedModels={"models": [" Meta-Llama/Llama-3.1-8B-Instruct "]})
+    assert s.guardrails.approved_models.models == ["meta-llama/llama-3.1-8b-instruct"]
+
+
+def test_summary_lists_every_policy():
+    rows = guardrails.summary(_stack("prod"))
+    assert [r["policy"] for r in rows] == NAMES
+    assert all(r["enabled"] == "yes" for r in rows)
+    assert rows[0]["scope"] == "namespaces serving,team-a,team-b,team-c"
+
+
+# ------------------------------------------------------------ real workloads
+
+def _reference_dir() -> Path:
+    base = guardrail_report.reference_dir()
+    if not base.is_dir():
+        pytest.skip(f"reference platform not found at {base}: set LLM_PLATFORM_SHARED to the folder holding "
+                    f"reference-platform/ (upstream: {guardrail_report.UPSTREAM})")
+    return base
+
+
+@pytest.fixture(scope="module")
+def prod_findings():
+    base = _reference_dir()
+    settings = _stack("prod")
+    manifests = guardrail_report.load_manifests(base)
+    return guardrail_report.evaluate(guardrails.build_policies(settings), guardrails.build_exceptions(settings),
+                                     manifests)
+
+
+def _fails(findings):
+    return sorted({(f.policy, f.rule, f.manifest.ref) for f in findings if f.result in ("fail", "error")})
+
+
+def test_reference_platform_findings_prod(prod_findings):
+    # Every finding is triaged in README "Guardrail catalog / Findings on the reference platform".
+    workloads = {"Deployment serving/coder-agent", "Deployment serving/coder-chat", "Deployment serving/coder-fim",
+                 "Deployment serving/embeddings", "Deployment serving/raw-vllm", "Job serving/guidellm-bench",
+                 "Job serving/vllm-bench", "Job team-a/gpu-job-a", "Job team-b/gpu-job-b"}
+    gpu = workloads - {"Deployment serving/embeddings"}
+    want = sorted({("guardrail-ownership", "require-chargeback-labels", w) for w in workloads} |
+                  {("guardrail-reserve-accelerator-nodes", "accelerator-service-accounts", w) for w in gpu})
+    assert _fails(prod_findings) == want
+    assert not [f for f in prod_findings if f.result == "error"], "no CEL errors on real manifests"
+    evaluated = {f.manifest.ref for f in prod_findings if f.result in ("pass", "fail")}
+    assert workloads <= evaluated, f"every in-scope workload is evaluated: {workloads - evaluated}"
+
+
+def test_reference_platform_with_catalog_defaults():
+    # The catalog's own defaults on the same manifests: the findings that drove default changes.
+    base = _reference_dir()
+    s = cfgmod.StackConfig.model_validate({
+        "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
+        "tenants": ["team-a", "team-b"], "guardrails": {"enabled": True}})
+    findings = guardrail_report.evaluate(guardrails.build_policies(s), guardrails.build_exceptions(s),
+                                         guardrail_report.load_manifests(base))
+    fails = _fails(findings)
+    models = {w for p, _, w in fails if p == "guardrail-approved-models"}
+    assert models == {"Deployment serving/coder-agent", "Deployment serving/coder-chat", "Deployment serving/coder-fim",
+                      "Deployment serving/embeddings", "Deployment serving/raw-vllm"}, \
+        "servers flagged until their models are approved; benchmark clients are not model servers"
+    registries = {w for p, _, w in fails if p == "guardrail-trusted-registries"}
+    assert registries == {"Job serving/guidellm-bench"}, registries
+
+
+def test_report_is_written_by_the_render(tmp_path):
+    _reference_dir()
+    settings = _stack("prod")
+    objs = guardrails.build_policies(settings) + guardrails.build_exceptions(settings)
+    path = guardrail_report.write_report("prod", objs, tmp_path)
+    text = path.read_text()
+    assert "| guardrail-reserve-accelerator-nodes | accelerator-service-accounts |" in text
+    assert "Deployment serving/raw-vllm" in text and "Job default/gpu-smoke" in text
+    # the "why" names the service account and the reason (messageExpression)
+    assert "service account serving/default is not approved for accelerator nodes (tolerates an accelerator taint)" in text
+    assert "missing chargeback label(s) on the Pod template: owner, cost-center" in text
+
+
+def test_report_says_how_to_get_the_reference_platform(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_PLATFORM_SHARED", str(tmp_path / "nowhere"))
+    text = guardrail_report.render_markdown("dev", guardrails.build_policies(_settings()), [])
+    assert "Skipped" in text and "LLM_PLATFORM_SHARED" in text and "441dd0a" in text
+
+
+# ------------------------------------------------------------ optional mutate, Kyverno settings
+
+def test_stamp_owner_is_optional_and_schema_valid(crd_validator):
+    policy = guardrails.load_policy(guardrails.STAMP_OWNER_POLICY)
+    assert not _errors(crd_validator("kyverno.io_clusterpolicies.yaml", "v1"), policy)
+    assert policy["spec"]["background"] is False, "reads request.userInfo: admission only"
+    assert policy["metadata"]["annotations"][ge.AUTOGEN_ANNOTATION] == "none"
+    for rule in policy["spec"]["rules"]:
+        text = json.dumps(rule["mutate"])
+        assert "+(owner)" in text, f"{rule['name']}: only adds a missing owner label"
+        assert "regex_replace_all" in text and "`63`" in text, f"{rule['name']}: label-safe value"
+    off = [p["metadata"]["name"] for p in guardrails.build_policies(_settings())]
+    assert guardrails.STAMP_OWNER_POLICY not in off, "off by default"
+    on = guardrails.build_policies(_settings(ownership={"stampOwner": True}, namespaces=["team-a"]))
+    stamp = next(p for p in on if p["metadata"]["name"] == guardrails.STAMP_OWNER_POLICY)
+    assert all(r["match"]["any"][0]["resources"]["namespaces"] == ["team-a"] for r in stamp["spec"]["rules"])
+
+
+def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
+    from components import kyverno
+
+    k = cfgmod.KyvernoConfig()
+    assert "features" not in kyverno.helm_values(k)
+    assert kyverno.helm_values(k, True)["features"] == {
+        "policyExceptions": {"enabled": True, "namespace": "kyverno"}}
+    values_file = guardrail_report.shared_dir() / "kyverno" / "3.8.1" / "values.yaml"
+    if not values_file.is_file():
+        pytest.skip(f"chart values not at {values_file}; set LLM_PLATFORM_SHARED")
+    chart = yaml.safe_load(values_file.read_text())
+    assert set(chart["features"]["policyExceptions"]) >= {"enabled", "namespace"}, "keys exist in chart 3.8.1"
+    for e in guardrails.build_exceptions(_settings()):
+        assert e["metadata"]["namespace"] == "kyverno", "exceptions live where Kyverno honours them"
+
+
+# ------------------------------------------------------------ egress lockdown, by nca
+
+NETPOL_DIR = ROOT / "tests" / "netpol" / "guardrails"
+
+
+def _nca_egress(policy_cfg: dict):
+    import subprocess
+    import tempfile
+
+    from tools import connectivity as nca
+
+    exe = nca.nca_executable()
+    if exe is None:
+        pytest.skip("`nca` (network-config-analyzer, requirements.txt) is not installed next to this Python")
+    policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
+    (rule,) = policy["spec"]["rules"]
+    namespaces = yaml.safe_load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
+    generated = [ge.evaluate_rule(policy, rule, ns, ge.Request()).generated for ns in namespaces]
+    generated = [g for g in generated if g]
+    assert [g["metadata"]["namespace"] for g in generated] == ["ai-locked"], "only the labelled namespace"
+    with tempfile.TemporaryDirectory() as tmp:
+        pol = Path(tmp) / "policies.yaml"
+        pol.write_text(yaml.safe_dump_all(generated))
+        cmd = nca.nca_command(pol, NETPOL_DIR / "pods.yaml", NETPOL_DIR / "namespaces.yaml", exe)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # nca prints several protocols as "protocols:TCP, UDP"; the SR1 parser expects no space.
+    return nca.parse_output(proc.stdout.replace("TCP, UDP", "TCP,UDP"))
+
+
+def test_egress_lockdown_connectivity_by_nca():
+    from tools.connectivity import NOTHING
+
+    pairs = _nca_egress({"allowedEgress": [{"cidr": "10.0.0.0/24", "ports": [443]}]})
+    src = "ai-locked/model-0"
+    dns = pairs.get((src, "kube-system/kube-dns-0"), NOTHING)
+    assert dns.allows(53) and dns.allows(53, "UDP"), f"kube-dns in kube-system on TCP and UDP 53: {dns}"
+    assert not dns.allows(80) and dns.tcp == ((53, 53),), f"only port 53 to kube-dns: {dns}"
+    for dst in ("kube-system/metrics-server-0", "kube-dns/fake-dns-0", "serving/vllm-0"):
+        assert not pairs.get((src, dst), NOTHING), f"egress lockdown: {src} must not reach {dst}"
+    external = {d: a for (s, d), a in pairs.items() if s == src and "/" not in d}
+    assert external and all(
+        d.startswith("10.0.0.0-10.0.0.255") and a.tcp == ((443, 443),) and not a.other
+        for d, a in external.items()), f"only 10.0.0.0/24:443 outside the cluster: {external}"
+    assert pairs.get(("serving/vllm-0", "kube-dns/fake-dns-0"), NOTHING), "other namespaces are unaffected"
+
+
+def test_egress_lockdown_node_local_dns_by_nca():
+    pairs = _nca_egress({"nodeLocalDns": "169.254.20.10"})
+    external = {d: a for (s, d), a in pairs.items() if s == "ai-locked/model-0" and "/" not in d}
+    assert list(external) == ["169.254.20.10"], f"only the NodeLocal DNSCache address: {external}"
+    allowed = external["169.254.20.10"]
+    assert allowed.tcp == ((53, 53),) and allowed.allows(53, "UDP"), allowed

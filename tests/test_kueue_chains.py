@@ -1,0 +1,380 @@
+"""Workload chains: the admission requests a tenant and then each controller make, replayed.
+
+For every supported Kueue integration the chain parent -> children -> pods is replayed against
+the stack's rendering of require-kueue-queue-name the way the cluster would see it:
+
+1. Kyverno's chart `config.resourceFilters` (chart 3.8.1 values + the project's values): a
+   filtered kind (ReplicaSet) is admitted without evaluation;
+2. the webhook's `matchConditions` (API server): a request they skip is admitted unevaluated;
+3. the rule (match/exclude, then CEL) decides.
+
+Assertions: with the queue label every step is admitted; without it, or with a tenant forging the
+controllers' steps (children with controller ownerReferences, lifting gates, unsuspending), some
+step is denied. The reference platform's own tenant workloads stay admitted.
+
+Chart data: $KYVERNO_CHART_DIR (default ../shared/kyverno/3.8.1). Reference platform:
+$REFERENCE_PLATFORM_DIR (default ../shared/reference-platform). Tests skip when absent.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kyverno_cel  # noqa: E402
+from kueue_objects import (KUBEFLOW_REPLICA_SPECS, OWN, Q, apps, appwrapper, cronjob, ctr, job, jobset,  # noqa: E402
+                           kubeflowjob, lws, mpijob, pod, podspec, pytorchjob, raycluster, rayjob, trainjob)
+from components import kyverno as kyverno_component  # noqa: E402
+from components import kueue_policy  # noqa: E402
+from components.config import KyvernoConfig, TrustedControllers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TrustedControllers()
+TENANT = "alice@example.com"
+NS_LABELS = {"team-a": {kueue_policy.KUEUE_MANAGED_LABEL: "true"},
+             "team-b": {kueue_policy.KUEUE_MANAGED_LABEL: "true"}}
+GATE = kueue_policy.ADMISSION_GATE
+
+
+def _dir(env: str, default: Path, what: str) -> Path:
+    path = Path(os.environ.get(env) or default)
+    if not path.is_dir():
+        pytest.skip(f"{what} not found at {path}: set {env} (default {default})")
+    return path
+
+
+@pytest.fixture(scope="module")
+def resource_filters() -> list[tuple[str, str, str]]:
+    """Kyverno's effective resourceFilters: chart 3.8.1 defaults, minus/plus the project's values."""
+    chart = _dir("KYVERNO_CHART_DIR", ROOT.parent / "shared" / "kyverno" / "3.8.1", "Kyverno chart 3.8.1 data")
+    config = yaml.safe_load((chart / "values.yaml").read_text())["config"]
+    ours = kyverno_component.helm_values(KyvernoConfig()).get("config", {})
+    entries = [e for e in config["resourceFilters"] if e not in ours.get("resourceFiltersExclude", [])]
+    entries += ours.get("resourceFiltersInclude", [])
+    out = []
+    for entry in entries:
+        if "{{" in entry:
+            continue  # the chart's own objects in the kyverno namespace
+        kind, namespace, name = entry.strip("[]").split(",")
+        out.append((kind, namespace, name))
+    assert ("ReplicaSet", "*", "*") in out, "chart 3.8.1 filters ReplicaSets (finding 2): model changed?"
+    return out
+
+
+def filtered(filters, obj: dict, subresource: str = "") -> bool:
+    kind = obj["kind"] + (f"/{subresource}" if subresource else "")
+    ns = obj["metadata"].get("namespace", "")
+    name = obj["metadata"].get("name", "")
+    return any(fnmatch.fnmatchcase(kind, k.replace("?*", "*")) and fnmatch.fnmatchcase(ns, n)
+               and fnmatch.fnmatchcase(name, m) for k, n, m in filters)
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict:
+    return kueue_policy.render_policy(KyvernoConfig(), tenants=["team-a", "team-b"])
+
+
+@dataclass(frozen=True)
+class Step:
+    user: str
+    obj: dict
+    old: Optional[dict] = None
+    what: str = ""
+
+    @property
+    def operation(self) -> str:
+        return "CREATE" if self.old is None else "UPDATE"
+
+
+def admit(policy: dict, filters, step: Step) -> tuple[bool, str]:
+    """(admitted, why) for one request, as the cluster would decide it."""
+    if filtered(filters, step.obj):
+        return True, "resourceFilters: not evaluated"
+    if not kyverno_cel.webhook_matches(policy, step.obj, step.operation, step.old, step.user):
+        return True, "matchConditions: Kyverno not called"
+    (rule,) = policy["spec"]["rules"]
+    outcome = kyverno_cel.evaluate_rule(rule, step.obj, step.operation, step.user, [], NS_LABELS,
+                                        old=step.old)
+    if outcome.result == "error":
+        pytest.fail(f"CEL error on {step.what}: {outcome.message}")
+    return outcome.result != "fail", outcome.message
+
+
+# ------------------------------------------------------------------- chains
+
+def _unsuspend(user: str, obj: dict, path=("spec", "suspend")) -> Step:
+    new = copy.deepcopy(obj)
+    node = new
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = False
+    return Step(user, new, obj, f"{user} unsuspends {obj['kind']}")
+
+
+def _ungate(user: str, gated: dict) -> Step:
+    new = copy.deepcopy(gated)
+    new["spec"].pop("schedulingGates", None)
+    return Step(user, new, gated, f"{user} removes the admission gate")
+
+
+def _gated(obj: dict) -> dict:
+    """What Kueue's pod webhook does to a Pod it manages before validation: add the admission gate."""
+    obj = copy.deepcopy(obj)
+    obj["spec"]["schedulingGates"] = [{"name": GATE}]
+    return obj
+
+
+def _create(user, obj, what=""):
+    return Step(user, obj, None, what or f"{user} creates {obj['kind']}/{obj['metadata']['name']}")
+
+
+def chains(q: Optional[str]) -> dict[str, list[Step]]:
+    """Per integration, the requests in order; `q` is the tenant's queue label (None: unlabelled)."""
+    lab = {"queue": q} if q is not None else {}
+    sus = dict(suspend=True, **lab)
+    rj = rayjob("train", **sus)
+    out = {
+        "Job": [
+            _create(TENANT, j := job("train", **sus)),
+            _unsuspend(T.kueue, j),
+            _create(T.job, pod("train-0", owner=OWN["Job"])),
+        ],
+        "CronJob": [
+            _create(TENANT, cronjob("nightly", job_queue=q)),
+            _create(T.cron_job, cj := job("nightly-1", owner=OWN["CronJob"], **sus)),
+            _unsuspend(T.kueue, cj),
+            _create(T.job, pod("nightly-1-0", owner=OWN["Job"])),
+        ],
+        "JobSet": [
+            _create(TENANT, js := jobset("train", **sus)),
+            _unsuspend(T.kueue, js),
+            _create(T.jobset, child := job("train-workers-0", owner=OWN["JobSet"], suspend=True)),
+            _unsuspend(T.jobset, child),
+            _create(T.job, pod("train-workers-0-0", owner=OWN["Job"])),
+        ],
+        "RayJob": [
+            _create(TENANT, rj),
+            _unsuspend(T.kueue, rj),
+            _create(T.kuberay, raycluster("train-raycluster", owner=OWN["RayJob"])),
+            _create(T.kuberay, job("train-submitter", owner=OWN["RayJob"], spec=podspec([ctr()]))),
+            _create(T.kuberay, pod("train-raycluster-gpu-0", owner=OWN["RayCluster"])),
+            _create(T.job, pod("train-submitter-0", owner=OWN["Job"], spec=podspec([ctr()]))),
+        ],
+        "RayCluster": [
+            _create(TENANT, rc := raycluster("notebook", **sus)),
+            _unsuspend(T.kueue, rc),
+            _create(T.kuberay, pod("notebook-gpu-0", owner=OWN["RayCluster"])),
+        ],
+        "Deployment": [
+            # Kueue's deployment webhook copies the queue label into the pod template, so the
+            # ReplicaSet (never evaluated: resourceFilters) and its Pods carry it.
+            _create(TENANT, apps("Deployment", "serve", tlabels={"app": "serve", **({Q: q} if q else {})}, **lab)),
+            _create("system:serviceaccount:kube-system:deployment-controller",
+                    apps("ReplicaSet", "serve-5d8f", owner=OWN["Deployment"],
+                         tlabels={"app": "serve", **({Q: q} if q else {})})),
+            _create(T.replica_set, p := _gated(pod("serve-5d8f-x", owner=OWN["ReplicaSet"], **lab))),
+            _ungate(T.kueue, p),
+        ],
+        "StatefulSet": [
+            _create(TENANT, apps("StatefulSet", "db", **lab)),
+            _create(T.stateful_set, p := _gated(pod("db-0", owner=OWN["StatefulSet"]))),
+            _ungate(T.kueue, p),
+        ],
+        "LeaderWorkerSet": [
+            _create(TENANT, lws("vllm", **lab)),
+            _create(T.lws, apps("StatefulSet", "vllm", owner=OWN["LeaderWorkerSet"])),
+            _create(T.stateful_set, leader := _gated(pod("vllm-0", owner=OWN["StatefulSet"]))),
+            _ungate(T.kueue, leader),
+            _create(T.lws, apps("StatefulSet", "vllm-0", owner=OWN["Pod"])),
+            _create(T.stateful_set, pod("vllm-0-1", owner=OWN["StatefulSet"])),
+        ],
+        "Pod": [
+            _create(TENANT, p := _gated(pod("adhoc", **lab))),
+            _ungate(T.kueue, p),
+        ],
+        "PyTorchJob": [
+            _create(TENANT, pj := pytorchjob("finetune", **sus)),
+            _unsuspend(T.kueue, pj, ("spec", "runPolicy", "suspend")),
+            _create(T.kubeflow_training, pod("finetune-worker-0", owner=OWN["PyTorchJob"])),
+        ],
+        "MPIJob": [
+            _create(TENANT, mj := mpijob("allreduce", **sus)),
+            _unsuspend(T.kueue, mj, ("spec", "runPolicy", "suspend")),
+            _create(T.mpi_operator, launcher := job("allreduce-launcher", owner=OWN["MPIJob"], suspend=True)),
+            _unsuspend(T.mpi_operator, launcher),
+            _create(T.mpi_operator, pod("allreduce-worker-0", owner=OWN["MPIJob"])),
+            _create(T.job, pod("allreduce-launcher-0", owner=OWN["Job"])),
+        ],
+        "TrainJob": [
+            _create(TENANT, tj := trainjob("llama", gpus=1, **sus)),
+            _unsuspend(T.kueue, tj),
+            _create(T.trainer, js2 := jobset("llama", owner=OWN["TrainJob"], suspend=True)),
+            _unsuspend(T.trainer, js2),
+            _create(T.jobset, job("llama-node-0", owner=OWN["JobSet"])),
+            _create(T.job, pod("llama-node-0-0", owner=OWN["Job"])),
+        ],
+        "AppWrapper": [
+            _create(TENANT, aw := appwrapper("batch", component=pytorchjob("wrapped"), **sus)),
+            _unsuspend(T.kueue, aw),
+            _create(T.appwrapper, pytorchjob("wrapped", owner=OWN["AppWrapper"])),
+            _create(T.kubeflow_training, pod("wrapped-worker-0", owner=OWN["PyTorchJob"])),
+        ],
+    }
+    for kind in KUBEFLOW_REPLICA_SPECS:
+        parent = kubeflowjob(kind, kind.lower(), **sus)
+        out[kind] = [
+            _create(TENANT, parent),
+            _unsuspend(T.kueue, parent, ("spec", "runPolicy", "suspend")),
+            _create(T.kubeflow_training, pod(f"{kind.lower()}-worker-0", owner=OWN[kind])),
+        ]
+    return out
+
+
+INTEGRATIONS = sorted(chains("q"))
+
+
+def test_every_workload_kind_has_a_chain():
+    covered = {k for k in INTEGRATIONS}
+    expected = {w.key.split("/")[1] for w in kueue_policy.WORKLOADS}
+    assert expected <= covered, f"no chain for {sorted(expected - covered)}"
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_labelled_chain_is_admitted(integration, policy, resource_filters):
+    for step in chains("team-a-gpu")[integration]:
+        ok, why = admit(policy, resource_filters, step)
+        assert ok, f"{integration}: {step.what} denied: {why}"
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_unlabelled_chain_is_stopped(integration, policy, resource_filters):
+    steps = chains(None)[integration]
+    results = [(s, *admit(policy, resource_filters, s)) for s in steps]
+    assert any(not ok for _, ok, _ in results), (
+        f"{integration}: no step denied without the queue label: "
+        + "; ".join(f"{s.what}: {why}" for s, _, why in results))
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_tenant_forging_the_controller_steps_is_stopped(integration, policy, resource_filters):
+    """The tenant makes the controllers' and Kueue's requests itself (forged ownerReferences,
+    lifting the gate, unsuspending): each of those that carries accelerators is denied."""
+    steps = chains("team-a-gpu")[integration]
+    forged = [replace(s, user=TENANT) for s in steps if s.user != TENANT]
+    denied = []
+    for s in forged:
+        ok, why = admit(policy, resource_filters, s)
+        if not ok:
+            denied.append(s.what)
+    assert denied, f"{integration}: a tenant could replay every controller step"
+    # and every forged step that would run accelerators outside quota is among them
+    for s in forged:
+        accel = kyverno_cel.webhook_matches(policy, s.obj, s.operation, s.old, TENANT)
+        if accel and not filtered(resource_filters, s.obj):
+            assert not admit(policy, resource_filters, s)[0], f"{integration}: forged step admitted: {s.what}"
+
+
+def test_bare_replicaset_cannot_run_unlabelled_gpu_pods(policy, resource_filters):
+    """Finding 2: the ReplicaSet itself is never evaluated, its unlabelled GPU Pods are denied."""
+    rs = apps("ReplicaSet", "bare", owner=None)
+    assert admit(policy, resource_filters, _create(TENANT, rs))[0], "ReplicaSets are filtered by the chart"
+    ok, why = admit(policy, resource_filters, _create(T.replica_set, pod("bare-x", owner=OWN["ReplicaSet"])))
+    assert not ok and Q in why, "Pods of a bare unlabelled ReplicaSet must be denied"
+
+
+# ------------------------------------------------------ reference platform
+
+def _reference() -> Path:
+    return _dir("REFERENCE_PLATFORM_DIR", ROOT.parent / "shared" / "reference-platform", "reference platform")
+
+
+def _docs(folder: Path) -> list[dict]:
+    out = []
+    for f in sorted(folder.rglob("*.yaml")):
+        if f.name == "kustomization.yaml":
+            continue
+        out += [d for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict) and d.get("kind")]
+    return out
+
+
+def test_reference_tenant_workloads_stay_admitted(policy, resource_filters):
+    ref = _reference()
+    namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {})
+                  for d in _docs(ref / "workloads" / "kueue-tenants") if d["kind"] == "Namespace"}
+    assert namespaces == {"team-a": NS_LABELS["team-a"], "team-b": NS_LABELS["team-b"]}, namespaces
+    docs = _docs(ref / "workloads") + _docs(ref / "platform" / "kueue-config")
+    jobs = [d for d in docs if d["kind"] == "Job" and d["metadata"].get("namespace") in namespaces]
+    assert len(jobs) == 2, "the kueue-demo Jobs of team-a and team-b"
+    for doc in docs:
+        step = _create(TENANT, doc)
+        ok, why = admit(policy, resource_filters, step)
+        assert ok, f"reference {doc['kind']}/{doc['metadata']['name']} denied: {why}"
+    for j in jobs:  # Kueue admits the demo Job, then the Job controller creates its Pod
+        ok, why = admit(policy, resource_filters, _unsuspend(T.kueue, j))
+        assert ok, why
+        tmpl = copy.deepcopy(j["spec"]["template"])
+        p = {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {**tmpl.get("metadata", {}), "name": f"{j['metadata']['name']}-0",
+                          "namespace": j["metadata"]["namespace"],
+                          "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"],
+                                               "uid": "u", "controller": True}]},
+             "spec": tmpl["spec"]}
+        ok, why = admit(policy, resource_filters, _create(T.job, p))
+        assert ok, f"pod of reference Job {j['metadata']['name']} denied: {why}"
+        unlabelled = copy.deepcopy(j)
+        del unlabelled["metadata"]["labels"][Q]
+        assert not admit(policy, resource_filters, _create(TENANT, unlabelled))[0], (
+            f"reference Job {j['metadata']['name']} without {Q} must be denied")
+
+
+def test_reference_kueue_setup_matches_the_policy():
+    """The reference Kueue install scopes its Job/Pod webhooks to the same namespace label, and its
+    ClusterQueue covers the accelerator the policy defaults to."""
+    ref = _reference()
+    kustomization = (ref / "platform" / "kueue" / "kustomization.yaml").read_text()
+    assert kueue_policy.KUEUE_MANAGED_LABEL in kustomization
+    (cq,) = [d for d in _docs(ref / "platform" / "kueue-config") if d["kind"] == "ClusterQueue"]
+    covered = {r for g in cq["spec"]["resourceGroups"] for r in g["coveredResources"]}
+    assert "nvidia.com/gpu" in covered and "nvidia.com/gpu" in KyvernoConfig().accelerator_resources
+
+
+def test_no_matched_kind_is_hidden_by_resource_filters(resource_filters):
+    """A kind the chart filters would be admitted unevaluated: none of the policy's kinds may be."""
+    for w in kueue_policy.WORKLOADS:
+        group, kind = w.key.split("/")
+        obj = {"apiVersion": f"{group}/v1" if group else "v1", "kind": kind,
+               "metadata": {"name": "x", "namespace": "team-a"}}
+        assert not filtered(resource_filters, obj), f"{kind} is in the chart's resourceFilters"
+    assert not filtered(resource_filters, {"kind": "Pod", "metadata": {"name": "x", "namespace": "team-a"}},
+                        "ephemeralcontainers")
+
+
+def test_verify_namespace_prefix_matches_the_tenant_condition():
+    """tools/verify.py's throwaway namespace must pass the webhook's tenant-namespace condition."""
+    text = (ROOT / "tools" / "verify.py").read_text()
+    assert f'"{kueue_policy.VERIFY_NAMESPACE_PREFIX}' in text or f"f\"{kueue_policy.VERIFY_NAMESPACE_PREFIX}" in text, (
+        "tools/verify.py no longer names its namespace with VERIFY_NAMESPACE_PREFIX")
+
+
+def test_reference_serving_workloads_are_out_of_scope(policy, resource_filters):
+    """The platform's own GPU model servers (serving, kserve, llm-d) never depend on SR2."""
+    ref = _reference()
+    docs = [d for d in _docs(ref / "serving") if isinstance(d.get("metadata"), dict)]
+    gpu = [d for d in docs if "nvidia.com/gpu" in yaml.safe_dump(d)]
+    assert gpu, "expected GPU model servers in the reference serving manifests"
+    for doc in docs:
+        ok, why = admit(policy, resource_filters, _create(TENANT, doc))
+        assert ok, f"reference {doc['kind']}/{doc['metadata'].get('name')} denied: {why}"
+    for doc in gpu:
+        assert not kyverno_cel.webhook_matches(policy, doc, "CREATE"), (
+            f"reference {doc['kind']}/{doc['metadata'].get('name')} would wait for Kyverno")
