@@ -140,6 +140,10 @@ def agent_admission_policy(cfg: AgentIsolationConfig, failure_action: str) -> Op
     for rule in policy["spec"]["rules"]:
         for flt in rule["match"]["any"]:
             flt["resources"]["namespaces"] = list(cfg.namespaces)
+    quoted = ", ".join(f"'{ns}'" for ns in cfg.namespaces)  # DNS-1123 labels: nothing to escape
+    for cond in policy["spec"]["webhookConfiguration"]["matchConditions"]:
+        if cond["name"] == "agent-namespace":
+            cond["expression"] = f"request.namespace in [{quoted}]"
     return with_failure_action(policy, failure_action)
 
 

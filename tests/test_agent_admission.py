@@ -65,7 +65,7 @@ def test_rendered_policy_is_scoped_to_the_configured_namespaces():
     for rule in policy["spec"]["rules"]:
         (flt,) = rule["match"]["any"]
         assert flt["resources"]["namespaces"] == ["agents", "code-runners"], rule["name"]
-        assert flt["resources"]["kinds"] == ["Pod"] and set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}
+        assert flt["resources"]["kinds"] == ["Pod", "Pod/ephemeralcontainers"] and set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}
     assert policy["spec"]["validationFailureAction"] == "Audit"
     assert _policy(action="Enforce")["spec"]["validationFailureAction"] == "Enforce"
     assert policy["spec"]["webhookConfiguration"]["failurePolicy"] == "Fail"
@@ -124,3 +124,28 @@ def test_policy_follows_the_folder_layout():
                 "policies.kyverno.io/description", kyverno_cel.AUTOGEN_ANNOTATION):
         assert ann.get(key), f"agent-runtime-isolation: annotation {key} missing"
     kyverno_cel.check_policy_supported(policy)
+
+
+def test_webhook_is_scoped_to_the_agent_namespaces():
+    policy = _policy()
+    (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
+    assert cond == {"name": "agent-namespace", "expression": "request.namespace in ['agents', 'code-runners']"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "code-runners"},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    assert kyverno_cel.webhook_matches(policy, pod, "CREATE"), "agent namespace: Kyverno is called"
+    pod["metadata"]["namespace"] = "team-a"
+    assert not kyverno_cel.webhook_matches(policy, pod, "CREATE"), "other namespaces: Kyverno is never called"
+
+
+def test_privileged_ephemeral_container_via_kubectl_debug_is_refused():
+    rule = next(r for r in _policy()["spec"]["rules"] if r["name"] == "no-privileged-containers")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "agents"},
+           "spec": {"runtimeClassName": "gvisor", "automountServiceAccountToken": False,
+                    "containers": [{"name": "c", "image": "i"}],
+                    "ephemeralContainers": [{"name": "debugger", "image": "busybox", "securityContext": {"privileged": True}}]}}
+    old = {**pod, "spec": {k: v for k, v in pod["spec"].items() if k != "ephemeralContainers"}}
+    out = kyverno_cel.evaluate_rule(rule, pod, "UPDATE", "alice", [], {}, old=old, subresource="ephemeralcontainers")
+    assert out.result == "fail", f"no-privileged-containers: kubectl debug --privileged must be refused, got {out.result}"
+    pod["spec"]["ephemeralContainers"][0]["securityContext"]["privileged"] = False
+    out = kyverno_cel.evaluate_rule(rule, pod, "UPDATE", "alice", [], {}, old=old, subresource="ephemeralcontainers")
+    assert out.result == "pass", out.message
