@@ -57,3 +57,25 @@ def test_classify_agent():
 def test_agent_checks_off_without_agent_isolation():
     settings = verify.stack_settings("prod")
     assert verify.agent_isolation(object(), settings) == [], "prod: agent isolation off, no AGENT rows"
+
+
+def test_classify_network_logging():
+    obj = {"spec": {"cluster": {"deny": {"log": True, "delegate": False}, "allow": {"log": False, "delegate": False}}}}
+    assert verify.classify_network_logging(obj, denied=True, allowed=False)[0] == "PASS"
+    assert verify.classify_network_logging(obj, denied=True, allowed=True)[0] == "FAIL"
+    assert verify.classify_network_logging({"spec": {}}, denied=True, allowed=False)[0] == "FAIL"
+    assert verify.classify_network_logging(None, denied=True, allowed=False)[0] == "FAIL"
+
+
+def test_network_logging_check_reads_the_singleton():
+    calls = []
+
+    class Api:
+        def get_cluster_custom_object(self, *args):
+            calls.append(args)
+            return {"spec": {"cluster": {"deny": {"log": True}}}}
+
+    rows = verify.network_logging(verify.stack_settings("dev"), Api())
+    assert calls == [("networking.gke.io", "v1alpha1", "networkloggings", "default")]
+    assert [(r.check, r.status) for r in rows] == [("LOG-a", "PASS")]
+    assert verify.network_logging(verify.stack_settings("prod"), Api()) == [], "prod: logging off, no LOG row"

@@ -16,6 +16,7 @@ Runs, in order, with the official Kubernetes Python client:
          hostPID pod are each refused by Pod Security Admission (server-side dry run)
   AGENT-a..e  with agent isolation on, in the first agent namespace: a gVisor pod is admitted; a runc,
          token-without-reason, hostPath and privileged pod are each refused (server-side dry run)
+  LOG-a  with networkPolicyLogging on, NetworkLogging/default logs what the stack configures
 and prints a PASS/FAIL/SKIP table. Exit codes: 0 all passed (skips carry a reason), 1 a check
 failed, 3 no reachable cluster (nothing was checked).
 """
@@ -414,6 +415,36 @@ def agent_isolation(api, settings) -> list[Row]:
     return rows
 
 
+def classify_network_logging(obj: Optional[dict], denied: bool, allowed: bool) -> tuple[str, str]:
+    """LOG-a: the cluster's NetworkLogging/default logs what the stack configured."""
+    if obj is None:
+        return "FAIL", "NetworkLogging/default not found (is this a Dataplane V2 cluster?)"
+    cluster = (obj.get("spec") or {}).get("cluster") or {}
+    got = (bool((cluster.get("deny") or {}).get("log")), bool((cluster.get("allow") or {}).get("log")))
+    if got[0] == denied and got[1] == allowed:
+        return "PASS", f"deny.log={got[0]}, allow.log={got[1]}"
+    return "FAIL", f"deny.log={got[0]}, allow.log={got[1]}; the stack configures denied={denied}, allowed={allowed}"
+
+
+def network_logging(settings, custom_api=None) -> list[Row]:
+    """LOG-a, only with networkPolicyLogging on: reads NetworkLogging/default from the cluster."""
+    if settings is None or not settings.network_policy_logging.enabled:
+        return []
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = custom_api or client.CustomObjectsApi()
+    try:
+        obj = api.get_cluster_custom_object("networking.gke.io", "v1alpha1", "networkloggings", "default")
+    except ApiException as err:
+        if err.status != 404:
+            return [Row("LOG-a", "NetworkLogging/default as configured", "FAIL", f"cannot read it ({err.status})")]
+        obj = None
+    cfg = settings.network_policy_logging
+    status, detail = classify_network_logging(obj, cfg.denied, cfg.allowed)
+    return [Row("LOG-a", "NetworkLogging/default as configured", status, detail)]
+
+
 def stack_settings(stack: str):
     """The stack's validated settings (None when there is no such stack file)."""
     from components.config import parse
@@ -454,7 +485,9 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
         return EXIT_NO_CLUSTER
     rows = sr1(api, args.serving_url, args.timeout) + sr2(api)
     rows += pod_security(api, stack_tenants(args.stack))
-    rows += agent_isolation(api, stack_settings(args.stack))
+    settings = stack_settings(args.stack)
+    rows += agent_isolation(api, settings)
+    rows += network_logging(settings)
     print(table(rows))
     skipped = untested(rows)
     if skipped:
