@@ -11,7 +11,7 @@ export PULUMI_BACKEND_URL
 BIN := $(VENV)/bin
 PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
 
-.PHONY: help venv pack synth test bench preview up destroy verify clean
+.PHONY: help venv pack synth test bench preview up destroy verify bench-isolation clean
 
 help:
 	@echo "make synth STACK=dev|prod [OUT=dir]  offline render (no CLI, no cloud)"
@@ -19,6 +19,7 @@ help:
 	@echo "make pack                           the CrossGuard pack's own venv (policies/crossguard/venv)"
 	@echo "make preview|up STACK=...           real deployment with the Pulumi CLI"
 	@echo "make verify STACK=...               live SR1/SR2 checks against the stack's cluster"
+	@echo "make bench-isolation STACK=... [RUNS=5]  runc vs gVisor Jobs on the stack's cluster (skips without one)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -67,6 +68,10 @@ destroy: venv
 
 verify: venv
 	$(BIN)/python -m tools.verify --stack $(STACK)
+
+RUNS ?= 5
+bench-isolation: venv
+	$(BIN)/python -m tools.bench_isolation --stack $(STACK) --runs $(RUNS)
 
 clean:
 	rm -rf build

@@ -36,6 +36,16 @@ else:
         context=settings.existing_cluster.context, kubeconfig_path=settings.existing_cluster.kubeconfig
     )
 
+# 2b. Dataplane V2 network policy logging (off by default: nothing registered).
+if settings.network_policy_logging.enabled:
+    from components.observability import NetworkPolicyLogging, NetworkPolicyLoggingArgs
+
+    NetworkPolicyLogging(
+        "network-policy-logging",
+        NetworkPolicyLoggingArgs(config=settings.network_policy_logging),
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=cluster_deps),
+    )
+
 # 3. The namespaces the stack writes into: created when missing, adopted when present, retained.
 namespaces = PlatformNamespaces(
     "namespaces",
@@ -57,6 +67,7 @@ if settings.security:
             depends_on=cluster_deps,
             namespaces=namespaces.by_name,
             adopting_provider=adopting_provider,
+            api_server_endpoint=gke.cluster.endpoint if settings.cluster is not None else None,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

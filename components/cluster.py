@@ -175,6 +175,9 @@ class GkeCluster(pulumi.ComponentResource):
             remove_default_node_pool=True,
             initial_node_count=1,
             deletion_protection=cfg.deletion_protection and not cfg.allow_replacement,
+            # Off by default: both are None then, so a stack without them renders exactly as before.
+            monitoring_config=datapath_monitoring(cfg),
+            enable_fqdn_network_policy=True if cfg.fqdn_network_policy else None,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
 
@@ -336,6 +339,18 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=sa_deps),
         )
+
+
+def datapath_monitoring(config: ClusterConfig) -> Optional[gcp.container.ClusterMonitoringConfigArgs]:
+    """Dataplane V2 metrics / flow observability (`advanced_datapath_observability_config`), or None when off."""
+    obs = config.datapath_observability
+    if not (obs.metrics or obs.relay):
+        return None
+    return gcp.container.ClusterMonitoringConfigArgs(
+        advanced_datapath_observability_config=gcp.container.ClusterMonitoringConfigAdvancedDatapathObservabilityConfigArgs(
+            enable_metrics=obs.metrics, enable_relay=obs.relay
+        )
+    )
 
 
 def kubernetes_provider(

@@ -162,6 +162,15 @@ class AuthorizedNetwork(_Model):
             raise ValueError(f"{v!r} is not an IPv4 CIDR ({e}); write it like 203.0.113.0/24") from e
 
 
+class DatapathObservability(_Model):
+    """Dataplane V2 observability (GKE `advanced_datapath_observability_config`)."""
+
+    metrics: bool = False
+    """Export Dataplane V2 metrics (flow and policy-verdict counters) to Cloud Monitoring / Managed Prometheus."""
+    relay: bool = False
+    """Run Hubble Relay so `kubectl`/`hubble observe` can follow flows and drop reasons live."""
+
+
 class ClusterConfig(_Model):
     """A GKE cluster this stack creates and owns."""
 
@@ -196,6 +205,15 @@ class ClusterConfig(_Model):
     node_service_account: Optional[str] = None
     """Email of an existing node service account; default: the stack creates `<name>-nodes` with
     `roles/container.defaultNodeServiceAccount` only."""
+    datapath_observability: "DatapathObservability" = Field(default_factory=lambda: DatapathObservability())
+    """Dataplane V2 metrics and flow observability (`monitoring_config.advanced_datapath_observability_config`); off by default."""
+    fqdn_network_policy: bool = False
+    """Enable GKE FQDN network policy (FQDNNetworkPolicy objects); needed by `servingEgress.modelHubEgress: fqdn`."""
+
+    @property
+    def sandbox_pools(self) -> list[str]:
+        """Names of the GKE Sandbox (gVisor) node pools; the RuntimeClass `gvisor` exists only with one."""
+        return [p.name for p in self.node_pools if p.sandbox]
 
     @field_validator("name")
     @classmethod
@@ -282,6 +300,8 @@ class ExistingCluster(_Model):
     """Path to the kubeconfig file; default: $KUBECONFIG or ~/.kube/config."""
     network_policy_enforced: bool
     """Required: does the cluster enforce NetworkPolicy (Dataplane V2, Calico, ...)?"""
+    gke_sandbox: bool = False
+    """Does the cluster have a GKE Sandbox node pool (RuntimeClass `gvisor`)? Needed by `agentIsolation`."""
 
     @field_validator("kubeconfig")
     @classmethod
@@ -928,6 +948,164 @@ class PodSecurityConfig(_Model):
     """Level the API server enforces on tenant Pods; warn and audit are always `restricted`."""
 
 
+# ---------------------------------------------------------------- workload isolation (issue 12)
+
+
+def _cidr_list(v: list[str]) -> list[str]:
+    out = []
+    for c in v:
+        try:
+            out.append(str(ipaddress.IPv4Network(c, strict=True)))
+        except ValueError as e:
+            raise ValueError(f"{c!r} is not an IPv4 CIDR ({e})") from e
+    return _no_duplicates(out, "CIDR")
+
+
+class ClusterDns(_Model):
+    """How pods resolve names; the egress-locked policies open exactly these DNS paths."""
+
+    node_local_dns_cache: bool = False
+    """The cluster runs NodeLocal DNSCache (pods query 169.254.20.10:53)."""
+    cloud_dns: bool = False
+    """The cluster uses Cloud DNS for GKE (pods query the metadata server 169.254.169.254:53)."""
+
+
+class GatewayTarget(_Model):
+    """A namespace (and its container ports) that agents may call."""
+
+    namespace: str
+    """Namespace of the model gateway (selected by its immutable name label)."""
+    ports: list[int] = Field(min_length=1)
+    """Container ports of the gateway pods (Dataplane V2 sees the target port, not the Service port)."""
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _dns_label(v, "namespace name")
+
+    @field_validator("ports")
+    @classmethod
+    def _p(cls, v: list[int]) -> list[int]:
+        return _ports(v, "gateway")
+
+
+class AgentIsolationConfig(_Model):
+    """Capability A: agent workloads under GKE Sandbox with a locked-down network (needs `security: true`)."""
+
+    enabled: bool = False
+    """Turn agent isolation on (Kyverno policy + NetworkPolicies in `namespaces`)."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces that hold agent workloads (tool-using agents, code runners)."""
+    model_gateways: list[GatewayTarget] = Field(
+        default_factory=lambda: [GatewayTarget(namespace="litellm", ports=[4000])]
+    )
+    """Where agents may send model traffic: LiteLLM (4000) by default; add agentgateway here."""
+    telemetry_namespace: str = "monitoring"
+    """Namespace of the OpenTelemetry collector agents export to (OTLP gRPC 4317, HTTP 4318)."""
+    telemetry_ports: list[int] = Field(default_factory=lambda: [4317, 4318])
+    """OTLP container ports of the collector."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace name")
+            if ns in PLATFORM_NAMESPACES:
+                raise ValueError(
+                    f"agent namespace {ns!r} is a platform namespace; agents need their own namespace(s), e.g. `agents`"
+                )
+        return _no_duplicates(v, "agent namespace")
+
+    @field_validator("telemetry_namespace")
+    @classmethod
+    def _telemetry(cls, v: str) -> str:
+        return _dns_label(v, "namespace name")
+
+    @field_validator("telemetry_ports")
+    @classmethod
+    def _tports(cls, v: list[int]) -> list[int]:
+        return _ports(v, "telemetry")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AgentIsolationConfig":
+        if self.enabled and not self.namespaces:
+            raise ValueError("`enabled` is true but `namespaces` is empty: list the namespaces that hold agent workloads")
+        if self.enabled and not self.model_gateways:
+            raise ValueError("`modelGateways` is empty: agents would reach no model; list LiteLLM and/or agentgateway")
+        for g in self.model_gateways:
+            if g.namespace in self.namespaces:
+                raise ValueError(f"model gateway namespace {g.namespace!r} is also an agent namespace; keep them apart")
+        return self
+
+    @property
+    def written_namespace_names(self) -> list[str]:
+        """Namespaces agent isolation writes NetworkPolicies into (empty when off); they must exist."""
+        return list(self.namespaces) if self.enabled else []
+
+
+def _default_api_server_clients() -> list[InNamespaceClient]:
+    # Pods of a serving namespace that talk to the Kubernetes API: endpoint pickers (watch pods and
+    # InferencePools) and the KServe controller.
+    return [
+        InNamespaceClient(name="endpoint-picker", label="inferencepool"),
+        InNamespaceClient(name="kserve-controller", label="control-plane", values=["kserve-controller-manager"]),
+    ]
+
+
+class ServingEgressConfig(_Model):
+    """Capability B: the egress-locked model-serving profile (needs `security: true`)."""
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Protected namespaces that also get default-deny egress (empty = off)."""
+    model_hub_egress: Literal["none", "internet-443", "fqdn"] = "none"
+    """HTTPS to model hubs: none; `internet-443` (0.0.0.0/0 minus private ranges on 443); or `fqdn`
+    (GKE FQDNNetworkPolicy for `modelHubFqdns`, needs `cluster.fqdnNetworkPolicy`)."""
+    model_hub_fqdns: list[str] = Field(default_factory=lambda: ["huggingface.co", "*.huggingface.co", "*.hf.co", "*.xethub.hf.co"])
+    """Names (`huggingface.co`) or patterns (`*.hf.co`) allowed on 443 with `modelHubEgress: fqdn`."""
+    api_server_cidrs: list[str] = Field(default_factory=list)
+    """Kubernetes API server endpoint CIDRs (443); default: `cluster.controlPlaneCidr` of a private cluster."""
+    api_server_clients: list[InNamespaceClient] = Field(default_factory=_default_api_server_clients)
+    """Pods (by label, in the locked namespace) that may reach the API server."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "namespace")
+
+    @field_validator("api_server_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        return _cidr_list(v)
+
+    @field_validator("model_hub_fqdns")
+    @classmethod
+    def _fqdns(cls, v: list[str]) -> list[str]:
+        for name in v:
+            bare = name[2:] if name.startswith("*.") else name
+            if not bare or not all(_DNS_LABEL.match(part) for part in bare.split(".")) or "." not in bare:
+                raise ValueError(f"{name!r} is not a DNS name or `*.`-pattern (e.g. huggingface.co, *.hf.co)")
+        return _no_duplicates(v, "FQDN")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.namespaces)
+
+
+class NetworkPolicyLoggingConfig(_Model):
+    """Capability C: GKE network policy logging (the cluster's `NetworkLogging` object `default`)."""
+
+    denied: bool = False
+    """Log connections denied by a NetworkPolicy to Cloud Logging."""
+    allowed: bool = False
+    """Also log allowed connections (verbose)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.denied or self.allowed
+
+
 # ---------------------------------------------------------------- stack
 
 
@@ -952,6 +1130,14 @@ class StackConfig(_Model):
     """Pod Security Admission levels on tenant namespaces."""
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     """Guardrail catalog (Kyverno cost and security policies for LLM workloads), behind `security`."""
+    cluster_dns: ClusterDns = Field(default_factory=ClusterDns)
+    """DNS paths of the cluster (NodeLocal DNSCache, Cloud DNS) for the egress-locked policies."""
+    agent_isolation: AgentIsolationConfig = Field(default_factory=AgentIsolationConfig)
+    """Agent runtime isolation (GKE Sandbox, admission, network); off by default."""
+    serving_egress: ServingEgressConfig = Field(default_factory=ServingEgressConfig)
+    """Egress-locked model-serving profile; off by default."""
+    network_policy_logging: NetworkPolicyLoggingConfig = Field(default_factory=NetworkPolicyLoggingConfig)
+    """Dataplane V2 network policy logging; off by default."""
 
     @field_validator("tenants")
     @classmethod
@@ -1009,7 +1195,56 @@ class StackConfig(_Model):
                 "NetworkPolicies would be authored but not enforced; enable enforcement on the "
                 "cluster (Dataplane V2 or Calico) and set it true, or turn security off"
             )
+        _isolation_rules(self)
         return self
+
+
+def _isolation_rules(self: "StackConfig") -> None:
+    """Impossible combinations of the workload-isolation capabilities (issue 12)."""
+    ai, se = self.agent_isolation, self.serving_egress
+    # Both are part of the security group: with `security: false` they are inactive (the master switch
+    # removes everything), so only an active capability can be an impossible combination.
+    if not self.security:
+        return
+    # One DNS truth: the guardrail catalog's egress lockdown carries the same two facts.
+    if (ai.enabled or se.enabled) and self.guardrails.enabled and self.guardrails.egress_lockdown.enabled:
+        el, dns = self.guardrails.egress_lockdown, self.cluster_dns
+        if (el.node_local_dns is not None) != dns.node_local_dns_cache or el.cloud_dns != dns.cloud_dns:
+            raise ValueError(
+                "clusterDns and guardrails.egressLockdown disagree about the cluster's DNS (NodeLocal DNSCache: "
+                f"{dns.node_local_dns_cache} vs {el.node_local_dns is not None}; Cloud DNS: {dns.cloud_dns} vs "
+                f"{el.cloud_dns}): set both to what the cluster uses"
+            )
+    if ai.enabled:
+        if self.cluster is not None and not self.cluster.sandbox_pools:
+            raise ValueError(
+                "agentIsolation.enabled needs a GKE Sandbox node pool (the RuntimeClass `gvisor` exists only then): "
+                "add a pool with `sandbox: true` to cluster.nodePools, or turn agent isolation off"
+            )
+        if self.existing_cluster is not None and not self.existing_cluster.gke_sandbox:
+            raise ValueError(
+                "agentIsolation.enabled needs a GKE Sandbox node pool: set existingCluster.gkeSandbox: true once the "
+                "cluster has one (RuntimeClass `gvisor`), or turn agent isolation off"
+            )
+        trusted = set(self.network_policy.protected_namespaces) | set(self.network_policy.allowed_from)
+        clash = [ns for ns in ai.namespaces if ns in trusted]
+        if clash:
+            raise ValueError(
+                f"agentIsolation.namespaces {', '.join(clash)} is protected or trusted by SR1 "
+                "(networkPolicy.protectedNamespaces/allowedFrom); agents must run in namespaces of their own"
+            )
+    if se.enabled:
+        stray = [ns for ns in se.namespaces if ns not in self.network_policy.protected_namespaces]
+        if stray:
+            raise ValueError(
+                f"servingEgress.namespaces names {', '.join(stray)}, which is not in networkPolicy.protectedNamespaces: "
+                "the profile adds egress locking to a protected namespace (its ingress side is SR1); protect it first"
+            )
+        if se.model_hub_egress == "fqdn" and not (self.cluster is not None and self.cluster.fqdn_network_policy):
+            raise ValueError(
+                "servingEgress.modelHubEgress is `fqdn` but the cluster does not enable FQDN network policy: set "
+                "cluster.fqdnNetworkPolicy: true (a cluster this stack creates), or use `internet-443` / `none`"
+            )
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

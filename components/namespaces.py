@@ -42,13 +42,14 @@ def written_namespaces(settings: StackConfig) -> list[str]:
 
     The namespaces of the SR1 NetworkPolicies (``networkPolicy.protectedNamespaces``: by default
     ``serving``, ``inference``, ``kserve``, ``llm-d``), computed from the policies themselves, when
-    ``security`` is on. The one place to extend.
+    ``security`` is on, plus the agent namespaces of ``agentIsolation``. The one place to extend.
     """
     if not settings.security:
         return []
     from components.network_policy import build_policies
 
     names = {p["metadata"]["namespace"] for p in build_policies(settings.network_policy)}
+    names |= set(settings.agent_isolation.written_namespace_names)  # agent namespaces get their own policies
     return sorted(names)
 
 

@@ -29,6 +29,8 @@ class SecurityArgs:
     """Namespace resources (created or adopted) the SR1 policies are written into, by name."""
     adopting_provider: Optional[pulumi.ProviderResource] = None
     """Kubernetes provider with ``upsertExistingObjects`` (create-or-adopt tenant namespaces)."""
+    api_server_endpoint: Optional[pulumi.Input[str]] = None
+    """Endpoint address of a cluster this stack creates (the egress-locked profile's API server destination)."""
 
 
 class Security(pulumi.ComponentResource):
@@ -66,5 +68,18 @@ class Security(pulumi.ComponentResource):
         if s.guardrails.enabled:
             self.guardrails = Guardrails(
                 "guardrails", GuardrailsArgs(settings=s, depends_on=[self.kyverno.release]), opts=child
+            )
+        # Agent isolation and the egress-locked serving profile (off by default: nothing registered).
+        self.workload_isolation = None
+        if s.agent_isolation.enabled or s.serving_egress.enabled:
+            from components.workload_isolation import WorkloadIsolation, WorkloadIsolationArgs
+
+            self.workload_isolation = WorkloadIsolation(
+                "isolation",
+                WorkloadIsolationArgs(
+                    settings=s, kyverno_release=self.kyverno.release, api_server_endpoint=args.api_server_endpoint,
+                    namespaces=args.namespaces,
+                ),
+                opts=child,
             )
         self.register_outputs({"failureAction": s.kyverno.failure_action, "tenants": s.tenants})

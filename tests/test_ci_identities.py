@@ -231,7 +231,8 @@ def test_preview_rbac_is_least_privilege(stack):
 
 PLURAL = {"Namespace": "namespaces", "NamespacePatch": "namespaces", "NetworkPolicy": "networkpolicies",
           "CustomResourceDefinition": "customresourcedefinitions", "ClusterPolicy": "clusterpolicies",
-          "PolicyException": "policyexceptions"}
+          "PolicyException": "policyexceptions",
+          "NetworkLoggingPatch": "networkloggings", "FQDNNetworkPolicy": "fqdnnetworkpolicies"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

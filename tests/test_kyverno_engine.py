@@ -48,9 +48,10 @@ def sr2(records):
     crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
     cleanup = [r for r in by_type(records, "command:local:Command") if r.name == "kyverno-webhook-cleanup"]
     release = by_type(records, "kubernetes:helm.sh/v3:Release")
-    # SR2's own policies; the guardrail catalog's are children of the Guardrails component.
+    # SR2's own policies; the guardrail catalog's and agent isolation's have their own components.
     policies = [p for p in by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
-                if "llm-platform:security:Guardrails" not in p.parent]
+                if "llm-platform:security:Guardrails" not in p.parent
+                and "llm-platform:security:WorkloadIsolation" not in p.parent]
     return ns, crds, cleanup, release, policies
 
 

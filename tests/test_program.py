@@ -114,6 +114,7 @@ def test_existing_cluster_creates_no_gke_resources():
                 "context": "platform-team",
                 "kubeconfig": "/etc/platform/kubeconfig",
                 "networkPolicyEnforced": True,
+                "gkeSandbox": True,  # dev turns agent isolation on
             },
         },
     )

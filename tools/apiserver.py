@@ -86,12 +86,21 @@ class Key:
         return f"{self.kind}{'.' + self.group if self.group else ''} {where}{self.name}"
 
 
+# What GKE installs on every Dataplane V2 cluster that the stack may patch: the network policy logging
+# CRD and its cluster-scoped singleton `default` (GKE docs, "Use network policy logging").
+GKE_DATAPLANE_V2_OBJECTS = {
+    Key("apiextensions.k8s.io", "CustomResourceDefinition", "", "networkloggings.networking.gke.io"),
+    Key("networking.gke.io", "NetworkLogging", "", "default"),
+}
+CLUSTER_SCOPED_CUSTOM = {("networking.gke.io", "NetworkLogging")}
+
+
 @dataclass
 class Cluster:
     """What exists in the cluster before the ``pulumi up`` (a brand-new GKE cluster by default)."""
 
     namespaces: set[str] = field(default_factory=lambda: {"default", "kube-system", "kube-public", "kube-node-lease"})
-    objects: set[Key] = field(default_factory=set)
+    objects: set[Key] = field(default_factory=lambda: set(GKE_DATAPLANE_V2_OBJECTS))
     """Other pre-existing objects (e.g. another installation's CRDs)."""
     helm_releases: set[tuple[str, str]] = field(default_factory=set)
     """(namespace, name) of Helm releases already installed."""
@@ -196,6 +205,8 @@ def check(
             namespaced = crds[(group, kind)][1] == "Namespaced"
         elif group in BUILTIN_GROUPS:
             namespaced = (group, kind) not in CLUSTER_SCOPED
+        elif (group, kind) in CLUSTER_SCOPED_CUSTOM:
+            namespaced = False
         else:
             # A custom resource whose CRD the stack does not create: kyverno.io Cluster* are cluster-scoped.
             namespaced = not kind.startswith("Cluster")

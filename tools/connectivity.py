@@ -54,7 +54,7 @@ TENANT_CAP = 6
 """Configured tenants analysed and drawn individually; the rest are summarised as "+N more"."""
 
 _LINE = re.compile(r"^(?P<src>\S+) => (?P<dst>\S+) : (?P<conn>.+)$")
-_CUBE = re.compile(r"\{protocols:(?P<protocols>[A-Za-z0-9,]+?)(?:,dst_ports:(?P<ports>[0-9,\-]+))?\}")
+_CUBE = re.compile(r"\{protocols:(?P<protocols>[A-Za-z0-9, ]+?)(?:,dst_ports:(?P<ports>[0-9,\-]+))?\}")
 _SUMMARY = re.compile(r"cluster has (\d+) unique endpoints, (\d+) namespaces")
 
 
@@ -87,7 +87,7 @@ class Allowed:
             if text[pos : m.start()] not in ("", ","):
                 break
             pos = m.end()
-            protocols = m.group("protocols").split(",")
+            protocols = [p.strip() for p in m.group("protocols").split(",")]  # nca prints "TCP, UDP"
             ports = m.group("ports")
             spans = [(1, 65535)] if ports is None else [_span(p) for p in ports.split(",")]
             for proto in protocols:
@@ -186,6 +186,26 @@ class Connectivity:
                 continue
             try:
                 inside = ipaddress.IPv4Address(lo) <= addr <= ipaddress.IPv4Address(hi)
+            except ValueError:
+                continue
+            if inside:
+                out = out | allowed
+        return out
+
+    def to_ip(self, src: str, ip: str) -> Allowed:
+        """Allowed connections from ``src`` (pod or namespace) to an IPv4 address (egress analysis).
+
+        nca prints IP destinations as ranges ``a.b.c.d-e.f.g.h`` or single addresses.
+        """
+        addr = ipaddress.IPv4Address(ip)
+        srcs = set(self._expand(src))
+        out = NOTHING
+        for (s, d), allowed in self.pairs.items():
+            if s not in srcs or "/" in d:
+                continue
+            lo, _, hi = d.partition("-")
+            try:
+                inside = ipaddress.IPv4Address(lo) <= addr <= ipaddress.IPv4Address(hi or lo)
             except ValueError:
                 continue
             if inside:
@@ -354,7 +374,9 @@ def build_matrix(conn: Connectivity, tenants: list[str], columns: Optional[Itera
     columns = list(columns or COLUMNS)
     shown, more = split_tenants(tenants)
     fixtures = [t for t in fixture_tenants() if t not in shown]
-    rows = [r for r in PLATFORM_ROWS if r in conn.namespaces] + shown + fixtures
+    # Policy namespaces that are not platform rows (e.g. agent namespaces) get a row of their own.
+    own = [c for c in columns if c not in PLATFORM_ROWS and c in conn.namespaces and c not in shown + fixtures]
+    rows = [r for r in PLATFORM_ROWS if r in conn.namespaces] + own + shown + fixtures
     cells = {
         (r, c): str(conn.between(r, c)) if conn.comparable(r, c) else "n/a" for r in rows for c in columns
     }

@@ -14,6 +14,9 @@ Runs, in order, with the official Kubernetes Python client:
   SR2-b  the same pod with the label is admitted
   PSA-a..d  in the stack's first tenant namespace, a hostNetwork, privileged, hostPath /dev and
          hostPID pod are each refused by Pod Security Admission (server-side dry run)
+  AGENT-a..e  with agent isolation on, in the first agent namespace: a gVisor pod is admitted; a runc,
+         token-without-reason, hostPath and privileged pod are each refused (server-side dry run)
+  LOG-a  with networkPolicyLogging on, NetworkLogging/default logs what the stack configures
 and prints a PASS/FAIL/SKIP table. Exit codes: 0 all passed (skips carry a reason), 1 a check
 failed, 3 no reachable cluster (nothing was checked).
 """
@@ -348,6 +351,111 @@ def pod_security(api, tenants: list[str]) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ agent isolation (opt-in)
+
+AGENT_CASES = {
+    # check: (description, pod spec changes, word the denial must name; None = must be admitted)
+    "AGENT-a": ("sandboxed agent pod admitted", {}, None),
+    "AGENT-b": ("runc agent pod refused", {"runtimeClassName": None}, "gvisor"),
+    "AGENT-c": ("agent pod with a token and no reason refused", {"automountServiceAccountToken": True},
+                "llm-platform/service-account-token-reason"),
+    "AGENT-d": ("agent pod with hostPath refused", {"volumes": [{"name": "h", "hostPath": {"path": "/var/run"}}]}, "hostPath"),
+    "AGENT-e": ("privileged agent pod refused", {"privileged": True}, "privileged"),
+}
+
+
+def agent_pod(name: str, change: dict) -> dict:
+    """A pod that passes agent-runtime-isolation, with one violation from ``change``."""
+    container: dict = {"name": "agent", "image": "registry.k8s.io/pause:3.10"}
+    spec: dict = {"restartPolicy": "Never", "automountServiceAccountToken": False, "runtimeClassName": "gvisor",
+                  "containers": [container]}
+    for key, value in change.items():
+        if key == "privileged":
+            container["securityContext"] = {"privileged": True}
+        elif value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "llm-platform-verify"}},
+            "spec": spec}
+
+
+def classify_agent(word: Optional[str], error: Optional[Any], failure_action: str) -> tuple[str, str]:
+    """AGENT-*: refusals must name the rule's subject; in Audit mode Kyverno reports instead of refusing."""
+    status = getattr(error, "status", None)
+    body = str(getattr(error, "body", "") or error) if error is not None else ""
+    if word is None:
+        return ("PASS", "admitted (RuntimeClass gvisor exists)") if error is None else (
+            "FAIL", f"a compliant agent pod was rejected ({status}): {body[:200]}")
+    if failure_action == "Audit":
+        return "SKIP", "kyverno.failureAction is Audit: violations are reported (PolicyReports), not refused"
+    if error is None:
+        return "FAIL", "admitted: agent-runtime-isolation did not refuse it"
+    if status in (400, 403) and "agent-runtime-isolation" in body and word in body:
+        return "PASS", f"denied ({status}) naming {word}"
+    return "FAIL", f"rejected for another reason ({status}): {body[:200]}"
+
+
+def agent_isolation(api, settings) -> list[Row]:
+    """AGENT-a..e in the first agent namespace (server-side dry runs); nothing when agent isolation is off."""
+    from kubernetes.client.rest import ApiException
+
+    if settings is None or not (settings.security and settings.agent_isolation.enabled):
+        return []
+    ns = settings.agent_isolation.namespaces[0]
+    rows = []
+    for check, (description, change, word) in AGENT_CASES.items():
+        error = None
+        try:
+            api.create_namespaced_pod(ns, agent_pod(check.lower(), change), dry_run="All")
+        except ApiException as err:
+            error = err
+        status, detail = classify_agent(word, error, settings.kyverno.failure_action)
+        rows.append(Row(check, f"{description} in {ns}", status, detail))
+    return rows
+
+
+def classify_network_logging(obj: Optional[dict], denied: bool, allowed: bool) -> tuple[str, str]:
+    """LOG-a: the cluster's NetworkLogging/default logs what the stack configured."""
+    if obj is None:
+        return "FAIL", "NetworkLogging/default not found (is this a Dataplane V2 cluster?)"
+    cluster = (obj.get("spec") or {}).get("cluster") or {}
+    got = (bool((cluster.get("deny") or {}).get("log")), bool((cluster.get("allow") or {}).get("log")))
+    if got[0] == denied and got[1] == allowed:
+        return "PASS", f"deny.log={got[0]}, allow.log={got[1]}"
+    return "FAIL", f"deny.log={got[0]}, allow.log={got[1]}; the stack configures denied={denied}, allowed={allowed}"
+
+
+def network_logging(settings, custom_api=None) -> list[Row]:
+    """LOG-a, only with networkPolicyLogging on: reads NetworkLogging/default from the cluster."""
+    if settings is None or not settings.network_policy_logging.enabled:
+        return []
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = custom_api or client.CustomObjectsApi()
+    try:
+        obj = api.get_cluster_custom_object("networking.gke.io", "v1alpha1", "networkloggings", "default")
+    except ApiException as err:
+        if err.status != 404:
+            return [Row("LOG-a", "NetworkLogging/default as configured", "FAIL", f"cannot read it ({err.status})")]
+        obj = None
+    cfg = settings.network_policy_logging
+    status, detail = classify_network_logging(obj, cfg.denied, cfg.allowed)
+    return [Row("LOG-a", "NetworkLogging/default as configured", status, detail)]
+
+
+def stack_settings(stack: str):
+    """The stack's validated settings (None when there is no such stack file)."""
+    from components.config import parse
+    from tools.mockrun import stack_config
+
+    try:
+        return parse(stack_config(stack), stack)
+    except FileNotFoundError:
+        return None
+
+
 def stack_tenants(stack: str) -> list[str]:
     """The stack's tenant namespaces from Pulumi.<stack>.yaml ([] when there is no such file)."""
     from components.config import parse
@@ -377,6 +485,9 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
         return EXIT_NO_CLUSTER
     rows = sr1(api, args.serving_url, args.timeout) + sr2(api)
     rows += pod_security(api, stack_tenants(args.stack))
+    settings = stack_settings(args.stack)
+    rows += agent_isolation(api, settings)
+    rows += network_logging(settings)
     print(table(rows))
     skipped = untested(rows)
     if skipped:

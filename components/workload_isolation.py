@@ -1,0 +1,323 @@
+"""Workload isolation: sandboxed agent runtimes (A) and the egress-locked serving profile (B).
+
+Every manifest is built here, by pure functions of the typed config, so the Pulumi component, the
+offline render and the proofs (``tests/test_workload_isolation.py``: nca for the NetworkPolicies,
+``tests/kyverno_cel.py`` for the admission policy) all use the same objects. Off by default: with
+``agentIsolation.enabled: false`` and ``servingEgress.namespaces: []`` nothing here is registered.
+
+A. Agent namespaces (``agentIsolation.namespaces``)
+   * ``agent-default-deny``: every pod, ingress **and** egress denied.
+   * ``agent-allow-dns``: kube-dns pods in ``kube-system`` on UDP+TCP 53 (+ NodeLocal DNSCache
+     169.254.20.10 / Cloud DNS 169.254.169.254 on 53 when ``clusterDns`` says the cluster uses them).
+   * ``agent-allow-model-gateway``: the model gateway namespaces (LiteLLM 4000 by default) on their ports.
+   * ``agent-allow-telemetry``: the OTLP collector namespace on 4317/4318.
+   No metadata-server egress: an agent gets no Google credentials from the node.
+   Admission: the ClusterPolicy in ``policies/kyverno/agent-runtime-isolation/`` (RuntimeClass
+   ``gvisor``, no service-account token without a stated reason, no hostPath, no privileged).
+
+B. Egress-locked serving namespaces (``servingEgress.namespaces``, each an SR1 protected namespace,
+   whose ingress stays SR1's default-deny + allow-lists):
+   * ``default-deny-egress``; ``allow-dns-egress`` (as above);
+   * ``allow-metadata-server-egress``: 169.254.169.254/32 TCP 80 and 169.254.169.252/32 TCP 988, the
+     addresses a pod's Workload Identity traffic has when policy sees it (docs/workload-isolation.md);
+   * ``allow-in-namespace-egress``: to the namespace's own pods (their SR1 ingress still decides);
+   * ``allow-platform-egress-<client>``: the namespace's platform clients (``inNamespaceClients``:
+     gateway proxy, pickers) to the other protected namespaces that trust this one (the gateway proxy
+     in ``inference`` to ``serving``/``kserve``/``llm-d``), on SR1's ports for them;
+   * ``allow-api-server-egress-<client>``: labelled API clients (endpoint pickers, KServe controller) to the
+     API server endpoint CIDRs on 443;
+   * ``allow-model-hub-egress`` (``internet-443``) or the FQDNNetworkPolicy ``allow-model-hubs`` (``fqdn``).
+
+Namespaces are always selected by the immutable ``kubernetes.io/metadata.name`` label.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+import yaml
+
+from components.config import (
+    AgentIsolationConfig,
+    ClusterDns,
+    InNamespaceClient,
+    NetworkPolicyConfig,
+    ServingEgressConfig,
+    StackConfig,
+)
+from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, trusted_namespaces
+from components.kyverno import with_ready_wait
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
+RUNTIME_CLASS = "gvisor"
+"""The RuntimeClass GKE creates on clusters with a GKE Sandbox node pool."""
+TOKEN_REASON_ANNOTATION = "llm-platform/service-account-token-reason"
+
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+NODE_LOCAL_DNS = "169.254.20.10/32"
+METADATA_SERVER = "169.254.169.254/32"
+"""Cloud DNS answers on the metadata server address, port 53; the metadata API is port 80."""
+GKE_METADATA_SERVER = "169.254.169.252/32"
+"""gke-metadata-server's own address (port 988) on GKE >= 1.21."""
+PRIVATE_RANGES = [
+    "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+]
+"""Excluded from ``internet-443``: RFC 1918, CGNAT, loopback, link-local (metadata server)."""
+
+LABELS = {
+    "app.kubernetes.io/managed-by": "llm-platform",
+    "app.kubernetes.io/part-of": "llm-platform-workload-isolation",
+}
+
+
+def _ns_peer(namespace: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {NAME_LABEL: namespace}}}
+
+
+def _ports(ports: list[int], protocols: tuple[str, ...] = ("TCP",)) -> list[dict[str, Any]]:
+    return [{"protocol": proto, "port": p} for p in ports for proto in protocols]
+
+
+def _policy(namespace: str, name: str, policy_types: list[str], egress: Optional[list[dict]] = None,
+            pod_selector: Optional[dict] = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"podSelector": pod_selector or {}, "policyTypes": policy_types}
+    if egress:
+        spec["egress"] = egress
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
+        "spec": spec,
+    }
+
+
+def dns_rules(dns: ClusterDns) -> list[dict[str, Any]]:
+    """Egress rules for name resolution: kube-dns always, NodeLocal DNSCache / Cloud DNS when configured."""
+    dns_ports = _ports([53], ("UDP", "TCP"))
+    rules = [{
+        "to": [{**_ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
+        "ports": dns_ports,
+    }]
+    if dns.node_local_dns_cache:
+        rules.append({"to": [{"ipBlock": {"cidr": NODE_LOCAL_DNS}}], "ports": dns_ports})
+    if dns.cloud_dns:
+        rules.append({"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": dns_ports})
+    return rules
+
+
+# ---------------------------------------------------------------- A: agents
+
+
+def build_agent_policies(cfg: AgentIsolationConfig, dns: ClusterDns) -> list[dict[str, Any]]:
+    """NetworkPolicies of every agent namespace (empty when agent isolation is off)."""
+    if not cfg.enabled:
+        return []
+    out = []
+    for ns in cfg.namespaces:
+        out.append(_policy(ns, "agent-default-deny", ["Ingress", "Egress"]))
+        out.append(_policy(ns, "agent-allow-dns", ["Egress"], dns_rules(dns)))
+        out.append(_policy(ns, "agent-allow-model-gateway", ["Egress"], [
+            {"to": [_ns_peer(g.namespace)], "ports": _ports(list(g.ports))} for g in cfg.model_gateways
+        ]))
+        out.append(_policy(ns, "agent-allow-telemetry", ["Egress"], [
+            {"to": [_ns_peer(cfg.telemetry_namespace)], "ports": _ports(list(cfg.telemetry_ports))}
+        ]))
+    return out
+
+
+def agent_admission_policy(cfg: AgentIsolationConfig, failure_action: str) -> Optional[dict[str, Any]]:
+    """The agent ClusterPolicy scoped to ``cfg.namespaces``, with the stack's failure action."""
+    if not cfg.enabled:
+        return None
+    from components.kyverno import with_failure_action
+
+    policy = yaml.safe_load(AGENT_POLICY_FILE.read_text(encoding="utf-8"))
+    for rule in policy["spec"]["rules"]:
+        for flt in rule["match"]["any"]:
+            flt["resources"]["namespaces"] = list(cfg.namespaces)
+    quoted = ", ".join(f"'{ns}'" for ns in cfg.namespaces)  # DNS-1123 labels: nothing to escape
+    for cond in policy["spec"]["webhookConfiguration"]["matchConditions"]:
+        if cond["name"] == "agent-namespace":
+            cond["expression"] = f"request.namespace in [{quoted}]"
+    return with_failure_action(policy, failure_action)
+
+
+# ---------------------------------------------------------------- B: egress-locked serving
+
+
+def api_server_cidrs(settings: StackConfig) -> list[str]:
+    """API server endpoint CIDRs: configured, else a private cluster's control-plane /28."""
+    se = settings.serving_egress
+    if se.api_server_cidrs:
+        return list(se.api_server_cidrs)
+    if settings.cluster is not None and settings.cluster.control_plane_cidr:
+        return [settings.cluster.control_plane_cidr]
+    return []
+
+
+def _client_selector(c: InNamespaceClient) -> dict[str, Any]:
+    if c.values:
+        return {"matchExpressions": [{"key": c.label, "operator": "In", "values": list(c.values)}]}
+    return {"matchExpressions": [{"key": c.label, "operator": "Exists"}]}
+
+
+def build_serving_egress_policies(
+    se: ServingEgressConfig, np: NetworkPolicyConfig, dns: ClusterDns, api_cidrs: list[str]
+) -> list[dict[str, Any]]:
+    """Egress-locking NetworkPolicies (and the FQDNNetworkPolicy with ``fqdn``) of every locked namespace."""
+    out: list[dict[str, Any]] = []
+    trusted = trusted_namespaces(np)
+    for ns in se.namespaces:
+        out.append(_policy(ns, "default-deny-egress", ["Egress"]))
+        out.append(_policy(ns, "allow-dns-egress", ["Egress"], dns_rules(dns)))
+        out.append(_policy(ns, "allow-metadata-server-egress", ["Egress"], [
+            {"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": _ports([80])},
+            {"to": [{"ipBlock": {"cidr": GKE_METADATA_SERVER}}], "ports": _ports([988])},
+        ]))
+        out.append(_policy(ns, "allow-in-namespace-egress", ["Egress"], [{"to": [{"podSelector": {}}]}]))
+        # Platform clients of this namespace (gateway proxy, pickers: `networkPolicy.inNamespaceClients`)
+        # to the other protected namespaces that trust this one, on SR1's ports for them. SR1 trusts the
+        # whole namespace for ingress; egress is narrower: model servers here get none of it.
+        targets = [p for p in np.protected_namespaces if p != ns and ns in trusted]
+        rules = []
+        for p in targets:
+            rule: dict[str, Any] = {"to": [_ns_peer(p)]}
+            if np.ports is not None:
+                rule["ports"] = _ports(list(np.ports[p]))
+            rules.append(rule)
+        if rules:
+            for client in np.in_namespace_clients:
+                out.append(_policy(ns, f"allow-platform-egress-{client.name}", ["Egress"], rules,
+                                   pod_selector=_client_selector(client)))
+        if api_cidrs:
+            out += [api_server_policy(ns, client, api_cidrs) for client in se.api_server_clients]
+        if se.model_hub_egress == "internet-443":
+            out.append(_policy(ns, "allow-model-hub-egress", ["Egress"], [
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": _ports([443])}
+            ]))
+        elif se.model_hub_egress == "fqdn":
+            out.append(fqdn_policy(ns, list(se.model_hub_fqdns)))
+    return out
+
+
+def api_server_policy(namespace: str, client: InNamespaceClient, cidrs: list[str]) -> dict[str, Any]:
+    """``allow-api-server-egress-<client>``: the client's pods to the API server endpoint(s) on 443."""
+    return _policy(namespace, f"allow-api-server-egress-{client.name}", ["Egress"], [
+        {"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": _ports([443])}
+    ], pod_selector=_client_selector(client))
+
+
+def endpoint_cidr(endpoint: str) -> str:
+    """The cluster endpoint address as a /32 (GKE reports an IPv4 address)."""
+    try:
+        return f"{ipaddress.IPv4Address(endpoint)}/32"
+    except ValueError as e:
+        raise ValueError(
+            f"cluster endpoint {endpoint!r} is not an IPv4 address: set servingEgress.apiServerCidrs explicitly"
+        ) from e
+
+
+def fqdn_policy(namespace: str, fqdns: list[str]) -> dict[str, Any]:
+    """GKE FQDNNetworkPolicy: HTTPS to the model hubs by name (GKE Dataplane V2 with FQDN policy on)."""
+    matches = [{"pattern": f} if f.startswith("*") else {"name": f} for f in fqdns]
+    return {
+        "apiVersion": "networking.gke.io/v1alpha1",
+        "kind": "FQDNNetworkPolicy",
+        "metadata": {"name": "allow-model-hubs", "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {"podSelector": {}, "egress": [{"matches": matches, "ports": [{"protocol": "TCP", "port": 443}]}]},
+    }
+
+
+def build_all(settings: StackConfig) -> list[dict[str, Any]]:
+    """Every Kubernetes object of capabilities A and B for this stack (policies in apply order).
+
+    Both belong to the security group: nothing with ``security: false``.
+    """
+    if not settings.security:
+        return []
+    out = build_agent_policies(settings.agent_isolation, settings.cluster_dns)
+    if settings.serving_egress.enabled:
+        out += build_serving_egress_policies(
+            settings.serving_egress, settings.network_policy, settings.cluster_dns, api_server_cidrs(settings)
+        )
+    admission = agent_admission_policy(settings.agent_isolation, settings.kyverno.failure_action)
+    if admission is not None:
+        # `pulumi up` fails unless Kyverno reports the policy Ready, as for SR2's policy.
+        out.append(with_ready_wait(admission))
+    return out
+
+
+def resource_name(manifest: dict[str, Any]) -> str:
+    md = manifest["metadata"]
+    return f"{md.get('namespace', 'cluster')}-{md['name']}"
+
+
+# ---------------------------------------------------------------- Pulumi component
+
+
+@dataclass
+class WorkloadIsolationArgs:
+    """Inputs of :class:`WorkloadIsolation`."""
+
+    settings: StackConfig
+    """The validated stack config (agentIsolation, servingEgress, clusterDns, networkPolicy, kyverno)."""
+    kyverno_release: Optional[pulumi.Resource] = None
+    """The Kyverno Helm release; the agent ClusterPolicy waits for it (its CRD and webhook)."""
+    api_server_endpoint: Optional[pulumi.Input[str]] = None
+    """The cluster's endpoint address (a cluster this stack creates): the API server destination of the
+    egress-locked profile when neither `servingEgress.apiServerCidrs` nor a private `controlPlaneCidr` is set."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """Other resources the NetworkPolicies wait for."""
+    namespaces: dict[str, pulumi.Resource] = field(default_factory=dict)
+    """The Namespace resource (created or adopted) of each namespace written into; each object depends on its own."""
+
+
+class WorkloadIsolation(pulumi.ComponentResource):
+    """Agent isolation and the egress-locked serving profile: one child per manifest of :func:`build_all`."""
+
+    def __init__(self, name: str, args: WorkloadIsolationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:WorkloadIsolation", name, None, opts)
+        import pulumi_kubernetes as k8s
+
+        self.resources: list[pulumi.Resource] = []
+        names: list[str] = []
+        def after(ns: Optional[str]) -> list[pulumi.Resource]:
+            # Every namespaced object waits for its namespace (created or adopted by the stack).
+            return [*args.depends_on, *([args.namespaces[ns]] if ns in args.namespaces else [])]
+
+        for m in build_all(args.settings):
+            rname = resource_name(m)
+            if m["kind"] == "NetworkPolicy":
+                res = k8s.networking.v1.NetworkPolicy(
+                    rname, metadata=m["metadata"], spec=m["spec"],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=after(m["metadata"].get("namespace"))),
+                )
+            else:
+                deps = after(m["metadata"].get("namespace")) + ([args.kyverno_release] if m["kind"] == "ClusterPolicy" and args.kyverno_release else [])
+                res = k8s.apiextensions.CustomResource(
+                    rname, api_version=m["apiVersion"], kind=m["kind"], metadata=m["metadata"],
+                    spec=copy.deepcopy(m["spec"]), opts=pulumi.ResourceOptions(parent=self, depends_on=deps),
+                )
+            self.resources.append(res)
+            names.append(rname)
+        s = args.settings
+        if s.security and s.serving_egress.enabled and not api_server_cidrs(s) and args.api_server_endpoint is not None:
+            # Public endpoint known only once the cluster exists: same policy, destination filled in later.
+            endpoint = pulumi.Output.from_input(args.api_server_endpoint)
+            for ns in s.serving_egress.namespaces:
+                for client in s.serving_egress.api_server_clients:
+                    m = api_server_policy(ns, client, ["0.0.0.0/32"])
+                    rname = resource_name(m)
+                    spec = endpoint.apply(lambda ip, ns=ns, c=client: api_server_policy(ns, c, [endpoint_cidr(ip)])["spec"])
+                    self.resources.append(k8s.networking.v1.NetworkPolicy(
+                        rname, metadata=m["metadata"], spec=spec,
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=after(ns)),
+                    ))
+                    names.append(rname)
+        self.register_outputs({"resources": names})
