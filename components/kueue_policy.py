@@ -184,7 +184,9 @@ def _containers(s: str) -> str:
 
 def _requests_accelerator(c: str, accel: str) -> str:
     return (f"{accel}.exists(r, [{c}.?resources.?requests[?r].orValue(0), "
-            f"{c}.?resources.?limits[?r].orValue(0)].exists(q, string(q) != '0'))")
+            f"{c}.?resources.?limits[?r].orValue(0)].exists(q, string(q) != '0')) || "
+            f"[{c}.?resources.?requests.orValue({{}}), {c}.?resources.?limits.orValue({{}})].exists(m, "
+            f"m.exists(k, k.startsWith('deviceclass.resource.kubernetes.io/') && string(m[k]) != '0'))")
 
 
 def _has_claims(s: str) -> str:
@@ -269,7 +271,7 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
                          "  (variables.kind + '<-' + variables.owners[0][0]) in variables.trustedEdges ||\n"
                          "  ('*<-' + variables.owners[0][0]) in variables.trustedEdges)"),
         ("checkOwner", "variables.accelerated[0] && size(variables.owners[0]) > 0 &&\n"
-                       f"  !({two} && variables.owners[0] == variables.owners[1])"),
+                       f"  !({two} && variables.owners[0] == variables.owners[1] && variables.accelerated[1])"),
         ("newLabelViolation", f"variables.needsLabel[0] && !({two} && variables.needsLabel[1])"),
         ("newGpuEnv", f"variables.gpuEnv[0] && !({two} && variables.gpuEnv[1])"),
         ("newClaims", "false" if config.resource_claims_through_kueue
