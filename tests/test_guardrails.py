@@ -1,7 +1,7 @@
 """The guardrail catalog (policies/kyverno/guardrail-*): cases, CEL library, shape, config, component, report.
 
 Every kyverno-test.yaml case of every catalog policy is evaluated with real CEL
-(cel-expr-python) by tools/guardrail_eval.py, including the recipe-bug regressions; each
+(cel-expr-python) by tools/kyverno_eval.py, including the recipe-bug regressions; each
 policy is checked against the ClusterPolicy CRD schema vendored from Kyverno v1.18.1; the
 stack-rendered policies (params, scope, failure action) are evaluated again; the report runs
 the catalog against ../shared/reference-platform and checks each finding.
@@ -22,7 +22,7 @@ import yaml
 from components import config as cfgmod
 from components import guardrails
 from components.quantity import QuantityError, parse_quantity
-from tools import guardrail_eval as ge
+from tools import kyverno_eval as ge
 from tools import guardrail_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,15 +178,15 @@ def test_message_expressions_name_the_offender():
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
            "spec": {"containers": [{"name": "c", "image": "vllm/vllm-openai:v1",
                                     "args": ["--model", "Evil/Llama-3.1-8B-Instruct-Exfil"]}]}}
-    out = ge.evaluate_rule(policy, policy["spec"]["rules"][0], pod, ge.Request())
+    out = ge.evaluate_rule(policy["spec"]["rules"][0], pod)
     assert out.result == "fail" and "Evil/Llama-3.1-8B-Instruct-Exfil" in out.message, out.message
     reg = guardrails.load_policy("guardrail-trusted-registries")
     pod["spec"]["containers"][0]["image"] = "quay.io/x/y:1"
-    out = ge.evaluate_rule(reg, reg["spec"]["rules"][0], pod, ge.Request())
+    out = ge.evaluate_rule(reg["spec"]["rules"][0], pod)
     assert out.result == "fail" and "untrusted image(s): quay.io/x/y:1" in out.message, out.message
     cap = guardrails.load_policy("guardrail-gpu-cap-per-pod")
     pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "6"}}
-    out = ge.evaluate_rule(cap, cap["spec"]["rules"][0], pod, ge.Request())
+    out = ge.evaluate_rule(cap["spec"]["rules"][0], pod)
     assert out.result == "fail" and "[6, 0]" in out.message and "cap is 4" in out.message, out.message
 
 
@@ -195,7 +195,7 @@ def test_cel_errors_surface_as_error_outcome():
     rule = policy["spec"]["rules"][0]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
            "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "lots"}}}]}}
-    outcome = ge.evaluate_rule(policy, rule, pod, ge.Request())
+    outcome = ge.evaluate_rule(rule, pod)
     assert outcome.result == "error", outcome
 
 
@@ -320,9 +320,9 @@ def test_default_exceptions_are_the_tested_ones():
         assert len(flt["resources"]["namespaces"]) == 1 and flt["resources"]["names"], e["metadata"]["name"]
 
 
-def _evaluate(policy, obj, **req):
+def _evaluate(policy, obj, namespace_labels=None):
     (rule, *_) = policy["spec"]["rules"]
-    return ge.evaluate_rule(policy, rule, obj, ge.Request(**req))
+    return ge.evaluate_rule(rule, obj, ns_labels=namespace_labels)
 
 
 def _gpu_pod(ns="serving", sa=None, gpus=1, image="registry.k8s.io/pause:3.10"):
@@ -408,7 +408,7 @@ def test_egress_lockdown_uses_the_dns_facts_and_destinations():
     (rule,) = policy["spec"]["rules"]
     assert rule["match"]["any"][0]["resources"]["selector"] == {"matchLabels": {"purpose": "ai-inference"}}
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai", "labels": {"purpose": "ai-inference"}}}
-    out = ge.evaluate_rule(policy, rule, ns, ge.Request())
+    out = ge.evaluate_rule(rule, ns)
     egress = out.generated["spec"]["egress"]
     assert out.generated["metadata"]["namespace"] == "ai"
     assert egress[1] == {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}, {"ipBlock": {"cidr": "169.254.169.254/32"}}],
@@ -591,7 +591,7 @@ def _nca_egress(policy_cfg: dict):
     policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
     (rule,) = policy["spec"]["rules"]
     namespaces = yaml.safe_load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
-    generated = [ge.evaluate_rule(policy, rule, ns, ge.Request()).generated for ns in namespaces]
+    generated = [ge.evaluate_rule(rule, ns).generated for ns in namespaces]
     generated = [g for g in generated if g]
     assert [g["metadata"]["namespace"] for g in generated] == ["ai-locked"], "only the labelled namespace"
     with tempfile.TemporaryDirectory() as tmp:

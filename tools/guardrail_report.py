@@ -2,7 +2,7 @@
 
 `make synth` writes OUT/guardrails-report.md when the stack enables the catalog. The
 policies evaluated are exactly the rendered ClusterPolicies and PolicyExceptions of the
-stack (tools/guardrail_eval.py, real CEL via cel-expr-python); every rule is evaluated as
+stack (tools/kyverno_eval.py, real CEL via cel-expr-python); every rule is evaluated as
 Audit, whatever the stack's failure action. The workloads are the model servers, demo and
 benchmark Jobs and routing manifests in `<shared>/reference-platform/{serving,workloads,
 benchmarks,routing}`; `<shared>` is $LLM_PLATFORM_SHARED, default `../shared` next to the
@@ -89,17 +89,17 @@ class Finding:
 
 
 def evaluate(policies: list[dict], exceptions: list[dict], manifests: list[Manifest]) -> list[Finding]:
-    from tools import guardrail_eval as ge
+    from tools import kyverno_eval
 
     ns_labels = {m.obj["metadata"]["name"]: dict(m.obj["metadata"].get("labels") or {})
                  for m in manifests if m.obj["kind"] == "Namespace"}
     out = []
     for policy in policies:
-        ge.check_policy_supported(policy)
+        kyverno_eval.check_policy_supported(policy)
         for rule in policy["spec"]["rules"]:
             for m in manifests:
-                req = ge.Request("CREATE", "", [], ns_labels)
-                outcome = ge.evaluate_rule(policy, rule, m.obj, req, exceptions)
+                outcome = kyverno_eval.evaluate_rule(rule, m.obj, "CREATE", ns_labels=ns_labels, policy=policy,
+                                                     exceptions=exceptions)
                 out.append(Finding(policy["metadata"]["name"], rule["name"], m, outcome.result,
                                    outcome.message))
     return out
