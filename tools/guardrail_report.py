@@ -135,7 +135,7 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
     lines += [
         f"Source: `{base}` ({UPSTREAM}). {len(manifests)} objects read, {len(workloads)} of them "
         "Pod-bearing workloads (Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob). "
-        "Evaluated with real CEL (cel-expr-python) by tools/guardrail_eval.py; triage in README "
+        "Evaluated with real CEL (cel-expr-python) by tools/kyverno_eval.py; triage in README "
         "\"Guardrail catalog\".", "",
         "## Summary", "",
         "| policy | rule | scope | action in this stack | pass | fail | error |",
