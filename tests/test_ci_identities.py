@@ -235,13 +235,13 @@ PLURAL = {"Namespace": "namespaces", "NamespacePatch": "namespaces", "NetworkPol
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_preview_rbac_covers_every_kind_the_stack_dry_runs(stack):
+def test_preview_rbac_covers_every_kind_the_stack_dry_runs(stack, program_run):
     """Every Kubernetes object the program registers is dry-run applied at preview: the role must allow it,
     or the PR preview fails with Forbidden. (Helm Releases render client-side at preview.)"""
     (cluster_role,) = by_kind(manifests(stack), "ClusterRole")
     allowed = {(g, r) for rule in cluster_role["rules"] if {"create", "patch", "update"} <= set(rule["verbs"])
                for g in rule["apiGroups"] for r in rule["resources"]}
-    for res in mockrun.run_stack(stack):
+    for res in program_run(stack):
         if not res.type.startswith("kubernetes:") or res.type.startswith(("kubernetes:helm.sh/", "pulumi:")):
             continue
         group_version, kind = res.type.split(":")[1], res.type.split(":")[2]

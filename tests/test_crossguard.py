@@ -89,8 +89,8 @@ def test_network_policies_need_default_deny():
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_the_program_passes_every_guardrail(stack):
-    resources = [Resource(r.type, r.name, r.inputs, r.urn) for r in mockrun.run_stack(stack)]
+def test_the_program_passes_every_guardrail(stack, program_run):
+    resources = [Resource(r.type, r.name, r.inputs, r.urn) for r in program_run(stack)]
     assert guardrails.security_enabled(resources), f"{stack} turns security on: rule (a) must be armed"
     problems = guardrails.security_without_dataplane_v2(resources) + guardrails.missing_default_deny(resources)
     for r in resources:

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = "llm-platform"
@@ -75,7 +76,13 @@ class Registration:
         )
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class Mocks(pulumi.runtime.Mocks):
+    """The project's one set of Pulumi mocks: the render, the program tests and the component tests use it.
+
+    Up: every resource gets `<name>-id` and its inputs back, deep-merged with :data:`MOCK_OUTPUTS`.
+    Preview (of a brand-new stack): only the inputs are known.
+    """
+
     def __init__(self, preview: bool = False):
         super().__init__()
         self.preview = preview
@@ -160,6 +167,20 @@ def available_stacks() -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+def install(stack: str = "unit", preview: bool = False) -> Mocks:
+    """Set :class:`Mocks` as the engine for components built directly in a test (no recording)."""
+    mocks = Mocks(preview=preview)
+    _fresh_engine()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    return mocks
+
+
+def _fresh_engine() -> None:
+    # set_mocks keeps an existing root Stack resource: without this, a run in a process that ran
+    # another stack before (the tests) would parent everything to that stack's URN.
+    pulumi_settings.ROOT.set(None)
+
+
 _LAST: list[_RecordingMonitor] = []
 
 
@@ -177,10 +198,11 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    mocks = _Mocks(preview=preview)
+    mocks = Mocks(preview=preview)
     monitor = _RecordingMonitor(mocks)
     _LAST[:] = [monitor]
     pulumi.runtime.set_all_config(config)
+    _fresh_engine()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
     @pulumi.runtime.test
