@@ -6,8 +6,6 @@ the shared records and render trees as read-only (copy before changing them).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import pathlib
 from collections.abc import Callable
 
@@ -30,9 +28,9 @@ def program_run() -> Callable[..., list[mockrun.Registration]]:
 
 
 @pytest.fixture(scope="session")
-def rendered(tmp_path_factory) -> Callable[[str], tuple[pathlib.Path, str]]:
-    """`rendered(stack)`: (output directory, printed summary) of `make synth STACK=stack`, rendered once per session
-    (in this interpreter, through the CLI's own `main`)."""
+def rendered(tmp_path_factory, program_run) -> Callable[[str], tuple[pathlib.Path, str]]:
+    """`rendered(stack)`: (output directory, printed summary) of `make synth STACK=stack`, rendered once per
+    session from the session's mock run, with the CLI's own functions."""
     from tools import render
 
     cache: dict[str, tuple[pathlib.Path, str]] = {}
@@ -40,11 +38,9 @@ def rendered(tmp_path_factory) -> Callable[[str], tuple[pathlib.Path, str]]:
     def get(stack: str) -> tuple[pathlib.Path, str]:
         if stack not in cache:
             out = tmp_path_factory.mktemp(f"render-{stack}") / stack
-            stdout = io.StringIO()
-            with contextlib.redirect_stdout(stdout):
-                code = render.main(["--stack", stack, "--out", str(out)])
-            assert code == 0, f"make synth STACK={stack} failed: {stdout.getvalue()}"
-            cache[stack] = (out, stdout.getvalue())
+            counts = render.render(stack, out, records=program_run(stack))
+            stdout = render.summary(stack, out, counts) + "\n" + render.guardrails_summary(out) + "\n"
+            cache[stack] = (out, stdout)
         return cache[stack]
 
     return get

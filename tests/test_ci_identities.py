@@ -2,16 +2,14 @@
 (evaluated with cel-expr-python against GitHub OIDC claims), the roles, the GitHub environment table, and the
 Kubernetes side of the preview identity (k8s/ci/preview-<stack>.yaml)."""
 
-import copy
 import pathlib
 import re
 
 import pytest
 import yaml
 
-import ci_identity
-from kyverno_cel import compile_expr
-from tools import mockrun
+from tests import ci_identity
+from tests.kyverno_cel import compile_expr
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -11,8 +11,6 @@ sys.path.insert(0, str(PACK))
 import guardrails  # noqa: E402
 from guardrails import Resource  # noqa: E402
 
-from tools import mockrun  # noqa: E402
-
 CLUSTER_OK = {"datapathProvider": "ADVANCED_DATAPATH", "addonsConfig": {}}
 DENY = {"metadata": {"name": "default-deny-ingress", "namespace": "serving"},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}

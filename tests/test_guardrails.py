@@ -98,7 +98,7 @@ def test_recipe_regressions_are_cases(policy, resource, expected):
 
 def test_flatmap_is_not_kubernetes_cel():
     # The recipe used flatMap; Kubernetes CEL has no such macro, so its policy never compiled.
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         ge.compile_expr("[[1], [2]].flatMap(x, x)")
     for name in VALIDATE_NAMES:
         for rule in guardrails.load_policy(name)["spec"]["rules"]:
@@ -299,7 +299,7 @@ def test_policy_file_defaults_are_the_config_defaults():
     for policy in guardrails.build_policies(settings):
         name = policy["metadata"]["name"]
         original = guardrails.load_policy(name)
-        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"]):
+        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"], strict=True):
             got_vars = {v["name"]: v["expression"] for v in got.get("validate", {}).get("cel", {}).get("variables", [])}
             for v in want.get("validate", {}).get("cel", {}).get("variables", []):
                 if got_vars[v["name"]] != v["expression"]:

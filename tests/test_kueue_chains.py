@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -29,15 +28,31 @@ from typing import Optional
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kyverno_cel  # noqa: E402
-from kyverno_chart import chart_dir  # noqa: E402
-from kueue_objects import (KUBEFLOW_REPLICA_SPECS, OWN, Q, apps, appwrapper, cronjob, ctr, job, jobset,  # noqa: E402
-                           kubeflowjob, lws, mpijob, pod, podspec, pytorchjob, raycluster, rayjob, trainjob)
-from components import kyverno as kyverno_component  # noqa: E402
 from components import kueue_policy  # noqa: E402
+from components import kyverno as kyverno_component  # noqa: E402
 from components.config import KyvernoConfig, TrustedControllers  # noqa: E402
+from tests import kyverno_cel  # noqa: E402
+from tests.kueue_objects import (  # noqa: E402
+    KUBEFLOW_REPLICA_SPECS,
+    OWN,
+    Q,
+    apps,
+    appwrapper,
+    cronjob,
+    ctr,
+    job,
+    jobset,
+    kubeflowjob,
+    lws,
+    mpijob,
+    pod,
+    podspec,
+    pytorchjob,
+    raycluster,
+    rayjob,
+    trainjob,
+)
+from tests.kyverno_chart import chart_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TrustedControllers()

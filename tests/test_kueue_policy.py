@@ -8,19 +8,15 @@ ClusterPolicy CRD schema of Kyverno v1.18.1 (vendored; KYVERNO_CHART_DIR overrid
 from __future__ import annotations
 
 import copy
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kyverno_cel  # noqa: E402
-from kyverno_chart import chart_dir  # noqa: E402
 from components import kueue_policy  # noqa: E402
 from components.config import KyvernoConfig  # noqa: E402
+from tests import kyverno_cel  # noqa: E402
+from tests.kyverno_chart import chart_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_DIR = ROOT / "policies" / "kyverno" / "require-kueue-queue-name"

@@ -2,15 +2,11 @@
 
 import filecmp
 import json
-import os
-import pathlib
 
 import pytest
 import yaml
 
 from components import kyverno
-from tools import mockrun
-
 from tests.kyverno_chart import chart_dir, upstream_dir
 
 
@@ -240,3 +236,13 @@ def test_cleanup_preflight_fails_clearly_without_kubectl(tmp_path):
     result = subprocess.run(["/bin/sh", "-c", kyverno.CLEANUP_PREFLIGHT], env={"PATH": str(tmp_path)},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "kubectl is required" in result.stderr
+
+
+def test_crd_json_cache_is_the_vendored_yaml():
+    """The render loads vendor/kyverno/3.8.1/crds.json (fast); it must be exactly the vendored YAML, parsed."""
+    assert kyverno.CRD_CACHE.is_file(), "crds.json missing: run kyverno.write_crd_cache()"
+    cached = list(kyverno.crd_manifests())
+    parsed = list(kyverno.crd_manifests_from_yaml())
+    assert [c["metadata"]["name"] for c in cached] == [c["metadata"]["name"] for c in parsed], "same CRDs, same order"
+    stale = [p["metadata"]["name"] for c, p in zip(cached, parsed, strict=True) if c != p]
+    assert stale == [], f"crds.json is stale for {stale}: regenerate with kyverno.write_crd_cache()"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -298,7 +299,7 @@ def _generate(rule: dict, resource: dict) -> Outcome:
 
 
 def evaluate_rule(policy: dict, rule: dict, resource: dict, req: Request,
-                  exceptions: list[dict] = ()) -> Outcome:
+                  exceptions: Sequence[dict] = ()) -> Outcome:
     if not rule_applies(rule, resource, req):
         return Outcome("skip", "rule does not match (match/exclude)")
     name = policy["metadata"]["name"]

@@ -23,8 +23,10 @@ import sys
 import tempfile
 from typing import Any
 
+import pulumi
 import yaml
 
+from components.config import StackConfig, parse
 from tools import mockrun
 
 
@@ -95,16 +97,12 @@ class StrictModelError(Exception):
     """The strict API-server model refuses what the stack would do on its first `pulumi up`."""
 
 
-def strict_refusals(
-    stack: str, records: list[mockrun.Registration], stack_file: pathlib.Path | None = None
-) -> list[Any]:
+def strict_refusals(settings: StackConfig, records: list[mockrun.Registration]) -> list[Any]:
     """Replay the records against tools/apiserver.py: a new cluster, or (existingCluster) one holding
     exactly the namespaces the config declares pre-existing."""
-    from components.config import parse
     from components.namespaces import declared_existing_namespaces
     from tools import apiserver
 
-    settings = parse(mockrun.stack_config(stack, stack_file=stack_file), stack)
     declared = declared_existing_namespaces(settings)
     return apiserver.check(
         records,
@@ -114,10 +112,23 @@ def strict_refusals(
     )
 
 
-def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None) -> dict[str, int]:
-    """Render `stack` into `out` (replaced only when the whole render succeeded)."""
-    records = mockrun.run_stack(stack, stack_file=stack_file)
-    refusals = strict_refusals(stack, records, stack_file)
+def render(
+    stack: str,
+    out: pathlib.Path,
+    stack_file: pathlib.Path | None = None,
+    records: list[mockrun.Registration] | None = None,
+) -> dict[str, int]:
+    """Render `stack` into `out` (replaced only when the whole render succeeded).
+
+    ``records``: what a mock run of the same stack config already registered (the tests share one run).
+    """
+    raw = mockrun.stack_config(stack, stack_file=stack_file)
+    if records is None:
+        records = mockrun.run(stack, raw)
+    # The program validated this config already (it raises pulumi.RunError otherwise); parse it once more,
+    # through the typed module, for what the render needs beyond the records.
+    settings = parse(raw, stack)
+    refusals = strict_refusals(settings, records)
     if refusals:
         raise StrictModelError(
             f"stack {stack}: a first `pulumi up` would be refused:\n" + "\n".join(f"  {r}" for r in refusals)
@@ -130,15 +141,10 @@ def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None
         if policies:
             from tools.connectivity import write_matrix
 
-            from components.config import NetworkPolicyConfig
-
-            config = mockrun.stack_config(stack, stack_file=stack_file)
-            tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
             # Columns in the config's order of protected namespaces, whatever order the engine registered in.
-            sr1 = NetworkPolicyConfig.model_validate(yaml.safe_load(config.get("llm-platform:networkPolicy", "{}")) or {})
-            order = {ns: i for i, ns in enumerate(sr1.protected_namespace_names)}
+            order = {ns: i for i, ns in enumerate(settings.network_policy.protected_namespace_names)}
             policies.sort(key=lambda o: order.get(o["metadata"]["namespace"], len(order)))
-            write_matrix(policies, tenants, tmp)
+            write_matrix(policies, list(settings.tenants), tmp)
         from tools.guardrail_report import write_report
 
         write_report(stack, kubernetes_objects(records), tmp)
@@ -194,11 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except StrictModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - the program's own error (bad config) is the message
-        if type(err).__name__ == "RunError":
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        raise
+    except pulumi.RunError as err:  # the program's own error (bad config): the message is the whole story
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(summary(args.stack, out, counts))
     print(guardrails_summary(out))
     return 0

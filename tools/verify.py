@@ -278,6 +278,7 @@ def sr1(api, override_url: Optional[str], timeout: float, run=None) -> list[Row]
     """
     run = run or run_probe
     rows = []
+    url: Optional[str]
     for probe in SR1_PROBES:
         if override_url and probe.services == VLLM_SERVICES:
             url, why = override_url, ""
