@@ -130,3 +130,20 @@ def test_render_refuses_what_the_strict_model_refuses(tmp_path, capsys):
     assert "would be refused" in result.stderr and "[egress]" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists(), "nothing may be written when the strict model refuses"
+
+
+def test_rendered_crds_are_the_vendored_crds(prod_render):
+    """The CRDs are written as JSON (a YAML subset, fast to write): each parses back to the vendored CRD."""
+    from components import kyverno
+
+    out, _ = prod_render
+    vendored = {c["metadata"]["name"]: c for c in kyverno.crd_manifests_from_yaml()}
+    rendered = {}
+    for path in sorted((out / "k8s").glob("CustomResourceDefinition._cluster.*.yaml")):
+        text = path.read_text()
+        assert text.startswith("{"), f"{path.name}: CRDs are written as JSON"
+        obj = _load(text)
+        rendered[obj["metadata"]["name"]] = obj
+    assert sorted(rendered) == sorted(vendored), "every vendored CRD is rendered, nothing else"
+    for name, crd in vendored.items():
+        assert rendered[name] == crd, f"rendered CRD {name} differs from vendor/kyverno/3.8.1/crds"

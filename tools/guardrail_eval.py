@@ -52,7 +52,7 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
 
 def load_yaml_docs(path: Path) -> list[dict]:
     with open(path) as fh:
-        return [d for d in yaml.safe_load_all(fh) if d]
+        return [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if d]
 
 
 # --------------------------------------------------------------- checking

@@ -155,7 +155,7 @@ def stack_config(
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}; stacks: {', '.join(available_stacks())}")
     with path.open(encoding="utf-8") as fh:
-        raw = (yaml.safe_load(fh) or {}).get("config", {}) or {}
+        raw = (yaml.load(fh, Loader=yaml.CSafeLoader) or {}).get("config", {}) or {}
     raw.update(overrides or {})
     out = {}
     for key, value in raw.items():

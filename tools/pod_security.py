@@ -550,7 +550,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     failed = False
     for path in args.files:
-        for obj in yaml.safe_load_all(path.read_text()):
+        for obj in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
             if not isinstance(obj, dict) or pod_of(obj) is None:
                 continue
             name = f"{path}: {obj['kind']} {(obj.get('metadata') or {}).get('name')}"
