@@ -53,13 +53,18 @@ def _dump(data: Any) -> str:
 
 def _dump_json(data: Any) -> str:
     # The 22 vendored CRDs are most of the render's bytes: JSON (a subset of YAML, applied as is by kubectl)
-    # is written by C code end to end, where the YAML representer walks every node in Python.
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    # is written by C code end to end (no indent: json's C encoder does not indent), where the YAML
+    # representer walks every node in Python.
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def kubernetes_objects(records: list[mockrun.Registration]) -> list[dict[str, Any]]:
-    """Every Kubernetes object the stack applies, as plain manifests."""
-    return [_normalise(r.inputs) for r in records if r.is_kubernetes_object]
+def kubernetes_objects(records: list[mockrun.Registration], kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every Kubernetes object the stack applies (only those of `kinds`, when given), as plain manifests."""
+    return [
+        _normalise(r.inputs)
+        for r in records
+        if r.is_kubernetes_object and (not kinds or r.inputs["kind"] in kinds)
+    ]
 
 
 def _short_urn(urn: str) -> str:
@@ -144,7 +149,7 @@ def render(
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         counts = write(records, tmp)
-        policies = [o for o in kubernetes_objects(records) if o["kind"] == "NetworkPolicy"]
+        policies = kubernetes_objects(records, ("NetworkPolicy",))
         if policies:
             from tools.connectivity import write_matrix
 
@@ -154,7 +159,7 @@ def render(
             write_matrix(policies, list(settings.tenants), tmp)
         from tools.guardrail_report import write_report
 
-        write_report(stack, kubernetes_objects(records), tmp)
+        write_report(stack, kubernetes_objects(records, ("ClusterPolicy", "PolicyException")), tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
