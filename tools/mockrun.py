@@ -12,6 +12,7 @@ import json
 import pathlib
 import runpy
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -92,28 +93,42 @@ class Mocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool = False):
         super().__init__()
         self.preview = preview
+        # Per thread (registrations run concurrently, each within one thread): the inputs of this thread's
+        # current registration, as the engine deserialised them; the recorder reuses them.
+        self.current = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.current.inputs = args.inputs
+        resource_id = "" if self.preview else f"{args.name}-id"
+        if args.typ in SMALL_OUTPUTS:
+            return resource_id, {k: args.inputs[k] for k in ("apiVersion", "kind", "metadata") if k in args.inputs}
         if self.preview:
             # A create in preview: only the inputs are known; ids and computed outputs are not.
             return "", dict(args.inputs)
-        if args.typ in SMALL_OUTPUTS:
-            return f"{args.name}-id", {k: args.inputs[k] for k in ("apiVersion", "kind", "metadata") if k in args.inputs}
         return f"{args.name}-id", _merge(dict(args.inputs), MOCK_OUTPUTS.get(args.typ, {}))
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
 
 
+_UNKNOWN_WIRE = pulumi.runtime.rpc.UNKNOWN.encode()
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks):
+    def __init__(self, mocks: Mocks):
         super().__init__(mocks)
+        self.mocks: Mocks = mocks
         self.records: list[Registration] = []
 
     def RegisterResource(self, request):
+        self.mocks.current.inputs = None
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+            # The engine deserialised the inputs for the mocks already; that copy keeps unknowns in preview.
+            # In up mode it would turn an unknown into None: then (rare) deserialise again, keeping them.
+            inputs = self.mocks.current.inputs
+            if inputs is None or (not self.mocks.preview and _UNKNOWN_WIRE in request.object.SerializeToString()):
+                inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
             self.records.append(
                 Registration(
                     type=request.type,
