@@ -1,15 +1,27 @@
 """CrossGuard guardrails: each validator on passing and failing inputs, and on the real program."""
 
 import ast
+import importlib.util
 import pathlib
 import sys
 
 import pytest
 
 PACK = pathlib.Path(__file__).resolve().parent.parent / "policies" / "crossguard"
-sys.path.insert(0, str(PACK))
-import guardrails  # noqa: E402
-from guardrails import Resource  # noqa: E402
+
+
+def _load_pack_module(name: str):
+    """The pack's own module, by file (the CLI runs the pack with its folder as the script directory)."""
+    spec = importlib.util.spec_from_file_location(name, PACK / f"{name}.py")
+    assert spec and spec.loader, f"policies/crossguard/{name}.py not found"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+guardrails = _load_pack_module("guardrails")
+Resource = guardrails.Resource
 
 CLUSTER_OK = {"datapathProvider": "ADVANCED_DATAPATH", "addonsConfig": {}}
 DENY = {"metadata": {"name": "default-deny-ingress", "namespace": "serving"},
