@@ -11,11 +11,11 @@ export PULUMI_BACKEND_URL
 BIN := $(VENV)/bin
 PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
 
-.PHONY: help venv pack synth test bench preview up destroy verify bench-isolation clean
+.PHONY: help venv pack synth lint test bench preview up destroy verify bench-isolation clean
 
 help:
 	@echo "make synth STACK=dev|prod [OUT=dir]  offline render (no CLI, no cloud)"
-	@echo "make test                           unit tests under Pulumi mocks + policy checkers"
+	@echo "make test                           lint (ruff, mypy), then unit tests under Pulumi mocks + policy checkers"
 	@echo "make pack                           the CrossGuard pack's own venv (policies/crossguard/venv)"
 	@echo "make preview|up STACK=...           real deployment with the Pulumi CLI"
 	@echo "make verify STACK=...               live SR1/SR2 checks against the stack's cluster"
@@ -43,7 +43,12 @@ pack: $(PACK_VENV)/.installed
 synth: venv
 	$(BIN)/python -m tools.render --stack $(STACK) --out $(OUT)
 
-test: venv pack
+# Linters first: a lint or type error fails `make test` (config in pyproject.toml).
+lint: venv
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
+test: venv pack lint
 	$(BIN)/python -m pytest -q
 
 define pulumi_stack

@@ -4,12 +4,12 @@ import pulumi
 
 from components import config
 from components.cluster import (
-    ClusterAccess,
     GkeCluster,
     GkeClusterArgs,
     existing_cluster_adopting_provider,
     existing_cluster_provider,
 )
+from components.cluster_access import ClusterAccess
 from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs, written_namespaces
 
 # 1. Typed config, validated before anything is registered.

@@ -23,18 +23,6 @@ NODE_ROLES = ["roles/container.defaultNodeServiceAccount"]
 
 
 @dataclass
-class ClusterAccess:
-    """How commands that run outside the provider (the destroy-time webhook cleanup) reach the cluster."""
-
-    kubeconfig: Optional[pulumi.Input[str]] = None
-    """Kubeconfig contents (secret) of a cluster this stack created."""
-    context: Optional[str] = None
-    """kubeconfig context of an existing cluster."""
-    kubeconfig_path: Optional[str] = None
-    """kubeconfig file of an existing cluster (default: $KUBECONFIG or ~/.kube/config)."""
-
-
-@dataclass
 class GkeClusterArgs:
     """Inputs of :class:`GkeCluster`."""
 
@@ -241,7 +229,7 @@ class GkeCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             children += [router, nat]
-        if cfg.private_nodes:
+        if cfg.private_nodes and cfg.control_plane_cidr:
             children.append(
                 gcp.compute.Firewall(
                     f"{cfg.name}-webhooks",

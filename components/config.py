@@ -11,7 +11,7 @@ import ipaddress
 import json
 import os
 import re
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -66,8 +66,11 @@ def _dns_label(value: str, what: str) -> str:
     return value
 
 
-def _no_duplicates(values: list[str], what: str) -> list[str]:
-    seen: set[str] = set()
+_T = TypeVar("_T")
+
+
+def _no_duplicates(values: list[_T], what: str) -> list[_T]:
+    seen: set[_T] = set()
     for v in values:
         if v in seen:
             raise ValueError(f"{what} {v!r} is listed twice; list each once")
@@ -553,7 +556,7 @@ class TrustedControllers(_Model):
 
     def namespaces(self) -> set[str]:
         """Namespaces of all trusted identities."""
-        return {_SA_USER.match(v).group(1) for v in self.model_dump().values()}
+        return {m.group(1) for v in self.model_dump().values() if (m := _SA_USER.match(v))}
 
 
 class KyvernoConfig(_Model):
@@ -629,7 +632,7 @@ class GuardrailPolicy(_Model):
     @field_validator("namespace_selector", "object_selector")
     @classmethod
     def _selectors(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        return _labels(v, to_camel(info.field_name))
+        return _labels(v, to_camel(info.field_name or ""))
 
 
 class GpuCapPolicy(GuardrailPolicy):
@@ -679,7 +682,7 @@ class MemoryBoundsPolicy(GuardrailPolicy):
 
         try:
             if parse_quantity(v) <= 0:
-                raise ValueError(f"{to_camel(info.field_name)} must be positive, got {v!r}")
+                raise ValueError(f"{to_camel(info.field_name or '')} must be positive, got {v!r}")
         except QuantityError:
             raise ValueError(f"{v!r} is not a Kubernetes quantity; write it like 2Gi or 256Gi") from None
         return v
@@ -809,7 +812,7 @@ class OwnershipPolicy(GuardrailPolicy):
     @field_validator("required_labels", "model_annotations")
     @classmethod
     def _keys(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        _labels({k: "" for k in v}, to_camel(info.field_name))
+        _labels({k: "" for k in v}, to_camel(info.field_name or ""))
         return _no_duplicates(v, "key")
 
     @field_validator("inference_labels")

@@ -53,7 +53,7 @@ def policy_file(name: str) -> pathlib.Path:
 
 def load_policy(name: str) -> dict[str, Any]:
     with policy_file(name).open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=yaml.CSafeLoader)
 
 
 def cel_literal(value: Any) -> str:

@@ -263,7 +263,7 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
                   f".exists(g, g.?name.orValue('') == {_q(ADMISSION_GATE)}))"),
         ("suspended", "variables.objects.map(o,\n" + _dispatch(
             "variables.kind", [(w.key, _suspended(w.suspend)) for w in WORKLOADS if w.suspend], "false") + ")"),
-        ("needsLabel", f"[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
+        ("needsLabel", "[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
                        "  variables.accelerated[i] && variables.queueNames[i] == '' &&\n"
                        "  !(size(variables.owners[i]) > 0 && variables.owners[i][0] in variables.kueueParents))"),
         ("trustedEdges", "variables.trustedControllers[?request.userInfo.username].orValue([])"),

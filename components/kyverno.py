@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -20,7 +21,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.cluster import ClusterAccess
+from components.cluster_access import ClusterAccess
 from components.config import KyvernoConfig
 from components.kueue_policy import render_policy
 
@@ -80,9 +81,28 @@ CLEANUP_PREFLIGHT = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+CRD_CACHE = CRD_DIR.parent / "crds.json"
+"""The CRDs parsed once into JSON (about 100x faster to load than the 650 KB of YAML); a test keeps it equal
+to :func:`crd_manifests_from_yaml`, regenerate with :func:`write_crd_cache`."""
+
+
+@functools.cache
 def crd_manifests() -> tuple[dict[str, Any], ...]:
     """The chart's 22 CRDs, vendored byte-identical from kyverno v1.18.1 (see vendor/kyverno/README.md)."""
+    if CRD_CACHE.is_file():
+        with CRD_CACHE.open(encoding="utf-8") as fh:
+            return tuple(json.load(fh))
+    return crd_manifests_from_yaml()
+
+
+def write_crd_cache() -> pathlib.Path:
+    """Write :data:`CRD_CACHE` from the vendored YAML: ``python -c 'from components import kyverno; kyverno.write_crd_cache()'``."""
+    CRD_CACHE.write_text(json.dumps(list(crd_manifests_from_yaml()), separators=(",", ":")) + "\n", encoding="utf-8")
+    return CRD_CACHE
+
+
+def crd_manifests_from_yaml() -> tuple[dict[str, Any], ...]:
+    """The vendored CRD YAML files, parsed (``status`` dropped: it is the API server's)."""
     out = []
     for path in sorted(CRD_DIR.glob("*.yaml")):
         with path.open(encoding="utf-8") as fh:

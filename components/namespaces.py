@@ -23,7 +23,7 @@ Per-object decision, adopt vs. refuse (see README "Existing objects: adopt or re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -89,7 +89,7 @@ class PlatformNamespaces(pulumi.ComponentResource):
         self.by_name = {
             ns: k8s.core.v1.Namespace(
                 f"ns-{ns}",
-                metadata=namespace_metadata(ns),
+                metadata=cast("k8s.meta.v1.ObjectMetaArgsDict", namespace_metadata(ns)),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.adopting_provider,

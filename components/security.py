@@ -7,7 +7,7 @@ from typing import Optional
 
 import pulumi
 
-from components.cluster import ClusterAccess
+from components.cluster_access import ClusterAccess
 from components.config import StackConfig
 from components.guardrails import Guardrails, GuardrailsArgs
 from components.kyverno import Kyverno, KyvernoArgs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -66,7 +66,7 @@ class TenantNamespaces(pulumi.ComponentResource):
             if args.create_missing:
                 ns: pulumi.CustomResource = k8s.core.v1.Namespace(
                     f"tenant-{tenant}",
-                    metadata=tenant_metadata(tenant, args.pod_security),
+                    metadata=cast("k8s.meta.v1.ObjectMetaArgsDict", tenant_metadata(tenant, args.pod_security)),
                     opts=pulumi.ResourceOptions(
                         parent=self, retain_on_delete=True, provider=args.adopting_provider
                     ),
@@ -74,7 +74,7 @@ class TenantNamespaces(pulumi.ComponentResource):
             else:
                 ns = k8s.core.v1.NamespacePatch(
                     f"tenant-{tenant}",
-                    metadata=tenant_metadata(tenant, args.pod_security),
+                    metadata=cast("k8s.meta.v1.ObjectMetaPatchArgsDict", tenant_metadata(tenant, args.pod_security)),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             self.namespaces.append(ns)

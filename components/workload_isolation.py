@@ -50,8 +50,8 @@ from components.config import (
     ServingEgressConfig,
     StackConfig,
 )
-from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, trusted_namespaces
 from components.kyverno import with_ready_wait
+from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, trusted_namespaces
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
@@ -293,6 +293,7 @@ class WorkloadIsolation(pulumi.ComponentResource):
 
         for m in build_all(args.settings):
             rname = resource_name(m)
+            res: pulumi.CustomResource
             if m["kind"] == "NetworkPolicy":
                 res = k8s.networking.v1.NetworkPolicy(
                     rname, metadata=m["metadata"], spec=m["spec"],
@@ -314,7 +315,10 @@ class WorkloadIsolation(pulumi.ComponentResource):
                 for client in s.serving_egress.api_server_clients:
                     m = api_server_policy(ns, client, ["0.0.0.0/32"])
                     rname = resource_name(m)
-                    spec = endpoint.apply(lambda ip, ns=ns, c=client: api_server_policy(ns, c, [endpoint_cidr(ip)])["spec"])
+                    def locked_spec(ip: str, ns: str = ns, c: Any = client) -> Any:
+                        return api_server_policy(ns, c, [endpoint_cidr(ip)])["spec"]
+
+                    spec = endpoint.apply(locked_spec)
                     self.resources.append(k8s.networking.v1.NetworkPolicy(
                         rname, metadata=m["metadata"], spec=spec,
                         opts=pulumi.ResourceOptions(parent=self, depends_on=after(ns)),

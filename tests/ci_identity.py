@@ -57,7 +57,7 @@ def _matrix_cells(job: dict) -> list[dict]:
     matrix = (job.get("strategy") or {}).get("matrix") or {}
     include = matrix.get("include") or []
     axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
-    cells = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else []
+    cells = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())] if axes else []
     if not cells:
         return [dict(c) for c in include] or [{}]
     for extra in include:  # include entries extend the cells they match

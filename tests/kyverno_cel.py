@@ -14,9 +14,19 @@ from __future__ import annotations
 from functools import partial
 
 from tools import kyverno_eval as _eval
-from tools.kyverno_eval import (AUTOGEN_ANNOTATION, SR2, Case, Outcome, TestSuite,  # noqa: F401
-                                UnsupportedPolicyError, UpdateCase, discover_test_files,
-                                discover_update_files, load_yaml_docs, rule_applies)
+from tools.kyverno_eval import (  # noqa: F401
+                                AUTOGEN_ANNOTATION,
+                                SR2,
+                                Case,
+                                Outcome,
+                                TestSuite,
+                                UnsupportedPolicyError,
+                                UpdateCase,
+                                discover_test_files,
+                                discover_update_files,
+                                load_yaml_docs,
+                                rule_applies,
+)
 
 compile_expr = partial(_eval.compile_expr, profile=SR2)
 check_policy_supported = partial(_eval.check_policy_supported, profile=SR2)

@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import kyverno_cel  # noqa: E402
+
 from components import workload_isolation as wi  # noqa: E402
 from components.config import AgentIsolationConfig  # noqa: E402
 

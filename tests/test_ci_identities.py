@@ -2,16 +2,14 @@
 (evaluated with cel-expr-python against GitHub OIDC claims), the roles, the GitHub environment table, and the
 Kubernetes side of the preview identity (k8s/ci/preview-<stack>.yaml)."""
 
-import copy
 import pathlib
 import re
 
 import pytest
 import yaml
 
-import ci_identity
-from kyverno_cel import compile_expr
-from tools import mockrun
+from tests import ci_identity
+from tests.kyverno_cel import compile_expr
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -236,13 +234,13 @@ PLURAL = {"Namespace": "namespaces", "NamespacePatch": "namespaces", "NetworkPol
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_preview_rbac_covers_every_kind_the_stack_dry_runs(stack):
+def test_preview_rbac_covers_every_kind_the_stack_dry_runs(stack, program_run):
     """Every Kubernetes object the program registers is dry-run applied at preview: the role must allow it,
     or the PR preview fails with Forbidden. (Helm Releases render client-side at preview.)"""
     (cluster_role,) = by_kind(manifests(stack), "ClusterRole")
     allowed = {(g, r) for rule in cluster_role["rules"] if {"create", "patch", "update"} <= set(rule["verbs"])
                for g in rule["apiGroups"] for r in rule["resources"]}
-    for res in mockrun.run_stack(stack):
+    for res in program_run(stack):
         if not res.type.startswith("kubernetes:") or res.type.startswith(("kubernetes:helm.sh/", "pulumi:")):
             continue
         group_version, kind = res.type.split(":")[1], res.type.split(":")[2]

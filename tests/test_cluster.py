@@ -7,28 +7,20 @@ Output.all(...).apply(check) so Pulumi waits for the values.
 import pulumi
 import pytest
 
+from tools import mockrun
 
-class ClusterMocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
-        if args.typ == "gcp:container/cluster:Cluster":
-            outputs["endpoint"] = "203.0.113.10"
-            outputs["masterAuth"] = {"clusterCaCertificate": "Q0E="}
-            dns = (args.inputs.get("controlPlaneEndpointsConfig") or {}).get("dnsEndpointConfig") or {}
-            outputs["controlPlaneEndpointsConfig"] = {"dnsEndpointConfig": {**dns, "endpoint": "gke-unit.europe-west4.gke.goog"}}
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-pulumi.runtime.set_mocks(ClusterMocks(), project="llm-platform", stack="unit", preview=False)
+mockrun.install()
 
 
 @pytest.fixture(autouse=True)
 def cluster_mocks():
-    """Other modules' program runs install their own mocks: set this module's again before each test."""
-    pulumi.runtime.set_mocks(ClusterMocks(), project="llm-platform", stack="unit", preview=False)
+    """Other modules' program runs install their own engine: set the shared mocks again before each test."""
+    mockrun.install()
+
+
+CLUSTER_OUT = mockrun.MOCK_OUTPUTS["gcp:container/cluster:Cluster"]
+CA = CLUSTER_OUT["masterAuth"]["clusterCaCertificate"]
+DNS_ENDPOINT = CLUSTER_OUT["controlPlaneEndpointsConfig"]["dnsEndpointConfig"]["endpoint"]
 
 from components.cluster import GkeCluster, GkeClusterArgs, replacement_guard  # noqa: E402
 from components.config import ClusterConfig  # noqa: E402
@@ -101,8 +93,8 @@ def test_kubeconfig_uses_gke_auth_plugin():
 
     def check(text):
         assert "command: gke-gcloud-auth-plugin" in text, "kubeconfig must authenticate with gke-gcloud-auth-plugin"
-        assert "server: https://203.0.113.10" in text
-        assert "certificate-authority-data: Q0E=" in text, "the IP endpoint is verified against the cluster CA"
+        assert f"server: https://{CLUSTER_OUT['endpoint']}" in text
+        assert f"certificate-authority-data: {CA}" in text, "the IP endpoint is verified against the cluster CA"
         assert "token:" not in text and "password:" not in text, "kubeconfig must hold no static credentials"
 
     return gke.kubeconfig.apply(check)
@@ -117,7 +109,7 @@ def test_kubeconfig_uses_the_dns_endpoint_by_default():
         assert endpoints["dns_endpoint_config"]["allow_external_traffic"] is True, (
             "cluster kcdns: the DNS endpoint must accept traffic from outside the VPC (CI runners)"
         )
-        assert "server: https://gke-unit.europe-west4.gke.goog" in text, "kubeconfig must use the DNS endpoint"
+        assert f"server: https://{DNS_ENDPOINT}" in text, "kubeconfig must use the DNS endpoint"
         assert "certificate-authority-data" not in text, "the DNS endpoint has a publicly trusted certificate"
         assert "command: gke-gcloud-auth-plugin" in text, "IAM authenticates (gke-gcloud-auth-plugin)"
 

@@ -27,9 +27,9 @@ EXISTING = {
 
 
 @pytest.fixture(scope="module")
-def runs():
+def runs(program_run):
     """{(stack, preview): records}."""
-    return {(s, p): mockrun.run_stack(s, preview=p) for s in STACKS for p in (False, True)}
+    return {(s, p): program_run(s, preview=p) for s in STACKS for p in (False, True)}
 
 
 def settings(stack, overrides=None):

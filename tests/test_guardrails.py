@@ -22,8 +22,8 @@ import yaml
 from components import config as cfgmod
 from components import guardrails
 from components.quantity import QuantityError, parse_quantity
-from tools import kyverno_eval as ge
 from tools import guardrail_report
+from tools import kyverno_eval as ge
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_DIR = ROOT / "vendor" / "kyverno" / "3.8.1" / "crds"
@@ -98,7 +98,7 @@ def test_recipe_regressions_are_cases(policy, resource, expected):
 
 def test_flatmap_is_not_kubernetes_cel():
     # The recipe used flatMap; Kubernetes CEL has no such macro, so its policy never compiled.
-    with pytest.raises(Exception):
+    with pytest.raises(ge.UnsupportedPolicyError, match="does not compile"):
         ge.compile_expr("[[1], [2]].flatMap(x, x)")
     for name in VALIDATE_NAMES:
         for rule in guardrails.load_policy(name)["spec"]["rules"]:
@@ -299,7 +299,7 @@ def test_policy_file_defaults_are_the_config_defaults():
     for policy in guardrails.build_policies(settings):
         name = policy["metadata"]["name"]
         original = guardrails.load_policy(name)
-        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"]):
+        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"], strict=True):
             got_vars = {v["name"]: v["expression"] for v in got.get("validate", {}).get("cel", {}).get("variables", [])}
             for v in want.get("validate", {}).get("cel", {}).get("variables", []):
                 if got_vars[v["name"]] != v["expression"]:
@@ -443,10 +443,10 @@ def test_bad_guardrail_config_is_one_clear_error(cfg, key, needle):
     assert f"`llm-platform:{key}" in msg and needle in msg, msg
 
 
-def test_catalog_is_behind_security():
+def test_catalog_is_behind_security(program_run):
     from tools import mockrun
 
-    on = mockrun.run_stack("prod")
+    on = program_run("prod")
     assert len([r for r in on if r.type == "kubernetes:kyverno.io/v1:ClusterPolicy"
                 and r.inputs["metadata"]["name"].startswith("guardrail-")]) == len(NAMES)
     assert len([r for r in on if r.type == "kubernetes:kyverno.io/v2:PolicyException"]) == 2
@@ -565,9 +565,9 @@ def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
     assert "features" not in kyverno.helm_values(k)
     assert kyverno.helm_values(k, True)["features"] == {
         "policyExceptions": {"enabled": True, "namespace": "kyverno"}}
-    values_file = guardrail_report.shared_dir() / "kyverno" / "3.8.1" / "values.yaml"
-    if not values_file.is_file():
-        pytest.skip(f"chart values not at {values_file}; set LLM_PLATFORM_SHARED")
+    from tests.kyverno_chart import chart_dir
+
+    values_file = chart_dir() / "values.yaml"
     chart = yaml.safe_load(values_file.read_text())
     assert set(chart["features"]["policyExceptions"]) >= {"enabled", "namespace"}, "keys exist in chart 3.8.1"
     for e in guardrails.build_exceptions(_settings()):

@@ -12,7 +12,7 @@ Assertions: with the queue label every step is admitted; without it, or with a t
 controllers' steps (children with controller ownerReferences, lifting gates, unsuspending), some
 step is denied. The reference platform's own tenant workloads stay admitted.
 
-Chart data: $KYVERNO_CHART_DIR (default ../shared/kyverno/3.8.1). Reference platform:
+Chart data: vendor/kyverno/3.8.1 ($KYVERNO_CHART_DIR overrides). Reference platform:
 $REFERENCE_PLATFORM_DIR (default ../shared/reference-platform). Tests skip when absent.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -29,14 +28,31 @@ from typing import Optional
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kyverno_cel  # noqa: E402
-from kueue_objects import (KUBEFLOW_REPLICA_SPECS, OWN, Q, apps, appwrapper, cronjob, ctr, job, jobset,  # noqa: E402
-                           kubeflowjob, lws, mpijob, pod, podspec, pytorchjob, raycluster, rayjob, trainjob)
-from components import kyverno as kyverno_component  # noqa: E402
 from components import kueue_policy  # noqa: E402
+from components import kyverno as kyverno_component  # noqa: E402
 from components.config import KyvernoConfig, TrustedControllers  # noqa: E402
+from tests import kyverno_cel  # noqa: E402
+from tests.kueue_objects import (  # noqa: E402
+    KUBEFLOW_REPLICA_SPECS,
+    OWN,
+    Q,
+    apps,
+    appwrapper,
+    cronjob,
+    ctr,
+    job,
+    jobset,
+    kubeflowjob,
+    lws,
+    mpijob,
+    pod,
+    podspec,
+    pytorchjob,
+    raycluster,
+    rayjob,
+    trainjob,
+)
+from tests.kyverno_chart import chart_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TrustedControllers()
@@ -56,7 +72,7 @@ def _dir(env: str, default: Path, what: str) -> Path:
 @pytest.fixture(scope="module")
 def resource_filters() -> list[tuple[str, str, str]]:
     """Kyverno's effective resourceFilters: chart 3.8.1 defaults, minus/plus the project's values."""
-    chart = _dir("KYVERNO_CHART_DIR", ROOT.parent / "shared" / "kyverno" / "3.8.1", "Kyverno chart 3.8.1 data")
+    chart = chart_dir()
     config = yaml.safe_load((chart / "values.yaml").read_text())["config"]
     ours = kyverno_component.helm_values(KyvernoConfig()).get("config", {})
     entries = [e for e in config["resourceFilters"] if e not in ours.get("resourceFiltersExclude", [])]

@@ -2,24 +2,21 @@
 
 Every kyverno-test.yaml case below the policy folder is evaluated with real CEL
 (cel-expr-python) by tests/kyverno_cel.py; the policy is validated against the
-ClusterPolicy CRD schema of Kyverno v1.18.1 when KYVERNO_CHART_DIR is set.
+ClusterPolicy CRD schema of Kyverno v1.18.1 (vendored; KYVERNO_CHART_DIR overrides).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kyverno_cel  # noqa: E402
 from components import kueue_policy  # noqa: E402
 from components.config import KyvernoConfig  # noqa: E402
+from tests import kyverno_cel  # noqa: E402
+from tests.kyverno_chart import chart_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_DIR = ROOT / "policies" / "kyverno" / "require-kueue-queue-name"
@@ -193,17 +190,7 @@ def test_one_table_per_concern():
 # ------------------------------------------------------------ CRD schema
 
 def _chart_dir() -> Path:
-    value = os.environ.get("KYVERNO_CHART_DIR")
-    if not value:
-        pytest.skip(
-            "KYVERNO_CHART_DIR is not set. Point it at a directory holding "
-            "crds/kyverno.io_clusterpolicies.yaml of Kyverno v1.18.1, e.g. the "
-            "project's ../shared/kyverno/3.8.1, or fetch the same files from "
-            "github.com/kyverno/kyverno tag v1.18.1 (config/crds/**, file "
-            "kyverno.io_clusterpolicies.yaml) or from the Helm chart kyverno 3.8.1 "
-            "(helm pull kyverno/kyverno --version 3.8.1 --untar, then render its "
-            "crds / kyverno-api subcharts) and copy the file into <dir>/crds/")
-    return Path(value)
+    return chart_dir()
 
 
 def _find_crd(chart_dir: Path) -> Path:
@@ -213,7 +200,7 @@ def _find_crd(chart_dir: Path) -> Path:
             return candidate
     found = sorted(chart_dir.rglob("kyverno.io_clusterpolicies.yaml"))
     if not found:
-        pytest.fail(f"KYVERNO_CHART_DIR={chart_dir} has no kyverno.io_clusterpolicies.yaml")
+        pytest.fail(f"{chart_dir} has no kyverno.io_clusterpolicies.yaml")
     return found[0]
 
 

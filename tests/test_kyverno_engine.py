@@ -2,41 +2,22 @@
 
 import filecmp
 import json
-import os
-import pathlib
 
 import pytest
 import yaml
 
 from components import kyverno
-from tools import mockrun
-
-SHARED_HINT = (
-    "set KYVERNO_CHART_DIR to a directory holding the Kyverno chart 3.8.1 data "
-    "(values.yaml, Chart.yaml, crds/); fetch them with `helm pull kyverno --repo "
-    "https://kyverno.github.io/kyverno/ --version 3.8.1 --untar` (values.yaml, Chart.yaml) and the "
-    "CRDs from github.com/kyverno/kyverno tag v1.18.1, config/crds/**"
-)
-
-
-def chart_dir() -> pathlib.Path:
-    value = os.environ.get("KYVERNO_CHART_DIR")
-    if not value:
-        pytest.skip(f"upstream chart data not available: {SHARED_HINT}")
-    path = pathlib.Path(value)
-    if not (path / "values.yaml").exists():
-        pytest.fail(f"KYVERNO_CHART_DIR={value} has no values.yaml; {SHARED_HINT}")
-    return path
+from tests.kyverno_chart import chart_dir, upstream_dir
 
 
 @pytest.fixture(scope="module")
-def prod():
-    return mockrun.run_stack("prod")
+def prod(program_run):
+    return program_run("prod")
 
 
 @pytest.fixture(scope="module")
-def dev():
-    return mockrun.run_stack("dev")
+def dev(program_run):
+    return program_run("dev")
 
 
 def by_type(records, typ):
@@ -139,11 +120,18 @@ def test_chart_metadata_matches_pin():
 
 
 def test_vendored_crds_are_upstream_bytes():
-    upstream = chart_dir() / "crds"
+    upstream = upstream_dir() / "crds"
     names = sorted(p.name for p in upstream.glob("*.yaml"))
     assert names == sorted(p.name for p in kyverno.CRD_DIR.glob("*.yaml")), "same 22 CRD files"
     for name in names:
         assert filecmp.cmp(upstream / name, kyverno.CRD_DIR / name, shallow=False), f"vendored CRD {name} differs from upstream"
+
+
+@pytest.mark.parametrize("name", ["values.yaml", "Chart.yaml"])
+def test_vendored_chart_files_are_upstream_bytes(name):
+    vendored = kyverno.CRD_DIR.parent / name
+    assert vendored.is_file(), f"vendor/kyverno/3.8.1/{name} is missing"
+    assert filecmp.cmp(upstream_dir() / name, vendored, shallow=False), f"vendored chart file {name} differs from upstream"
 
 
 def test_two_crds_exceed_the_client_side_apply_annotation_limit(prod):
@@ -249,3 +237,13 @@ def test_cleanup_preflight_fails_clearly_without_kubectl(tmp_path):
     result = subprocess.run(["/bin/sh", "-c", kyverno.CLEANUP_PREFLIGHT], env={"PATH": str(tmp_path)},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "kubectl is required" in result.stderr
+
+
+def test_crd_json_cache_is_the_vendored_yaml():
+    """The render loads vendor/kyverno/3.8.1/crds.json (fast); it must be exactly the vendored YAML, parsed."""
+    assert kyverno.CRD_CACHE.is_file(), "crds.json missing: run kyverno.write_crd_cache()"
+    cached = list(kyverno.crd_manifests())
+    parsed = list(kyverno.crd_manifests_from_yaml())
+    assert [c["metadata"]["name"] for c in cached] == [c["metadata"]["name"] for c in parsed], "same CRDs, same order"
+    stale = [p["metadata"]["name"] for c, p in zip(cached, parsed, strict=True) if c != p]
+    assert stale == [], f"crds.json is stale for {stale}: regenerate with kyverno.write_crd_cache()"

@@ -1,7 +1,7 @@
 """SR1: NetworkPolicies force all model traffic through LiteLLM.
 
 The connectivity proof runs IBM's network-config-analyzer (``nca``) over the synthetic cluster in
-``tests/netpol/cluster/`` with the manifests from ``build_policies`` and checks nca's answer;
+``data/netpol-cluster/`` with the manifests from ``build_policies`` and checks nca's answer;
 nothing here hard-codes what nca "would" say.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -18,8 +17,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from components.config import (  # noqa: E402
     PLATFORM_NAMESPACES,
@@ -44,7 +41,7 @@ needs_nca = pytest.mark.skipif(
 
 PROTECTED = ("serving", "inference", "kserve", "llm-d")
 
-# ---- pods of the deployed-platform model (tests/netpol/cluster/pods.yaml)
+# ---- pods of the deployed-platform model (data/netpol-cluster/pods.yaml)
 LITELLM = "litellm/litellm-proxy-0"
 RAW_VLLM = "serving/raw-vllm-0"
 CODER_CHAT = "serving/coder-chat-0"

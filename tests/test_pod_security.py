@@ -43,19 +43,9 @@ ESCAPES = pod_security.node_escape_pods("team-a")
 # ------------------------------------------------------------------ renders
 
 
-def _render(stack, out):
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.render", "--stack", stack, "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, f"make synth STACK={stack} failed: {proc.stderr}"
-    return out
-
-
 @pytest.fixture(scope="module")
-def renders(tmp_path_factory):
-    base = tmp_path_factory.mktemp("psa-render")
-    return {stack: _render(stack, base / stack) for stack in ("dev", "prod")}
+def renders(rendered):
+    return {stack: rendered(stack)[0] for stack in ("dev", "prod")}
 
 
 def stack_settings(stack):

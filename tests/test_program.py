@@ -10,8 +10,8 @@ SECURITY_PREFIX = "llm-platform:security:"
 
 
 @pytest.fixture(scope="module")
-def stacks():
-    return {stack: mockrun.run_stack(stack) for stack in ("dev", "prod")}
+def stacks(program_run):
+    return {stack: program_run(stack) for stack in ("dev", "prod")}
 
 
 def of_type(records, typ):

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kyverno_cel  # noqa: E402
+
 from components import workload_isolation as wi  # noqa: E402
 from components.config import AgentIsolationConfig  # noqa: E402
 from tools import verify  # noqa: E402

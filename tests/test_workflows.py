@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-import ci_identity
+from tests import ci_identity
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yaml"))

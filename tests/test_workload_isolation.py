@@ -1,7 +1,7 @@
 """Agent isolation (A) and the egress-locked serving profile (B): network proofs by nca, config refusals.
 
 nca (network-config-analyzer) evaluates ingress *and* egress of the rendered NetworkPolicies over the
-deployed-platform model in ``tests/netpol/cluster/`` (plus its kube-dns pod, OTLP collector and
+deployed-platform model in ``data/netpol-cluster/`` (plus its kube-dns pod, OTLP collector and
 ``agents`` namespace). IP destinations are checked with ``Connectivity.to_ip``.
 """
 
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from components import workload_isolation as wi  # noqa: E402
 from components.config import (  # noqa: E402
     AgentIsolationConfig,
     ClusterDns,
@@ -28,7 +29,6 @@ from components.config import (  # noqa: E402
     parse,
 )
 from components.network_policy import NAME_LABEL, REFERENCE_PORTS, build_policies  # noqa: E402
-from components import workload_isolation as wi  # noqa: E402
 from tools import connectivity as nca  # noqa: E402
 
 AGENT = "agents/coding-agent-0"
@@ -75,8 +75,9 @@ def agents_kube_dns_only():
     return _analyse(build_policies(NetworkPolicyConfig()) + wi.build_agent_policies(AGENTS_ON, ClusterDns()))
 
 
-def _locked_policies(se=LOCKED, np=None, dns=ClusterDns(), api=("172.16.0.32/28",)):
+def _locked_policies(se=LOCKED, np=None, dns=None, api=("172.16.0.32/28",)):
     np = np or NetworkPolicyConfig()
+    dns = dns or ClusterDns()
     return build_policies(np) + wi.build_serving_egress_policies(se, np, dns, list(api))
 
 

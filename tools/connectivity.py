@@ -2,7 +2,7 @@
 
 Library and CLI. Given NetworkPolicy manifests and tenant names it
 
-1. writes the synthetic cluster (``tests/netpol/cluster/*.yaml`` plus one Namespace and one Pod
+1. writes the synthetic cluster (``data/netpol-cluster/*.yaml`` plus one Namespace and one Pod
    per configured tenant) and the policies to a temporary directory,
 2. runs ``nca --connectivity <policies> --pod_list <pods> --ns_list <namespaces>
    -o txt_no_fw_rules --output_endpoints pods`` (the ``nca`` next to ``sys.executable``),
@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_DIR = ROOT / "tests" / "netpol" / "cluster"
+CLUSTER_DIR = ROOT / "data" / "netpol-cluster"
 NAME_LABEL = "kubernetes.io/metadata.name"
 TENANT_LABEL = "llm-platform/tenant"
 
@@ -397,7 +397,7 @@ def render_markdown(m: Matrix) -> str:
         "to analyse. A namespace's own cell (e.g. `serving` → `serving`) comes only from its labelled "
         "platform clients (gateway proxies, endpoint pickers, llm-d pods, benchmarks); other pods there "
         "reach nothing (see docs/sr1-network-policies.md). Computed by `nca --connectivity` over the "
-        "synthetic cluster in `tests/netpol/cluster/` with the rendered NetworkPolicies; node-local "
+        "synthetic cluster in `data/netpol-cluster/` with the rendered NetworkPolicies; node-local "
         "kubelet probes are not modelled (always allowed).",
         "",
         "| source namespace | " + " | ".join(f"`{c}`" for c in m.columns) + " |",

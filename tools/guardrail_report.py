@@ -51,7 +51,7 @@ def _kustomize_namespace(folder: pathlib.Path) -> Optional[str]:
     k = folder / "kustomization.yaml"
     if k.is_file():
         with k.open(encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh) or {}
+            doc = yaml.load(fh, Loader=yaml.CSafeLoader) or {}
         return doc.get("namespace")
     return None
 
@@ -65,7 +65,7 @@ def load_manifests(base: pathlib.Path) -> list[Manifest]:
                 continue
             try:
                 with path.open(encoding="utf-8") as fh:
-                    docs = [d for d in yaml.safe_load_all(fh) if isinstance(d, dict)]
+                    docs = [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
             except yaml.YAMLError:
                 continue
             for doc in docs:

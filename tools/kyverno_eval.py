@@ -81,9 +81,9 @@ class Profile:
     excluded: frozenset[str] = frozenset()
 
 
-FULL = Profile("tools/kyverno_eval.py")
+FULL = Profile("the full profile")
 SR2 = Profile(
-    "tests/kyverno_cel.py (SR2)", k8s_library=False,
+    "the SR2 profile", k8s_library=False,
     excluded=frozenset({"names", "selector", "matchExpressions", "messageExpression", "failureAction",
                         "generate", "skipBackgroundRequests", "generateExisting", "useServerSideApply",
                         "exceptions", "generatedResource"}))

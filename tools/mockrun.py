@@ -12,12 +12,14 @@ import json
 import pathlib
 import runpy
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = "llm-platform"
@@ -37,6 +39,11 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "member": "serviceAccount:llm-nodes@project.iam.gserviceaccount.com",
     },
 }
+
+# Resources whose outputs the program never reads, and whose inputs are large: the 22 Kyverno CRDs are
+# 2.9 MB of schema. Echoing them back as outputs made the SDK serialise and deserialise them twice more;
+# they get back only what identifies them.
+SMALL_OUTPUTS = {"kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"}
 
 UNKNOWN = "<unknown>"
 """How a value the engine does not know yet (preview of a new stack) appears in recorded inputs."""
@@ -75,12 +82,26 @@ class Registration:
         )
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class Mocks(pulumi.runtime.Mocks):
+    """The project's one set of Pulumi mocks: the render, the program tests and the component tests use it.
+
+    Up: every resource gets `<name>-id` and its inputs back, deep-merged with :data:`MOCK_OUTPUTS`
+    (:data:`SMALL_OUTPUTS`: only apiVersion, kind and metadata).
+    Preview (of a brand-new stack): only the inputs are known.
+    """
+
     def __init__(self, preview: bool = False):
         super().__init__()
         self.preview = preview
+        # Per thread (registrations run concurrently, each within one thread): the inputs of this thread's
+        # current registration, as the engine deserialised them; the recorder reuses them.
+        self.current = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.current.inputs = args.inputs
+        resource_id = "" if self.preview else f"{args.name}-id"
+        if args.typ in SMALL_OUTPUTS:
+            return resource_id, {k: args.inputs[k] for k in ("apiVersion", "kind", "metadata") if k in args.inputs}
         if self.preview:
             # A create in preview: only the inputs are known; ids and computed outputs are not.
             return "", dict(args.inputs)
@@ -90,15 +111,24 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}
 
 
+_UNKNOWN_WIRE = pulumi.runtime.rpc.UNKNOWN.encode()
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks):
+    def __init__(self, mocks: Mocks):
         super().__init__(mocks)
+        self.mocks: Mocks = mocks
         self.records: list[Registration] = []
 
     def RegisterResource(self, request):
+        self.mocks.current.inputs = None
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+            # The engine deserialised the inputs for the mocks already; that copy keeps unknowns in preview.
+            # In up mode it would turn an unknown into None: then (rare) deserialise again, keeping them.
+            inputs = self.mocks.current.inputs
+            if inputs is None or (not self.mocks.preview and _UNKNOWN_WIRE in request.object.SerializeToString()):
+                inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
             self.records.append(
                 Registration(
                     type=request.type,
@@ -148,7 +178,7 @@ def stack_config(
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}; stacks: {', '.join(available_stacks())}")
     with path.open(encoding="utf-8") as fh:
-        raw = (yaml.safe_load(fh) or {}).get("config", {}) or {}
+        raw = (yaml.load(fh, Loader=yaml.CSafeLoader) or {}).get("config", {}) or {}
     raw.update(overrides or {})
     out = {}
     for key, value in raw.items():
@@ -158,6 +188,20 @@ def stack_config(
 
 def available_stacks() -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def install(stack: str = "unit", preview: bool = False) -> Mocks:
+    """Set :class:`Mocks` as the engine for components built directly in a test (no recording)."""
+    mocks = Mocks(preview=preview)
+    _fresh_engine()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    return mocks
+
+
+def _fresh_engine() -> None:
+    # set_mocks keeps an existing root Stack resource: without this, a run in a process that ran
+    # another stack before (the tests) would parent everything to that stack's URN.
+    pulumi_settings.ROOT.set(None)
 
 
 _LAST: list[_RecordingMonitor] = []
@@ -177,10 +221,11 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    mocks = _Mocks(preview=preview)
+    mocks = Mocks(preview=preview)
     monitor = _RecordingMonitor(mocks)
     _LAST[:] = [monitor]
     pulumi.runtime.set_all_config(config)
+    _fresh_engine()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
     @pulumi.runtime.test

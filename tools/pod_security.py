@@ -102,8 +102,7 @@ class Violation:
 def _containers(spec: dict) -> Iterator[dict]:
     """visitor.go visitContainers: initContainers, containers, ephemeralContainers."""
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for c in spec.get(key) or []:
-            yield c
+        yield from spec.get(key) or []
 
 
 def _sc(obj: dict) -> dict:
@@ -160,7 +159,8 @@ def _host_path_volumes(meta: dict, spec: dict, v: tuple[int, int]) -> Optional[s
 
 def _host_ports(meta: dict, spec: dict, v: tuple[int, int]) -> Optional[str]:
     """check_hostPorts.go: containers[*].ports[*].hostPort must be 0/unset."""
-    bad, ports = [], []
+    bad: list[str] = []
+    ports: list[Any] = []
     for c in _containers(spec):
         hp = [p.get("hostPort") for p in c.get("ports") or [] if p.get("hostPort")]
         if hp:
@@ -258,12 +258,13 @@ def _windows_host_process(meta: dict, spec: dict, v: tuple[int, int]) -> Optiona
 def _host_probes_and_lifecycle(meta: dict, spec: dict, v: tuple[int, int]) -> Optional[str]:
     """check_hostProbesAndhostLifecycle.go (v1.34+): liveness/readiness/startup probes and
     postStart/preStop handlers must not set httpGet.host or tcpSocket.host."""
-    bad, hosts = [], []
+    bad: list[str] = []
+    hosts: list[str] = []
     for c in _containers(spec):
         handlers = [c.get(p) for p in ("livenessProbe", "readinessProbe", "startupProbe")]
         handlers += [(c.get("lifecycle") or {}).get(h) for h in ("postStart", "preStop")]
-        found = [(h.get(k) or {}).get("host") for h in handlers if h for k in ("httpGet", "tcpSocket")]
-        found = [x for x in found if x]
+        raw = [(h.get(k) or {}).get("host") for h in handlers if h for k in ("httpGet", "tcpSocket")]
+        found = [str(x) for x in raw if x]
         if found:
             bad.append(c.get("name", ""))
             hosts.extend(found)
@@ -549,7 +550,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     failed = False
     for path in args.files:
-        for obj in yaml.safe_load_all(path.read_text()):
+        for obj in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
             if not isinstance(obj, dict) or pod_of(obj) is None:
                 continue
             name = f"{path}: {obj['kind']} {(obj.get('metadata') or {}).get('name')}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import pathlib
 import re
 import shutil
@@ -23,8 +24,10 @@ import sys
 import tempfile
 from typing import Any
 
+import pulumi
 import yaml
 
+from components.config import StackConfig, parse
 from tools import mockrun
 
 
@@ -48,9 +51,20 @@ def _dump(data: Any) -> str:
     return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False, width=120)
 
 
-def kubernetes_objects(records: list[mockrun.Registration]) -> list[dict[str, Any]]:
-    """Every Kubernetes object the stack applies, as plain manifests."""
-    return [_normalise(r.inputs) for r in records if r.is_kubernetes_object]
+def _dump_json(data: Any) -> str:
+    # The 22 vendored CRDs are most of the render's bytes: JSON (a subset of YAML, applied as is by kubectl)
+    # is written by C code end to end (no indent: json's C encoder does not indent), where the YAML
+    # representer walks every node in Python.
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def kubernetes_objects(records: list[mockrun.Registration], kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every Kubernetes object the stack applies (only those of `kinds`, when given), as plain manifests."""
+    return [
+        _normalise(r.inputs)
+        for r in records
+        if r.is_kubernetes_object and (not kinds or r.inputs["kind"] in kinds)
+    ]
 
 
 def _short_urn(urn: str) -> str:
@@ -73,7 +87,7 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
             path = k8s_dir / (f"{fname}.patch.yaml" if rec.type.endswith("Patch") else f"{fname}.yaml")
             if path.exists():
                 raise RuntimeError(f"two Kubernetes objects render to {path.name}: names must be unique")
-            path.write_text(_dump(obj), encoding="utf-8")
+            path.write_text(_dump_json(obj) if obj["kind"] == "CustomResourceDefinition" else _dump(obj), encoding="utf-8")
         else:
             doc = {
                 "type": rec.type,
@@ -95,16 +109,12 @@ class StrictModelError(Exception):
     """The strict API-server model refuses what the stack would do on its first `pulumi up`."""
 
 
-def strict_refusals(
-    stack: str, records: list[mockrun.Registration], stack_file: pathlib.Path | None = None
-) -> list[Any]:
+def strict_refusals(settings: StackConfig, records: list[mockrun.Registration]) -> list[Any]:
     """Replay the records against tools/apiserver.py: a new cluster, or (existingCluster) one holding
     exactly the namespaces the config declares pre-existing."""
-    from components.config import parse
     from components.namespaces import declared_existing_namespaces
     from tools import apiserver
 
-    settings = parse(mockrun.stack_config(stack, stack_file=stack_file), stack)
     declared = declared_existing_namespaces(settings)
     return apiserver.check(
         records,
@@ -114,10 +124,23 @@ def strict_refusals(
     )
 
 
-def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None) -> dict[str, int]:
-    """Render `stack` into `out` (replaced only when the whole render succeeded)."""
-    records = mockrun.run_stack(stack, stack_file=stack_file)
-    refusals = strict_refusals(stack, records, stack_file)
+def render(
+    stack: str,
+    out: pathlib.Path,
+    stack_file: pathlib.Path | None = None,
+    records: list[mockrun.Registration] | None = None,
+) -> dict[str, int]:
+    """Render `stack` into `out` (replaced only when the whole render succeeded).
+
+    ``records``: what a mock run of the same stack config already registered (the tests share one run).
+    """
+    raw = mockrun.stack_config(stack, stack_file=stack_file)
+    if records is None:
+        records = mockrun.run(stack, raw)
+    # The program validated this config already (it raises pulumi.RunError otherwise); parse it once more,
+    # through the typed module, for what the render needs beyond the records.
+    settings = parse(raw, stack)
+    refusals = strict_refusals(settings, records)
     if refusals:
         raise StrictModelError(
             f"stack {stack}: a first `pulumi up` would be refused:\n" + "\n".join(f"  {r}" for r in refusals)
@@ -126,22 +149,17 @@ def render(stack: str, out: pathlib.Path, stack_file: pathlib.Path | None = None
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         counts = write(records, tmp)
-        policies = [o for o in kubernetes_objects(records) if o["kind"] == "NetworkPolicy"]
+        policies = kubernetes_objects(records, ("NetworkPolicy",))
         if policies:
             from tools.connectivity import write_matrix
 
-            from components.config import NetworkPolicyConfig
-
-            config = mockrun.stack_config(stack, stack_file=stack_file)
-            tenants = yaml.safe_load(config.get("llm-platform:tenants", "[]")) or []
             # Columns in the config's order of protected namespaces, whatever order the engine registered in.
-            sr1 = NetworkPolicyConfig.model_validate(yaml.safe_load(config.get("llm-platform:networkPolicy", "{}")) or {})
-            order = {ns: i for i, ns in enumerate(sr1.protected_namespace_names)}
+            order = {ns: i for i, ns in enumerate(settings.network_policy.protected_namespace_names)}
             policies.sort(key=lambda o: order.get(o["metadata"]["namespace"], len(order)))
-            write_matrix(policies, tenants, tmp)
+            write_matrix(policies, list(settings.tenants), tmp)
         from tools.guardrail_report import write_report
 
-        write_report(stack, kubernetes_objects(records), tmp)
+        write_report(stack, kubernetes_objects(records, ("ClusterPolicy", "PolicyException")), tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -168,7 +186,7 @@ def guardrails_summary(out: pathlib.Path) -> str:
         return "\nguardrail catalog: not enabled"
     lines = ["", "guardrail catalog (policies/kyverno/guardrail-*):"]
     for path in files:
-        policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+        policy = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
         rules = policy["spec"]["rules"]
         actions = sorted({r["validate"]["failureAction"] for r in rules if "validate" in r})
         other = "mutate" if any("mutate" in r for r in rules) else "generate"
@@ -194,11 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except StrictModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - the program's own error (bad config) is the message
-        if type(err).__name__ == "RunError":
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        raise
+    except pulumi.RunError as err:  # the program's own error (bad config): the message is the whole story
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(summary(args.stack, out, counts))
     print(guardrails_summary(out))
     return 0

@@ -20,6 +20,7 @@ Pulumi.<stack>.yaml. Replacing any other protected resource is never allowed by 
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional, TextIO
@@ -117,7 +118,8 @@ def check(preview: Any) -> list[Finding]:
         op, urn = step["op"], step["urn"]
         typ = _type_of(step)
         reasons = tuple(step.get("replaceReasons") or step.get("diffReasons") or ())
-        detailed = step.get("detailedDiff") if isinstance(step.get("detailedDiff"), dict) else {}
+        diff = step.get("detailedDiff")
+        detailed: dict[str, Any] = diff if isinstance(diff, dict) else {}
         paths = tuple(sorted(k for k, v in detailed.items()
                              if isinstance(v, dict) and str(v.get("kind", "")).endswith("-replace")))
         why: Optional[str] = None
@@ -144,7 +146,7 @@ def main(argv: Optional[list[str]] = None, stdin: TextIO = sys.stdin) -> int:
         print("usage: python -m tools.replacement_gate <preview.json | ->", file=sys.stderr)
         return 2
     try:
-        text = stdin.read() if args[0] == "-" else open(args[0], encoding="utf-8").read()
+        text = stdin.read() if args[0] == "-" else pathlib.Path(args[0]).read_text(encoding="utf-8")
         preview = json.loads(text)
         findings = check(preview)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, GateInputError) as err:

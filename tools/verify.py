@@ -281,6 +281,7 @@ def sr1(api, override_url: Optional[str], timeout: float, run=None) -> list[Row]
     """
     run = run or run_probe
     rows = []
+    url: Optional[str]
     for probe in SR1_PROBES:
         if override_url and probe.services == VLLM_SERVICES:
             url, why = override_url, ""
@@ -353,7 +354,7 @@ def pod_security(api, tenants: list[str]) -> list[Row]:
 
 # ------------------------------------------------------------------ agent isolation (opt-in)
 
-AGENT_CASES = {
+AGENT_CASES: dict[str, tuple[str, dict[str, Any], Optional[str]]] = {
     # check: (description, pod spec changes, word the denial must name; None = must be admitted)
     "AGENT-a": ("sandboxed agent pod admitted", {}, None),
     "AGENT-b": ("runc agent pod refused", {"runtimeClassName": None}, "gvisor"),
