@@ -583,7 +583,7 @@ def _nca_egress(policy_cfg: dict):
     import subprocess
     import tempfile
 
-    from tools import connectivity as nca
+    from tools import nca
 
     exe = nca.nca_executable()
     if exe is None:
@@ -605,7 +605,7 @@ def _nca_egress(policy_cfg: dict):
 
 
 def test_egress_lockdown_connectivity_by_nca():
-    from tools.connectivity import NOTHING
+    from tools.nca import NOTHING
 
     pairs = _nca_egress({"allowedEgress": [{"cidr": "10.0.0.0/24", "ports": [443]}]})
     src = "ai-locked/model-0"

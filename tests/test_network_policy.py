@@ -31,7 +31,7 @@ from components.network_policy import (  # noqa: E402
     build_policies,
     resource_name,
 )
-from tools import connectivity as nca  # noqa: E402
+from tools import matrix, nca, platform_model  # noqa: E402
 
 needs_nca = pytest.mark.skipif(
     nca.nca_executable() is None,
@@ -274,7 +274,7 @@ def test_port_scoping_closes_unlisted_ports(scoped_conn):
 def test_reference_ports_cover_every_modelled_container_port():
     # The documented port set is the deployed platform's: every containerPort of a pod in a
     # protected namespace of the model is in it (kubelet-only probe ports included).
-    _, pods = nca.synthetic_cluster([])
+    _, pods = platform_model.synthetic_cluster([])
     for pod in pods:
         ns = pod["metadata"]["namespace"]
         if ns not in REFERENCE_PORTS:
@@ -407,7 +407,7 @@ def _deployments(ref: Path) -> list[tuple[str, dict]]:
 
 def test_model_has_the_reference_workloads_with_their_labels_and_ports():
     ref = _reference_dir()
-    _, pods = nca.synthetic_cluster([])
+    _, pods = platform_model.synthetic_cluster([])
     deps = _deployments(ref)
     assert len(deps) >= 6
     for ns, d in deps:
@@ -425,7 +425,7 @@ def test_model_has_the_reference_workloads_with_their_labels_and_ports():
 
 def test_model_has_the_reference_gateways_pools_and_namespaces():
     ref = _reference_dir()
-    _, pods = nca.synthetic_cluster([])
+    _, pods = platform_model.synthetic_cluster([])
     by_label = {(p["metadata"]["namespace"], k, v) for p in pods for k, v in p["metadata"]["labels"].items()}
     # Gateways: one agentgateway proxy per Gateway, in the Gateway's namespace.
     gateways = [
@@ -457,7 +457,7 @@ def test_model_has_the_reference_gateways_pools_and_namespaces():
 
 def test_default_in_namespace_clients_match_the_model():
     # Each default client selects at least one modelled platform pod in a protected namespace.
-    _, pods = nca.synthetic_cluster([])
+    _, pods = platform_model.synthetic_cluster([])
     for c in NetworkPolicyConfig().in_namespace_clients:
         hits = [
             p for p in pods
@@ -616,8 +616,8 @@ def test_platform_namespaces_cover_sr1_roles():
 def test_write_matrix_is_deterministic_and_lists_tenants(tmp_path):
     tenants = ["research", "chat"]
     policies = build_policies(NetworkPolicyConfig())
-    nca.write_matrix(policies, tenants, tmp_path / "a")
-    nca.write_matrix(policies, tenants, tmp_path / "b")
+    matrix.write_matrix(policies, tenants, tmp_path / "a")
+    matrix.write_matrix(policies, tenants, tmp_path / "b")
     for f in ("connectivity.md", "connectivity.svg"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f"{f} is not byte-identical"
     md = (tmp_path / "a" / "connectivity.md").read_text()
@@ -636,10 +636,10 @@ def test_write_matrix_is_deterministic_and_lists_tenants(tmp_path):
 @needs_nca
 def test_write_matrix_caps_tenants(tmp_path):
     tenants = [f"tenant-{i:03d}" for i in range(40)]
-    nca.write_matrix(build_policies(NetworkPolicyConfig()), tenants, tmp_path)
+    matrix.write_matrix(build_policies(NetworkPolicyConfig()), tenants, tmp_path)
     md = (tmp_path / "connectivity.md").read_text()
     svg = (tmp_path / "connectivity.svg").read_text()
-    more = 40 - nca.TENANT_CAP
+    more = 40 - matrix.TENANT_CAP
     assert f"+{more} more tenants" in md and f"+{more} more tenants" in svg
     assert "tenant-000" in svg and "tenant-039" not in svg
 
@@ -647,7 +647,7 @@ def test_write_matrix_caps_tenants(tmp_path):
 def test_missing_nca_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(nca, "nca_executable", lambda: None)
     with pytest.raises(nca.NcaError, match="nca.*not found"):
-        nca.write_matrix(build_policies(NetworkPolicyConfig()), [], tmp_path)
+        matrix.write_matrix(build_policies(NetworkPolicyConfig()), [], tmp_path)
     assert not (tmp_path / "connectivity.md").exists()
 
 
@@ -656,7 +656,7 @@ def test_nca_failure_is_a_clear_error(tmp_path):
     bad = build_policies(NetworkPolicyConfig(ports=REFERENCE_PORTS))
     bad[1]["spec"]["ingress"][0]["ports"][0]["port"] = 99999
     with pytest.raises(nca.NcaError, match="nca failed"):
-        nca.write_matrix(bad, [], tmp_path)
+        matrix.write_matrix(bad, [], tmp_path)
 
 
 def test_parse_output_formats():

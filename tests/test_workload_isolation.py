@@ -29,7 +29,7 @@ from components.config import (  # noqa: E402
     parse,
 )
 from components.network_policy import NAME_LABEL, REFERENCE_PORTS, build_policies  # noqa: E402
-from tools import connectivity as nca  # noqa: E402
+from tools import matrix, nca  # noqa: E402
 
 AGENT = "agents/coding-agent-0"
 LITELLM = "litellm/litellm-proxy-0"
@@ -401,7 +401,7 @@ def test_dev_stack_turns_everything_on():
 @needs_nca
 def test_matrix_shows_the_agent_namespace(tmp_path):
     policies = build_policies(NetworkPolicyConfig()) + wi.build_agent_policies(AGENTS_ON, ClusterDns())
-    nca.write_matrix(policies, ["team-a"], tmp_path)
+    matrix.write_matrix(policies, ["team-a"], tmp_path)
     md = (tmp_path / "connectivity.md").read_text()
     assert "| `agents` | — | — | — | — | n/a | 4000 |" in md, md  # computed by nca: agents reach LiteLLM:4000 only
     assert "| `team-a` | — | — | — | — | — | all |" in md, md  # nothing reaches the agents

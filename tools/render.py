@@ -151,7 +151,7 @@ def render(
         counts = write(records, tmp)
         policies = kubernetes_objects(records, ("NetworkPolicy",))
         if policies:
-            from tools.connectivity import write_matrix
+            from tools.matrix import write_matrix
 
             # Columns in the config's order of protected namespaces, whatever order the engine registered in.
             order = {ns: i for i, ns in enumerate(settings.network_policy.protected_namespace_names)}
