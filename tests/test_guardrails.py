@@ -580,14 +580,12 @@ NETPOL_DIR = ROOT / "tests" / "netpol" / "guardrails"
 
 
 def _nca_egress(policy_cfg: dict):
-    import subprocess
     import tempfile
 
     from tools import nca
 
-    exe = nca.nca_executable()
-    if exe is None:
-        pytest.skip("`nca` (network-config-analyzer, requirements.txt) is not installed next to this Python")
+    if not nca.nca_available():
+        pytest.skip("network-config-analyzer (package `nca`, requirements.txt) is not installed in this Python")
     policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
     (rule,) = policy["spec"]["rules"]
     namespaces = yaml.safe_load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
@@ -597,11 +595,10 @@ def _nca_egress(policy_cfg: dict):
     with tempfile.TemporaryDirectory() as tmp:
         pol = Path(tmp) / "policies.yaml"
         pol.write_text(yaml.safe_dump_all(generated))
-        cmd = nca.nca_command(pol, NETPOL_DIR / "pods.yaml", NETPOL_DIR / "namespaces.yaml", exe)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        rc, stdout, stderr = nca.run_nca(nca.nca_args(pol, NETPOL_DIR / "pods.yaml", NETPOL_DIR / "namespaces.yaml"))
+    assert rc == 0, stdout[-2000:] + stderr[-2000:]
     # nca prints several protocols as "protocols:TCP, UDP"; the SR1 parser expects no space.
-    return nca.parse_output(proc.stdout.replace("TCP, UDP", "TCP,UDP"))
+    return nca.parse_output(stdout.replace("TCP, UDP", "TCP,UDP"))
 
 
 def test_egress_lockdown_connectivity_by_nca():

@@ -34,7 +34,7 @@ from components.network_policy import (  # noqa: E402
 from tools import matrix, nca, platform_model  # noqa: E402
 
 needs_nca = pytest.mark.skipif(
-    nca.nca_executable() is None,
+    not nca.nca_available(),
     reason="`nca` (network-config-analyzer from requirements.txt) is not installed next to this Python "
     "nor on PATH; install requirements to run the SR1 connectivity proof",
 )
@@ -196,14 +196,14 @@ DEFAULT_EXPECTATIONS = PLATFORM_FLOWS + DENIALS
 
 @pytest.fixture(scope="module")
 def default_conn() -> "nca.Connectivity":
-    if nca.nca_executable() is None:
+    if not nca.nca_available():
         pytest.skip("`nca` not installed: install requirements.txt to run the SR1 connectivity proof")
     return nca.analyse(build_policies(NetworkPolicyConfig()), [])
 
 
 @pytest.fixture(scope="module")
 def scoped_conn() -> "nca.Connectivity":
-    if nca.nca_executable() is None:
+    if not nca.nca_available():
         pytest.skip("`nca` not installed: install requirements.txt to run the SR1 connectivity proof")
     return nca.analyse(build_policies(NetworkPolicyConfig(ports=REFERENCE_PORTS)), [])
 
@@ -645,8 +645,8 @@ def test_write_matrix_caps_tenants(tmp_path):
 
 
 def test_missing_nca_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(nca, "nca_executable", lambda: None)
-    with pytest.raises(nca.NcaError, match="nca.*not found"):
+    monkeypatch.setattr(nca, "nca_available", lambda: False)
+    with pytest.raises(nca.NcaError, match="not installed"):
         matrix.write_matrix(build_policies(NetworkPolicyConfig()), [], tmp_path)
     assert not (tmp_path / "connectivity.md").exists()
 

@@ -49,7 +49,7 @@ QWEN_CPU = "kserve/qwen-cpu-predictor-0"
 DECODE = "llm-d/qwen-llmd-kserve-0"
 
 needs_nca = pytest.mark.skipif(
-    nca.nca_executable() is None,
+    not nca.nca_available(),
     reason="`nca` (network-config-analyzer from requirements.txt) is not installed; install requirements to run the proofs",
 )
 
@@ -59,7 +59,7 @@ LOCKED = ServingEgressConfig(namespaces=["serving", "inference"], model_hub_egre
 
 
 def _analyse(policies):
-    if nca.nca_executable() is None:
+    if not nca.nca_available():
         pytest.skip("`nca` not installed")
     return nca.analyse(policies, [])
 

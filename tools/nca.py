@@ -1,25 +1,27 @@
 """IBM's network-config-analyzer (nca), run over the synthetic platform cluster.
 
 ``analyse(policies, tenants)`` writes the cluster model (:mod:`tools.platform_model`) and the policies to a
-temporary directory, runs ``nca --connectivity <policies> --pod_list <pods> --ns_list <namespaces>
--o txt_no_fw_rules --output_endpoints pods`` (the ``nca`` next to ``sys.executable``) and parses every
+temporary directory, runs nca's CLI in this process (``--connectivity <policies> --pod_list <pods> --ns_list <namespaces>
+-o txt_no_fw_rules --output_endpoints pods``) and parses every
 ``src => dst : connections`` line into ``{(src, dst): Allowed}`` where ``src`` and ``dst`` are
 ``namespace/pod`` (or an IP range for ``ipBlock`` peers); a pair nca does not print has no connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib.util
+import io
 import ipaddress
+import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -206,18 +208,14 @@ def parse_output(text: str) -> dict[tuple[str, str], Allowed]:
     return pairs
 
 
-def nca_executable() -> Optional[Path]:
-    """The ``nca`` installed with this Python (``requirements.txt``), else one on PATH."""
-    here = Path(sys.executable).parent / "nca"
-    if here.is_file():
-        return here
-    found = shutil.which("nca")
-    return Path(found) if found else None
+def nca_available() -> bool:
+    """Whether network-config-analyzer (``requirements.txt``) is importable in this interpreter."""
+    return importlib.util.find_spec("nca") is not None
 
 
-def nca_command(policies: Path, pods: Path, namespaces: Path, nca: Path) -> list[str]:
+def nca_args(policies: Path, pods: Path, namespaces: Path) -> list[str]:
+    """The nca command line (without the program name) for a connectivity report per pod."""
     return [
-        str(nca),
         "--connectivity", str(policies),
         "--pod_list", str(pods),
         "--ns_list", str(namespaces),
@@ -226,13 +224,42 @@ def nca_command(policies: Path, pods: Path, namespaces: Path, nca: Path) -> list
     ]
 
 
+def run_nca(args: list[str]) -> tuple[int, str, str]:
+    """Run nca's CLI in this process: (exit code, stdout, stderr).
+
+    In-process because a second interpreter costs more than the analysis itself. nca's modules keep
+    their own reference to ``sys.stderr`` for warnings, so stderr is captured at the file descriptor.
+    """
+    from nca.nca_cli import nca_main
+
+    out = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as err_file:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(err_file.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(out):
+                try:
+                    rc = nca_main(args)
+                except SystemExit as e:  # argparse errors
+                    rc = e.code if isinstance(e.code, int) else 2
+        finally:
+            sys.stderr.flush()
+            if sys.__stderr__ is not None:
+                sys.__stderr__.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        err_file.seek(0)
+        err = err_file.read()
+    return int(rc or 0), out.getvalue(), err
+
+
 def analyse(policies: list[dict[str, Any]], tenants: Iterable[str] = ()) -> Connectivity:
     """Run nca over the synthetic cluster (+ ``tenants``) with ``policies``; raise NcaError on any failure."""
-    nca = nca_executable()
-    if nca is None:
+    if not nca_available():
         raise NcaError(
-            "the `nca` executable (network-config-analyzer, in requirements.txt) was not found next to "
-            f"{sys.executable} nor on PATH: run `pip install -r requirements.txt`"
+            "network-config-analyzer (package `nca`, in requirements.txt) is not installed in "
+            f"{sys.executable}: run `pip install -r requirements.txt`"
         )
     namespaces, pods = synthetic_cluster(tenants)
     with tempfile.TemporaryDirectory(prefix="sr1-nca-") as tmp:
@@ -240,27 +267,25 @@ def analyse(policies: list[dict[str, Any]], tenants: Iterable[str] = ()) -> Conn
         (d / "namespaces.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "NamespaceList", "items": namespaces}))
         (d / "pods.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "PodList", "items": pods}))
         (d / "policies.yaml").write_text(yaml.safe_dump_all([copy.deepcopy(p) for p in policies]) if policies else "")
-        cmd = nca_command(d / "policies.yaml", d / "pods.yaml", d / "namespaces.yaml", nca)
+        args = nca_args(d / "policies.yaml", d / "pods.yaml", d / "namespaces.yaml")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=d)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise NcaError(f"could not run {' '.join(cmd)}: {e}") from e
-    if proc.returncode != 0:
-        raise NcaError(
-            f"nca failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        )
-    summary = _SUMMARY.search(proc.stdout)
+            rc, stdout, stderr = run_nca(args)
+        except Exception as e:  # noqa: BLE001 - any crash inside nca is reported as nca's failure
+            raise NcaError(f"nca crashed: nca {' '.join(args)}: {e!r}") from e
+    if rc != 0:
+        raise NcaError(f"nca failed (exit {rc}): nca {' '.join(args)}\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    summary = _SUMMARY.search(stdout)
     if not summary or int(summary.group(2)) != len(namespaces):
         raise NcaError(
             f"nca did not load the synthetic cluster ({len(namespaces)} namespaces expected): "
-            f"{proc.stdout[:500]}\n{proc.stderr[-1000:]}"
+            f"{stdout[:500]}\n{stderr[-1000:]}"
         )
     pod_ids = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]
     return Connectivity(
-        pairs=parse_output(proc.stdout),
+        pairs=parse_output(stdout),
         namespaces=[ns["metadata"]["name"] for ns in namespaces],
         pods=pod_ids,
-        raw=proc.stdout,
+        raw=stdout,
     )
 
 
