@@ -160,9 +160,9 @@ def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
 
 
 def resource_name(manifest: dict[str, Any]) -> str:
-    """Pulumi resource name of one manifest: ``<namespace>-<name>``."""
+    """Pulumi resource name of one manifest: ``<namespace>-<name>`` (``cluster-<name>`` when cluster-scoped)."""
     md = manifest["metadata"]
-    return f"{md['namespace']}-{md['name']}"
+    return f"{md.get('namespace', 'cluster')}-{md['name']}"
 
 
 @dataclass

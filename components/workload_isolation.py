@@ -51,7 +51,7 @@ from components.config import (
     StackConfig,
 )
 from components.kyverno import with_ready_wait
-from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, trusted_namespaces
+from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, resource_name, trusted_namespaces
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
@@ -251,11 +251,6 @@ def build_all(settings: StackConfig) -> list[dict[str, Any]]:
         # `pulumi up` fails unless Kyverno reports the policy Ready, as for SR2's policy.
         out.append(with_ready_wait(admission))
     return out
-
-
-def resource_name(manifest: dict[str, Any]) -> str:
-    md = manifest["metadata"]
-    return f"{md.get('namespace', 'cluster')}-{md['name']}"
 
 
 # ---------------------------------------------------------------- Pulumi component
