@@ -149,13 +149,26 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def _plain(value: Any) -> Any:
-    """Strip Pulumi's wire wrappers (secrets, unknowns) into plain data."""
+    """Strip Pulumi's wire wrappers (secrets, unknowns) into plain data.
+
+    Copies only the dicts and lists that hold a wrapper (or a tuple): the rest is the engine's freshly
+    deserialised copy, recorded as is rather than duplicated (the CRD schemas are most of a render's data)."""
     if isinstance(value, dict):
         if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
             return _plain(value.get("value"))
-        return {k: _plain(v) for k, v in value.items()}
+        out: Optional[dict[str, Any]] = None
+        for k, v in value.items():
+            p = _plain(v)
+            if p is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = p
+        return value if out is None else out
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        items = [_plain(v) for v in value]
+        if isinstance(value, list) and all(p is v for p, v in zip(items, value, strict=True)):
+            return value
+        return items
     if value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown":
         return UNKNOWN
     return value
@@ -220,7 +233,8 @@ _LAST: list[_RecordingMonitor] = []
 
 
 def last_records() -> list[Registration]:
-    """What the most recent run registered, also when it raised."""
+    """What the most recent run registered before it raised (a run that returns hands its records to its
+    caller and keeps none)."""
     return list(_LAST[-1].records) if _LAST else []
 
 
@@ -252,11 +266,16 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     gc.disable()
     try:
         program()
+        # The engine's settings keep the monitor until the next run: it lets go of what it recorded (the
+        # caller's now) and of the states the mocks returned, so the caller alone decides how long they live.
+        records, monitor.records = monitor.records, []
+        monitor.resources.clear()
+        _LAST.clear()
     finally:
         if was_enabled:
             gc.enable()
         gc.collect()
-    return list(monitor.records)
+    return records
 
 
 def run_stack(
