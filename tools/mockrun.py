@@ -8,6 +8,8 @@ implicit dependencies, protect, retainOnDelete, provider).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import gc
 import json
 import pathlib
@@ -229,6 +231,16 @@ def _no_stack_trace() -> Any:
     return source_pb2.StackTrace()
 
 
+def _one_monitor_thread() -> None:
+    # The SDK sends each monitor call to the event loop's default executor (up to cores + 4 threads). The
+    # mock monitor is Python under the GIL, so the threads add no speed, but each gets its own malloc
+    # arena, holding the large CRD messages apart (several MiB of peak RSS): one thread does the same work.
+    loop = asyncio.get_event_loop()
+    if not getattr(loop, "_llm_platform_one_thread", False):
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mock-monitor"))
+        setattr(loop, "_llm_platform_one_thread", True)  # noqa: B010 (an attribute asyncio does not declare)
+
+
 _LAST: list[_RecordingMonitor] = []
 
 
@@ -264,6 +276,7 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     # paused for the run and runs once at the end, so the run's cyclic garbage is still freed.
     was_enabled = gc.isenabled()
     gc.disable()
+    _one_monitor_thread()
     try:
         program()
         # The engine's settings keep the monitor until the next run: it lets go of what it recorded (the
