@@ -10,7 +10,6 @@ left behind (kyverno/kyverno#16492), then the CRDs. See docs/decisions/0001-kyve
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import pathlib
 from dataclasses import dataclass, field
@@ -86,9 +85,11 @@ CRD_CACHE = CRD_DIR.parent / "crds.json"
 to :func:`crd_manifests_from_yaml`, regenerate with :func:`write_crd_cache`."""
 
 
-@functools.cache
 def crd_manifests() -> tuple[dict[str, Any], ...]:
-    """The chart's 22 CRDs, vendored byte-identical from kyverno v1.18.1 (see vendor/kyverno/README.md)."""
+    """The chart's 22 CRDs, vendored byte-identical from kyverno v1.18.1 (see vendor/kyverno/README.md).
+
+    Parsed on each call (tens of milliseconds), not cached: the parsed schemas are tens of MB of Python
+    objects, and a render needs them only while it registers the CRDs."""
     if CRD_CACHE.is_file():
         with CRD_CACHE.open(encoding="utf-8") as fh:
             return tuple(json.load(fh))

@@ -8,6 +8,9 @@ implicit dependencies, protect, retainOnDelete, provider).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import gc
 import json
 import pathlib
 import runpy
@@ -18,8 +21,10 @@ from typing import Any, Optional
 
 import pulumi
 import yaml
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource_runtime
+from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import settings as pulumi_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -148,13 +153,26 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def _plain(value: Any) -> Any:
-    """Strip Pulumi's wire wrappers (secrets, unknowns) into plain data."""
+    """Strip Pulumi's wire wrappers (secrets, unknowns) into plain data.
+
+    Copies only the dicts and lists that hold a wrapper (or a tuple): the rest is the engine's freshly
+    deserialised copy, recorded as is rather than duplicated (the CRD schemas are most of a render's data)."""
     if isinstance(value, dict):
         if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
             return _plain(value.get("value"))
-        return {k: _plain(v) for k, v in value.items()}
+        out: Optional[dict[str, Any]] = None
+        for k, v in value.items():
+            p = _plain(v)
+            if p is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = p
+        return value if out is None else out
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        items = [_plain(v) for v in value]
+        if isinstance(value, list) and all(p is v for p, v in zip(items, value, strict=True)):
+            return value
+        return items
     if value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown":
         return UNKNOWN
     return value
@@ -207,6 +225,22 @@ def _fresh_engine() -> None:
     # the mock monitor records none of it, and at 1,000 tenants the walk is most of the run.
     if hasattr(pulumi_resource_runtime, "_get_stack_trace"):
         pulumi_resource_runtime._get_stack_trace = _no_stack_trace
+    # In `up` mode the SDK fills every output the engine did not return from the resource's serialised
+    # inputs: deserialised and translated into output types once more. For :data:`SMALL_OUTPUTS` (the CRD
+    # schemas, never read as outputs) the mocks return only what identifies the object on purpose; the
+    # recorder has the inputs already. Guarded by type: every other resource resolves as the SDK does.
+    if not getattr(pulumi_rpc.resolve_outputs, "_small_outputs_only", False):
+        pulumi_rpc.resolve_outputs = _small_outputs_only(pulumi_rpc.resolve_outputs)
+
+
+def _small_outputs_only(resolve_outputs: Any) -> Any:
+    def wrapper(res: Any, serialized_props: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(res, "_type", None) in SMALL_OUTPUTS:
+            serialized_props = struct_pb2.Struct()
+        return resolve_outputs(res, serialized_props, *args, **kwargs)
+
+    wrapper._small_outputs_only = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _no_stack_trace() -> Any:
@@ -215,11 +249,22 @@ def _no_stack_trace() -> Any:
     return source_pb2.StackTrace()
 
 
+def _one_monitor_thread() -> None:
+    # The SDK sends each monitor call to the event loop's default executor (up to cores + 4 threads). The
+    # mock monitor is Python under the GIL, so the threads add no speed, but each gets its own malloc
+    # arena, holding the large CRD messages apart (several MiB of peak RSS): one thread does the same work.
+    loop = asyncio.get_event_loop()
+    if not getattr(loop, "_llm_platform_one_thread", False):
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mock-monitor"))
+        setattr(loop, "_llm_platform_one_thread", True)  # noqa: B010 (an attribute asyncio does not declare)
+
+
 _LAST: list[_RecordingMonitor] = []
 
 
 def last_records() -> list[Registration]:
-    """What the most recent run registered, also when it raised."""
+    """What the most recent run registered before it raised (a run that returns hands its records to its
+    caller and keeps none)."""
     return list(_LAST[-1].records) if _LAST else []
 
 
@@ -243,8 +288,29 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     def program():
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
-    program()
-    return list(monitor.records)
+    # The run builds a few million long-lived objects (the CRD schemas as Inputs, protobuf Structs and
+    # recorded dicts) while the SDK allocates asyncio tasks and Outputs by the thousand: the cyclic
+    # collector's full passes kept re-walking the whole heap as it grew (a third of a render). It is
+    # paused for the run and runs once at the end, so the run's cyclic garbage is still freed. What existed
+    # before the run is set aside (frozen) for that pass, which walks only what the run allocated; it joins
+    # the oldest generation again afterwards.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    _one_monitor_thread()
+    try:
+        program()
+        # The engine's settings keep the monitor until the next run: it lets go of what it recorded (the
+        # caller's now) and of the states the mocks returned, so the caller alone decides how long they live.
+        records, monitor.records = monitor.records, []
+        monitor.resources.clear()
+        _LAST.clear()
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+        gc.unfreeze()
+    return records
 
 
 def run_stack(

@@ -150,6 +150,10 @@ def render(
     try:
         counts = write(records, tmp)
         policies = kubernetes_objects(records, ("NetworkPolicy",))
+        guardrail_objects = kubernetes_objects(records, ("ClusterPolicy", "PolicyException"))
+        # Written: the CRD schemas in the records are most of the render's data, and nca's import comes next.
+        # (Records a caller passed in stay the caller's.)
+        del records
         if policies:
             from tools.matrix import write_matrix
 
@@ -159,7 +163,7 @@ def render(
             write_matrix(policies, list(settings.tenants), tmp)
         from tools.guardrail_report import write_report
 
-        write_report(stack, kubernetes_objects(records, ("ClusterPolicy", "PolicyException")), tmp)
+        write_report(stack, guardrail_objects, tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
