@@ -268,12 +268,13 @@ def last_records() -> list[Registration]:
     return list(_LAST[-1].records) if _LAST else []
 
 
-def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Registration]:
+def run(stack: str, config: dict[str, str], preview: bool = False, collect: bool = True) -> list[Registration]:
     """Run __main__.py under mocks for `stack` with raw `config`; return what it registered.
 
     ``preview=True`` runs it as ``pulumi preview`` of a brand-new stack: every id and computed
     output (cluster endpoint, CA, DNS endpoint, service account email, hence the provider's
-    kubeconfig) is unknown; recorded inputs show them as :data:`UNKNOWN`.
+    kubeconfig) is unknown; recorded inputs show them as :data:`UNKNOWN`. ``collect=False`` skips the
+    full garbage collection at the end (for one-shot processes such as the render).
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -308,7 +309,8 @@ def run(stack: str, config: dict[str, str], preview: bool = False) -> list[Regis
     finally:
         if was_enabled:
             gc.enable()
-        gc.collect()
+        if collect:
+            gc.collect()
         gc.unfreeze()
     return records
 
