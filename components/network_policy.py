@@ -75,8 +75,10 @@ API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
 
 
-def _ns_peer(namespace: str) -> dict[str, Any]:
+def ns_peer(namespace: str) -> dict[str, Any]:
+    """A peer selecting a namespace by its immutable name label (never a label a tenant can set)."""
     return {"namespaceSelector": {"matchLabels": {NAME_LABEL: namespace}}}
+
 
 
 def _pod_peer(client: InNamespaceClient) -> dict[str, Any]:
@@ -88,8 +90,10 @@ def _pod_peer(client: InNamespaceClient) -> dict[str, Any]:
     return {"podSelector": {"matchExpressions": [expr]}}
 
 
-def _ports(ports: Iterable[int]) -> list[dict[str, Any]]:
-    return [{"protocol": "TCP", "port": p} for p in ports]
+def ports_of(ports: Iterable[int], protocols: tuple[str, ...] = ("TCP",)) -> list[dict[str, Any]]:
+    """NetworkPolicy port entries: every port, for each protocol."""
+    return [{"protocol": proto, "port": p} for p in ports for proto in protocols]
+
 
 
 def _unique(values: Iterable[str]) -> list[str]:
@@ -112,20 +116,36 @@ def _rule(peers: list[dict[str, Any]], ports: Optional[list[int]]) -> Optional[d
     if ports is not None:
         if not ports:
             return None
-        rule["ports"] = _ports(ports)
+        rule["ports"] = ports_of(ports)
     return rule
 
 
-def _policy(namespace: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = {"podSelector": {}, "policyTypes": ["Ingress"]}
-    if rules:
-        spec["ingress"] = rules
+def network_policy(
+    namespace: str,
+    name: str,
+    policy_types: list[str],
+    *,
+    ingress: Optional[list[dict[str, Any]]] = None,
+    egress: Optional[list[dict[str, Any]]] = None,
+    pod_selector: Optional[dict[str, Any]] = None,
+    labels: Optional[dict[str, str]] = None,
+) -> dict[str, Any]:
+    """One NetworkPolicy manifest (SR1's and workload isolation's): the one place its shape is built."""
+    spec: dict[str, Any] = {"podSelector": pod_selector or {}, "policyTypes": policy_types}
+    if ingress:
+        spec["ingress"] = ingress
+    if egress:
+        spec["egress"] = egress
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or LABELS)},
         "spec": spec,
     }
+
+
+def _policy(namespace: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return network_policy(namespace, name, ["Ingress"], ingress=rules)
 
 
 def _allow(namespace: str, name: str, rule: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,7 +166,7 @@ def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
     for ns in cfg.protected_namespaces:
         ports = None if cfg.ports is None else list(cfg.ports[ns])
         out.append(_policy(ns, "default-deny-ingress", []))
-        out += _allow(ns, "allow-platform-namespaces", _rule([_ns_peer(s) for s in trusted if s != ns], ports))
+        out += _allow(ns, "allow-platform-namespaces", _rule([ns_peer(s) for s in trusted if s != ns], ports))
         out += _allow(ns, "allow-in-namespace-clients", _rule([_pod_peer(c) for c in cfg.in_namespace_clients], ports))
         if ns in cfg.intra_namespace:
             # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.
@@ -155,7 +175,7 @@ def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
         if cfg.webhook_ports.get(ns):
             # The API server reaches admission webhooks through the Konnectivity agents in
             # kube-system (GKE, AKS): only those ports, never the model servers.
-            out += _allow(ns, "allow-api-server-webhooks", _rule([_ns_peer(KUBE_SYSTEM)], list(cfg.webhook_ports[ns])))
+            out += _allow(ns, "allow-api-server-webhooks", _rule([ns_peer(KUBE_SYSTEM)], list(cfg.webhook_ports[ns])))
     return out
 
 

@@ -51,7 +51,14 @@ from components.config import (
     StackConfig,
 )
 from components.kyverno import with_ready_wait
-from components.network_policy import API_VERSION, KIND, KUBE_SYSTEM, NAME_LABEL, resource_name, trusted_namespaces
+from components.network_policy import (
+    KUBE_SYSTEM,
+    network_policy,
+    ns_peer,
+    ports_of,
+    resource_name,
+    trusted_namespaces,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
@@ -76,32 +83,16 @@ LABELS = {
 }
 
 
-def _ns_peer(namespace: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {NAME_LABEL: namespace}}}
-
-
-def _ports(ports: list[int], protocols: tuple[str, ...] = ("TCP",)) -> list[dict[str, Any]]:
-    return [{"protocol": proto, "port": p} for p in ports for proto in protocols]
-
-
 def _policy(namespace: str, name: str, policy_types: list[str], egress: Optional[list[dict]] = None,
             pod_selector: Optional[dict] = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"podSelector": pod_selector or {}, "policyTypes": policy_types}
-    if egress:
-        spec["egress"] = egress
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
-        "spec": spec,
-    }
+    return network_policy(namespace, name, policy_types, egress=egress, pod_selector=pod_selector, labels=LABELS)
 
 
 def dns_rules(dns: ClusterDns) -> list[dict[str, Any]]:
     """Egress rules for name resolution: kube-dns always, NodeLocal DNSCache / Cloud DNS when configured."""
-    dns_ports = _ports([53], ("UDP", "TCP"))
+    dns_ports = ports_of([53], ("UDP", "TCP"))
     rules = [{
-        "to": [{**_ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
+        "to": [{**ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
         "ports": dns_ports,
     }]
     if dns.node_local_dns_cache:
@@ -123,10 +114,10 @@ def build_agent_policies(cfg: AgentIsolationConfig, dns: ClusterDns) -> list[dic
         out.append(_policy(ns, "agent-default-deny", ["Ingress", "Egress"]))
         out.append(_policy(ns, "agent-allow-dns", ["Egress"], dns_rules(dns)))
         out.append(_policy(ns, "agent-allow-model-gateway", ["Egress"], [
-            {"to": [_ns_peer(g.namespace)], "ports": _ports(list(g.ports))} for g in cfg.model_gateways
+            {"to": [ns_peer(g.namespace)], "ports": ports_of(list(g.ports))} for g in cfg.model_gateways
         ]))
         out.append(_policy(ns, "agent-allow-telemetry", ["Egress"], [
-            {"to": [_ns_peer(cfg.telemetry_namespace)], "ports": _ports(list(cfg.telemetry_ports))}
+            {"to": [ns_peer(cfg.telemetry_namespace)], "ports": ports_of(list(cfg.telemetry_ports))}
         ]))
     return out
 
@@ -177,8 +168,8 @@ def build_serving_egress_policies(
         out.append(_policy(ns, "default-deny-egress", ["Egress"]))
         out.append(_policy(ns, "allow-dns-egress", ["Egress"], dns_rules(dns)))
         out.append(_policy(ns, "allow-metadata-server-egress", ["Egress"], [
-            {"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": _ports([80])},
-            {"to": [{"ipBlock": {"cidr": GKE_METADATA_SERVER}}], "ports": _ports([988])},
+            {"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": ports_of([80])},
+            {"to": [{"ipBlock": {"cidr": GKE_METADATA_SERVER}}], "ports": ports_of([988])},
         ]))
         out.append(_policy(ns, "allow-in-namespace-egress", ["Egress"], [{"to": [{"podSelector": {}}]}]))
         # Platform clients of this namespace (gateway proxy, pickers: `networkPolicy.inNamespaceClients`)
@@ -187,9 +178,9 @@ def build_serving_egress_policies(
         targets = [p for p in np.protected_namespaces if p != ns and ns in trusted]
         rules = []
         for p in targets:
-            rule: dict[str, Any] = {"to": [_ns_peer(p)]}
+            rule: dict[str, Any] = {"to": [ns_peer(p)]}
             if np.ports is not None:
-                rule["ports"] = _ports(list(np.ports[p]))
+                rule["ports"] = ports_of(list(np.ports[p]))
             rules.append(rule)
         if rules:
             for client in np.in_namespace_clients:
@@ -199,7 +190,7 @@ def build_serving_egress_policies(
             out += [api_server_policy(ns, client, api_cidrs) for client in se.api_server_clients]
         if se.model_hub_egress == "internet-443":
             out.append(_policy(ns, "allow-model-hub-egress", ["Egress"], [
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": _ports([443])}
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": ports_of([443])}
             ]))
         elif se.model_hub_egress == "fqdn":
             out.append(fqdn_policy(ns, list(se.model_hub_fqdns)))
@@ -209,7 +200,7 @@ def build_serving_egress_policies(
 def api_server_policy(namespace: str, client: InNamespaceClient, cidrs: list[str]) -> dict[str, Any]:
     """``allow-api-server-egress-<client>``: the client's pods to the API server endpoint(s) on 443."""
     return _policy(namespace, f"allow-api-server-egress-{client.name}", ["Egress"], [
-        {"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": _ports([443])}
+        {"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports_of([443])}
     ], pod_selector=_client_selector(client))
 
 
