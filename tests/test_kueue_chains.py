@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -53,6 +52,7 @@ from tests.kueue_objects import (  # noqa: E402
     trainjob,
 )
 from tests.kyverno_chart import chart_dir  # noqa: E402
+from tests.reference_platform import reference_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TrustedControllers()
@@ -60,13 +60,6 @@ TENANT = "alice@example.com"
 NS_LABELS = {"team-a": {kueue_policy.KUEUE_MANAGED_LABEL: "true"},
              "team-b": {kueue_policy.KUEUE_MANAGED_LABEL: "true"}}
 GATE = kueue_policy.ADMISSION_GATE
-
-
-def _dir(env: str, default: Path, what: str) -> Path:
-    path = Path(os.environ.get(env) or default)
-    if not path.is_dir():
-        pytest.skip(f"{what} not found at {path}: set {env} (default {default})")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +304,7 @@ def test_bare_replicaset_cannot_run_unlabelled_gpu_pods(policy, resource_filters
 # ------------------------------------------------------ reference platform
 
 def _reference() -> Path:
-    return _dir("REFERENCE_PLATFORM_DIR", ROOT.parent / "shared" / "reference-platform", "reference platform")
+    return reference_dir("workloads")
 
 
 def _docs(folder: Path) -> list[dict]:

@@ -8,7 +8,6 @@ nothing here hard-codes what nca "would" say.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -31,6 +30,7 @@ from components.network_policy import (  # noqa: E402
     build_policies,
     resource_name,
 )
+from tests.reference_platform import reference_dir  # noqa: E402
 from tools import matrix, nca, platform_model  # noqa: E402
 
 needs_nca = pytest.mark.skipif(
@@ -384,14 +384,7 @@ def test_many_tenants_are_all_denied():
 
 
 def _reference_dir() -> Path:
-    value = os.environ.get("REFERENCE_PLATFORM_DIR")
-    path = Path(value) if value else ROOT.parent / "shared" / "reference-platform"
-    if not (path / "serving").is_dir():
-        pytest.skip(
-            f"reference platform manifests not found at {path}: set REFERENCE_PLATFORM_DIR to a checkout of "
-            "github.com/ahmedwaleedmalik/k8s-llm-inference-platform (commit 441dd0a)"
-        )
-    return path
+    return reference_dir("serving")
 
 
 def _deployments(ref: Path) -> list[tuple[str, dict]]:

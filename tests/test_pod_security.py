@@ -2,8 +2,6 @@
 the platform's own tenant workloads admitted, and the offline checker matching upstream PSA v1.33."""
 
 import copy
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -13,6 +11,7 @@ import yaml
 
 from components import config
 from components.tenants import pod_security_labels, tenant_metadata
+from tests import reference_platform
 from tools import mockrun, pod_security
 from tools.pod_security import admit, check_object, check_pod_spec
 
@@ -205,13 +204,7 @@ def test_kinds_without_a_pod_spec_are_not_evaluated():
 
 
 def reference_dir():
-    path = pathlib.Path(os.environ.get("REFERENCE_PLATFORM_DIR", ROOT.parent / "shared" / "reference-platform"))
-    if not (path / "workloads").is_dir():
-        pytest.skip(
-            f"reference platform manifests not found at {path}: set REFERENCE_PLATFORM_DIR to a checkout of "
-            "github.com/ahmedwaleedmalik/k8s-llm-inference-platform (commit 441dd0a) or place it at ../shared/reference-platform"
-        )
-    return path
+    return reference_platform.reference_dir("workloads")
 
 
 def reference_workloads():
