@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     py = sys.executable
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
+    # Renders are written under build/, where `make synth` writes them: the file system the user's render
+    # lands on, not the system temp directory (whose file creation costs can differ by an order of magnitude).
+    build = ROOT / "build"
+    build.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=build) as tmp_name:
         tmp = pathlib.Path(tmp_name)
         modules = imported_modules(args.stack, tmp / "probe")
         floor = tmp / "floor.py"
