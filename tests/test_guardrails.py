@@ -624,3 +624,27 @@ def test_egress_lockdown_node_local_dns_by_nca():
     assert list(external) == ["169.254.20.10"], f"only the NodeLocal DNSCache address: {external}"
     allowed = external["169.254.20.10"]
     assert allowed.tcp == ((53, 53),) and allowed.allows(53, "UDP"), allowed
+
+
+@pytest.mark.parametrize("namespace, patterns, matches", [
+    ("team-0999", [f"team-{i:04d}" for i in range(1000)], True),
+    ("team-1000", [f"team-{i:04d}" for i in range(1000)], False),
+    ("team-x", ["serving", "team-*"], True),
+    ("teams", ["serving", "team-*"], False),
+    ("team-7", ["team-?"], True),
+    ("team.x", ["team?x"], True),
+    # go-wildcard, as Kyverno uses it, has no character classes: `[` is literal.
+    ("team-b", ["team-[ab]"], False),
+    ("team-[ab]", ["team-[ab]"], True),
+    ("team-a", ["te*-a", "nothing"], True),
+    ("serving", ["serving"], True),
+    ("serving-x", ["serving"], False),
+])
+def test_namespace_match_is_kyvernos_wildcard_match(namespace, patterns, matches):
+    """A rule scoped by `namespaces` (every tenant by name, or a wildcard) applies exactly where Kyverno's
+    wildcard match (`*`, `?`) says, whether the name is looked up directly or tried pattern by pattern."""
+    rule = {"match": {"any": [{"resources": {"kinds": ["Pod"], "namespaces": patterns}}]}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace}}
+    assert ge.rule_applies(rule, pod, "CREATE", {}) is matches, (
+        f"rule scoped to {patterns[:3]}...: Pod in {namespace} must {'' if matches else 'not '}match"
+    )

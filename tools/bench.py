@@ -1,12 +1,12 @@
 """Benchmark the offline render: `make bench [STACK=prod] [RUNS=5]`.
 
-Measures, each in a fresh interpreter, `RUNS` times:
+Measures, each in a fresh interpreter, `RUNS` times, the cases interleaved:
   render        python -m tools.render --stack STACK   (the whole `make synth`)
   import floor  importing exactly the modules a render imports, and doing nothing else
   1,000 tenants the same render with 1,000 tenant namespaces in the config
-and prints min/median/max wall time, the render / import-floor ratio, peak RSS per case
-(from the child's own rusage), and the NetworkPolicy count at 1 and 1,000 tenants.
-Speed and memory are measured here, never asserted in tests.
+and prints min/median/max wall time, median user and system CPU and peak RSS per case (from the
+child's own rusage), the render / import-floor ratio, and the NetworkPolicy count at 1 and 1,000
+tenants. Speed and memory are measured here, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ print(json.dumps([m for m in sys.modules if not m.startswith(("tools", "componen
 class Sample:
     seconds: float
     max_rss_kib: int
+    user: float
+    system: float
 
 
 def timed(argv: list[str]) -> Sample:
@@ -54,7 +56,7 @@ def timed(argv: list[str]) -> Sample:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{err}")
-    return Sample(elapsed, usage.ru_maxrss)  # KiB on Linux
+    return Sample(elapsed, usage.ru_maxrss, usage.ru_utime, usage.ru_stime)  # KiB on Linux
 
 
 def imported_modules(stack: str, out: pathlib.Path) -> list[str]:
@@ -66,11 +68,13 @@ def imported_modules(stack: str, out: pathlib.Path) -> list[str]:
 
 def floor_script(modules: list[str]) -> str:
     """A program that imports `modules` and nothing else (failures to import are skipped, as the render's were lazy)."""
+    # Frozen at the end, as the render freezes its heap: the floor's exit then skips walking it too.
     return (
-        "import importlib\n"
+        "import gc, importlib\n"
         f"for m in {modules!r}:\n"
         "    try:\n        importlib.import_module(m)\n"
         "    except Exception:\n        pass\n"
+        "gc.freeze()\n"
     )
 
 
@@ -98,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     py = sys.executable
-    # Renders are written under build/, where `make synth` writes them: the file system the user's render
-    # lands on, not the system temp directory (whose file creation costs can differ by an order of magnitude).
+    # Under build/, where `make synth` writes. Every run writes a new directory and nothing is deleted until
+    # all runs are done: on ext4 without a journal, files created within 60-300 s after many were deleted
+    # in the same block group cost a scan past each recently deleted inode (fs/ext4/ialloc.c,
+    # recently_deleted), so re-rendering into one directory would measure the previous run's deletions.
     build = ROOT / "build"
     build.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=build) as tmp_name:
@@ -109,23 +115,29 @@ def main(argv: list[str] | None = None) -> int:
         floor.write_text(floor_script(modules), encoding="utf-8")
         one = stack_file_with_tenants(args.stack, 1, tmp)
         thousand = stack_file_with_tenants(args.stack, 1000, tmp)
+        render = [py, "-m", "tools.render", "--stack", args.stack]
         cases = {
-            "import floor": [py, str(floor)],
-            "render": [py, "-m", "tools.render", "--stack", args.stack, "--out", str(tmp / "r")],
-            "render, 1 tenant": [py, "-m", "tools.render", "--stack", args.stack, "--stack-file", str(one),
-                                 "--out", str(tmp / "r1")],
-            "render, 1,000 tenants": [py, "-m", "tools.render", "--stack", args.stack, "--stack-file",
-                                      str(thousand), "--out", str(tmp / "r1000")],
+            "import floor": lambda run: [py, str(floor)],
+            "render": lambda run: [*render, "--out", str(tmp / f"r-{run}")],
+            "render, 1 tenant": lambda run: [*render, "--stack-file", str(one), "--out", str(tmp / f"r1-{run}")],
+            "render, 1,000 tenants": lambda run: [*render, "--stack-file", str(thousand),
+                                                  "--out", str(tmp / f"r1000-{run}")],
         }
-        results = {name: [timed(cmd) for _ in range(args.runs)] for name, cmd in cases.items()}
-        policies_1 = network_policy_count(tmp / "r1")
-        policies_1000 = network_policy_count(tmp / "r1000")
+        results: dict[str, list[Sample]] = {name: [] for name in cases}
+        # Interleaved, so a slow spell of the machine falls on every case alike.
+        for run in range(args.runs):
+            for name, argv_of in cases.items():
+                results[name].append(timed(argv_of(run)))
+        policies_1 = network_policy_count(tmp / "r1-0")
+        policies_1000 = network_policy_count(tmp / "r1000-0")
 
     print(f"stack {args.stack}, {args.runs} runs each, {len(modules)} modules in the import floor\n")
-    print(f"{'case':<24} {'min s':>7} {'median s':>9} {'max s':>7} {'peak RSS MiB':>13}")
+    print(f"{'case':<24} {'min s':>7} {'median s':>9} {'max s':>7} {'user s':>7} {'sys s':>6} {'peak RSS MiB':>13}")
     for name, samples in results.items():
         lo, med, hi, rss = stats(samples)
-        print(f"{name:<24} {lo:>7.2f} {med:>9.2f} {hi:>7.2f} {rss / 1024:>13.1f}")
+        user = statistics.median(s.user for s in samples)
+        system = statistics.median(s.system for s in samples)
+        print(f"{name:<24} {lo:>7.2f} {med:>9.2f} {hi:>7.2f} {user:>7.2f} {system:>6.2f} {rss / 1024:>13.1f}")
     floor_med = stats(results["import floor"])[1]
     render_med = stats(results["render"])[1]
     r1 = stats(results["render, 1 tenant"])[1]

@@ -48,7 +48,7 @@ messageExpression, no generate, no exceptions).
 from __future__ import annotations
 
 import copy
-import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,6 +323,25 @@ def _namespace_labels(namespace: str, ns_labels: dict) -> dict[str, str]:
     return {**ns_labels.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
 
 
+@functools.lru_cache(maxsize=1024)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    # Kyverno's wildcard.Match (ext/wildcard, github.com/IGLOU-EU/go-wildcard v1): `*` is any run of
+    # characters, `?` exactly one, everything else (`[` included) is literal.
+    return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _wildcards(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(_wildcard(p) for p in patterns if "*" in p or "?" in p)
+
+
+def _name_matches(value: str, patterns: list[str]) -> bool:
+    """Kyverno's wildcard match of `value` against any of `patterns`. A pattern without a wildcard matches
+    only itself, so exact names are looked up at once and only the wildcard patterns are tried one by one
+    (a guardrail lists every tenant namespace by name)."""
+    return value in patterns or any(w.fullmatch(value) for w in _wildcards(tuple(patterns)))
+
+
 def _filter_matches(flt: dict, resource: dict, operation: str, ns_labels: dict,
                     subresource: str = "") -> bool:
     desc = flt["resources"]
@@ -332,9 +351,9 @@ def _filter_matches(flt: dict, resource: dict, operation: str, ns_labels: dict,
         namespace = meta.get("name", "")
     if "kinds" in desc and not any(_kind_matches(k, resource, subresource) for k in desc["kinds"]):
         return False
-    if "names" in desc and not any(fnmatch.fnmatchcase(meta.get("name", ""), n) for n in desc["names"]):
+    if "names" in desc and not _name_matches(meta.get("name", ""), desc["names"]):
         return False
-    if "namespaces" in desc and not any(fnmatch.fnmatchcase(namespace, n) for n in desc["namespaces"]):
+    if "namespaces" in desc and not _name_matches(namespace, desc["namespaces"]):
         return False
     if "namespaceSelector" in desc and not selector_matches(desc["namespaceSelector"] or {},
                                                             _namespace_labels(namespace, ns_labels)):
@@ -371,7 +390,7 @@ def exception_applies(exc: dict, policy: str, rule: str, resource: dict, operati
     spec = exc["spec"]
     _check_keys(spec, {"exceptions", "match", "background"}, "PolicyException.spec")
     named = any(e["policyName"] == policy and
-                any(fnmatch.fnmatchcase(rule, r) for r in e.get("ruleNames", []))
+                _name_matches(rule, e.get("ruleNames", []))
                 for e in spec["exceptions"])
     return named and _block_matches(spec["match"], resource, operation, ns_labels, subresource)
 

@@ -1,0 +1,68 @@
+"""The mock engine (tools/mockrun.py) answers as the SDK's own mock monitor would: what the program reads
+back as outputs must not depend on the shortcuts the recording monitor takes for speed (echoing the
+request's wire form), and what it records must keep what the program asked for, unknowns included."""
+
+import asyncio
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+from pulumi.runtime import mocks as pulumi_mocks
+
+from tools import mockrun
+
+LABELS = {"a": "1", "pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def _unknown() -> pulumi.Output:
+    loop = asyncio.get_event_loop()
+    known, value = loop.create_future(), loop.create_future()
+    known.set_result(False)
+    value.set_result(None)
+    return pulumi.Output(set(), value, known)
+
+
+def _program() -> dict[str, pulumi.Output]:
+    ns = k8s.core.v1.Namespace("echo", metadata={"name": "echo", "labels": LABELS})
+    partly_unknown = k8s.core.v1.Namespace("unknown", metadata={"name": "unknown", "labels": {"team": _unknown()}})
+    account = gcp.serviceaccount.Account("nodes", account_id="llm-nodes", display_name="nodes")
+    return {
+        "echo.metadata": ns.metadata,
+        "echo.kind": ns.kind,
+        "unknown.metadata": partly_unknown.metadata,
+        "account.email": account.email,
+        "account.display_name": account.display_name,
+    }
+
+
+def _outputs(monitor_class) -> tuple[dict, object]:
+    """Run `_program` with :class:`mockrun.Mocks` behind `monitor_class`; its resolved outputs and the monitor."""
+    mocks = mockrun.Mocks()
+    monitor = monitor_class(mocks)
+    mockrun._fresh_engine()
+    pulumi.runtime.set_mocks(mocks, project=mockrun.PROJECT, stack="unit", monitor=monitor)
+    got: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        outs = _program()
+        return pulumi.Output.all(*outs.values()).apply(lambda values: got.update(zip(outs, values, strict=True)))
+
+    program()
+    return got, monitor
+
+
+def test_recording_monitor_gives_the_program_what_the_sdk_monitor_gives():
+    ours, monitor = _outputs(mockrun._RecordingMonitor)
+    sdk, _ = _outputs(pulumi_mocks.MockMonitor)
+    assert ours == sdk, f"outputs differ from the SDK's mock monitor:\n ours {ours}\n sdk  {sdk}"
+    assert ours["echo.metadata"] == {"name": "echo", "labels": LABELS}, f"Namespace echo: outputs {ours}"
+    assert ours["account.email"] == mockrun.MOCK_OUTPUTS["gcp:serviceaccount/account:Account"]["email"], (
+        "Account nodes: email must come from MOCK_OUTPUTS"
+    )
+    assert ours["account.display_name"] == "nodes", "Account nodes: its inputs stay outputs next to MOCK_OUTPUTS"
+    records = {r.name: r for r in monitor.records}
+    assert records["echo"].inputs["metadata"] == {"name": "echo", "labels": LABELS}, records["echo"].inputs
+    assert records["unknown"].inputs["metadata"]["labels"]["team"] == mockrun.UNKNOWN, (
+        f"Namespace unknown: an unknown input must be recorded as {mockrun.UNKNOWN}, got {records['unknown'].inputs}"
+    )
