@@ -1,5 +1,6 @@
 """Offline render (`make synth`): complete, deterministic, and all-or-nothing on bad config."""
 
+import gc
 import json
 import subprocess
 import sys
@@ -130,7 +131,10 @@ def test_render_refuses_what_the_strict_model_refuses(tmp_path, capsys):
     cfg["config"]["llm-platform:cluster"]["cloudNat"] = False
     stack_file.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
+    frozen = gc.get_freeze_count()
     result = synth_here(capsys, "nonat", out, "--stack-file", str(stack_file))
+    # Only the `make synth` command (one-shot) leaves the run's heap frozen; an in-process render must not.
+    assert gc.get_freeze_count() == frozen, "render.main in a process that goes on left the mock run's heap frozen"
     assert result.returncode == 1, result.stdout + result.stderr
     assert "would be refused" in result.stderr and "[egress]" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

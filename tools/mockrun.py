@@ -289,14 +289,15 @@ def last_records() -> list[Registration]:
     return list(_LAST[-1].records) if _LAST else []
 
 
-def run(stack: str, config: dict[str, str], preview: bool = False, collect: bool = True) -> list[Registration]:
+def run(stack: str, config: dict[str, str], preview: bool = False, one_shot: bool = False) -> list[Registration]:
     """Run __main__.py under mocks for `stack` with raw `config`; return what it registered.
 
     ``preview=True`` runs it as ``pulumi preview`` of a brand-new stack: every id and computed
     output (cluster endpoint, CA, DNS endpoint, service account email, hence the provider's
-    kubeconfig) is unknown; recorded inputs show them as :data:`UNKNOWN`. ``collect=False`` (one-shot
-    processes such as the render) skips the full garbage collection at the end and leaves everything the
-    run allocated frozen: later collections never walk it again.
+    kubeconfig) is unknown; recorded inputs show them as :data:`UNKNOWN`. ``one_shot=True`` is for a process
+    that exits soon after (the `make synth` command): the full garbage collection at the end is skipped and
+    everything the run allocated stays frozen, so later collections never walk it again (nor does the
+    interpreter's exit). A process that goes on (the tests) must leave it False.
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -331,7 +332,7 @@ def run(stack: str, config: dict[str, str], preview: bool = False, collect: bool
     finally:
         if was_enabled:
             gc.enable()
-        if collect:
+        if not one_shot:
             gc.collect()
             gc.unfreeze()
         else:
