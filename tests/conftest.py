@@ -38,8 +38,9 @@ def rendered(tmp_path_factory, program_run) -> Callable[[str], tuple[pathlib.Pat
     def get(stack: str) -> tuple[pathlib.Path, str]:
         if stack not in cache:
             out = tmp_path_factory.mktemp(f"render-{stack}") / stack
-            counts = render.render(stack, out, records=program_run(stack))
-            stdout = render.summary(stack, out, counts) + "\n" + render.guardrails_summary(out) + "\n"
+            rendered = render.render(stack, out, records=program_run(stack))
+            stdout = (render.summary(stack, out, rendered.counts) + "\n"
+                      + render.guardrails_summary(rendered.guardrails, out) + "\n")
             cache[stack] = (out, stdout)
         return cache[stack]
 

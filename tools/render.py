@@ -22,6 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -58,22 +59,26 @@ def _dump_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def kubernetes_objects(records: list[mockrun.Registration], kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Every Kubernetes object the stack applies (only those of `kinds`, when given), as plain manifests."""
-    return [
-        _normalise(r.inputs)
-        for r in records
-        if r.is_kubernetes_object and (not kinds or r.inputs["kind"] in kinds)
-    ]
+def of_kinds(objects: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] in kinds]
 
 
 def _short_urn(urn: str) -> str:
     return urn.split("::")[-2].split("$")[-1] + "::" + urn.split("::")[-1] if urn else ""
 
 
-def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, int]:
-    """Write the render for `records` under `out`; return counts per type."""
+@dataclass
+class Written:
+    counts: dict[str, int]
+    """Resources per type."""
+    objects: list[dict[str, Any]]
+    """Every Kubernetes object written, as applied (plain manifests, in registration order)."""
+
+
+def write(records: list[mockrun.Registration], out: pathlib.Path) -> Written:
+    """Write the render for `records` under `out`."""
     counts: dict[str, int] = collections.Counter()
+    objects: list[dict[str, Any]] = []
     k8s_dir, cloud_dir = out / "k8s", out / "cloud"
     k8s_dir.mkdir(parents=True)
     cloud_dir.mkdir(parents=True)
@@ -81,6 +86,7 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
         counts[rec.type] += 1
         if rec.is_kubernetes_object:
             obj = _normalise(rec.inputs)
+            objects.append(obj)
             meta = obj.get("metadata", {})
             fname = ".".join(_safe(p) for p in (obj["kind"], meta.get("namespace", "_cluster"), meta.get("name", rec.name)))
             # A *Patch resource owns only the fields it names, on an object someone else created.
@@ -102,7 +108,7 @@ def write(records: list[mockrun.Registration], out: pathlib.Path) -> dict[str, i
             }
             path = cloud_dir / f"{_safe(rec.type)}.{_safe(rec.name)}.yaml"
             path.write_text(_dump(doc), encoding="utf-8")
-    return dict(counts)
+    return Written(dict(counts), objects)
 
 
 class StrictModelError(Exception):
@@ -130,7 +136,7 @@ def render(
     stack_file: pathlib.Path | None = None,
     records: list[mockrun.Registration] | None = None,
     one_shot: bool = False,
-) -> dict[str, int]:
+) -> Rendered:
     """Render `stack` into `out` (replaced only when the whole render succeeded).
 
     ``records``: what a mock run of the same stack config already registered (the tests share one run).
@@ -150,12 +156,13 @@ def render(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        counts = write(records, tmp)
-        policies = kubernetes_objects(records, ("NetworkPolicy",))
-        guardrail_objects = kubernetes_objects(records, ("ClusterPolicy", "PolicyException"))
+        written = write(records, tmp)
+        policies = of_kinds(written.objects, "NetworkPolicy")
+        guardrail_objects = of_kinds(written.objects, "ClusterPolicy", "PolicyException")
         # Written: the CRD schemas in the records are most of the render's data, and nca's import comes next.
         # (Records a caller passed in stay the caller's.)
-        del records
+        counts = written.counts
+        del records, written
         if policies:
             from tools.matrix import write_matrix
 
@@ -172,7 +179,27 @@ def render(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return counts
+    return Rendered(counts, guardrail_actions(guardrail_objects))
+
+
+@dataclass
+class Rendered:
+    counts: dict[str, int]
+    """Resources per type."""
+    guardrails: list[tuple[str, str]]
+    """(name, action) of each guardrail catalog policy rendered: validate failureAction(s), or mutate/generate."""
+
+
+def guardrail_actions(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for policy in sorted(of_kinds(objects, "ClusterPolicy"), key=lambda p: p["metadata"]["name"]):
+        if not policy["metadata"]["name"].startswith("guardrail-"):
+            continue
+        rules = policy["spec"]["rules"]
+        actions = sorted({r["validate"]["failureAction"] for r in rules if "validate" in r})
+        other = "mutate" if any("mutate" in r for r in rules) else "generate"
+        out.append((policy["metadata"]["name"], "/".join(actions) or other))
+    return out
 
 
 def summary(stack: str, out: pathlib.Path, counts: dict[str, int]) -> str:
@@ -185,18 +212,12 @@ def summary(stack: str, out: pathlib.Path, counts: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def guardrails_summary(out: pathlib.Path) -> str:
-    """Which guardrail policies the stack enables, with their action (from the rendered files)."""
-    files = sorted((out / "k8s").glob("ClusterPolicy._cluster.guardrail-*.yaml"))
-    if not files:
+def guardrails_summary(guardrails: list[tuple[str, str]], out: pathlib.Path) -> str:
+    """Which guardrail policies the stack enables, with their action."""
+    if not guardrails:
         return "\nguardrail catalog: not enabled"
     lines = ["", "guardrail catalog (policies/kyverno/guardrail-*):"]
-    for path in files:
-        policy = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-        rules = policy["spec"]["rules"]
-        actions = sorted({r["validate"]["failureAction"] for r in rules if "validate" in r})
-        other = "mutate" if any("mutate" in r for r in rules) else "generate"
-        lines.append(f"  {policy['metadata']['name']:<40} {'/'.join(actions) or other}")
+    lines += [f"  {name:<40} {action}" for name, action in guardrails]
     report = out / "guardrails-report.md"
     if report.exists():
         lines.append(f"  report on the reference platform: {report}")
@@ -211,7 +232,7 @@ def main(argv: list[str] | None = None, one_shot: bool = False) -> int:
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out or f"build/{args.stack}")
     try:
-        counts = render(args.stack, out, args.stack_file, one_shot=one_shot)
+        rendered = render(args.stack, out, args.stack_file, one_shot=one_shot)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -221,8 +242,8 @@ def main(argv: list[str] | None = None, one_shot: bool = False) -> int:
     except pulumi.RunError as err:  # the program's own error (bad config): the message is the whole story
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(summary(args.stack, out, counts))
-    print(guardrails_summary(out))
+    print(summary(args.stack, out, rendered.counts))
+    print(guardrails_summary(rendered.guardrails, out))
     return 0
 
 
