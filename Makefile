@@ -19,6 +19,7 @@ help:
 	@echo "make pack                           the CrossGuard pack's own venv (policies/crossguard/venv)"
 	@echo "make preview|up STACK=...           real deployment with the Pulumi CLI"
 	@echo "make verify STACK=...               live SR1/SR2 checks against the stack's cluster"
+	@echo "make bench [BENCH_STACK=prod] [RUNS=5] [BENCH_DIR=build]  render vs import floor, 1 vs 1,000 tenants, RSS"
 	@echo "make bench-isolation STACK=... [RUNS=5]  runc vs gVisor Jobs on the stack's cluster (skips without one)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -82,4 +83,4 @@ clean:
 	rm -rf build
 
 bench: venv
-	$(BIN)/python -m tools.bench --stack $(or $(BENCH_STACK),prod) --runs $(or $(RUNS),5)
+	$(BIN)/python -m tools.bench --stack $(or $(BENCH_STACK),prod) --runs $(or $(RUNS),5) $(if $(BENCH_DIR),--dir $(BENCH_DIR))
