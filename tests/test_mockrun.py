@@ -3,6 +3,9 @@ back as outputs must not depend on the shortcuts the recording monitor takes for
 request's wire form), and what it records must keep what the program asked for, unknowns included."""
 
 import asyncio
+import json
+import subprocess
+import sys
 
 import pulumi
 import pulumi_gcp as gcp
@@ -66,3 +69,40 @@ def test_recording_monitor_gives_the_program_what_the_sdk_monitor_gives():
     assert records["unknown"].inputs["metadata"]["labels"]["team"] == mockrun.UNKNOWN, (
         f"Namespace unknown: an unknown input must be recorded as {mockrun.UNKNOWN}, got {records['unknown'].inputs}"
     )
+
+
+_REFERENCE_PROGRAM = """
+import faulthandler, json, sys
+faulthandler.dump_traceback_later(120, exit=True)  # a pending read would otherwise hang the run forever
+import pulumi, pulumi_command as command, pulumi_kubernetes as k8s
+from pulumi.runtime import mocks as pulumi_mocks
+from tools import mockrun
+
+monitor_class = mockrun._RecordingMonitor if sys.argv[1] == "ours" else pulumi_mocks.MockMonitor
+mocks = mockrun.Mocks()
+mockrun._fresh_engine()
+pulumi.runtime.set_mocks(mocks, project=mockrun.PROJECT, stack="unit", monitor=monitor_class(mocks))
+got = {}
+
+@pulumi.runtime.test
+def program():
+    ns = k8s.core.v1.Namespace("ns", metadata={"name": "ns"})
+    cleanup = command.local.Command("cleanup", create="true", triggers=[ns])
+    return pulumi.Output.all(cleanup.create, cleanup.triggers.apply(len)).apply(
+        lambda v: got.update(create=v[0], triggers=v[1]))
+
+program()
+print(json.dumps(got))
+"""
+
+
+def test_a_resource_passed_as_an_input_completes_as_with_the_sdk_monitor():
+    """A resource given as an input (a Command's `triggers`) arrives as a reference, which the engine reads
+    back; the recording monitor must let that read finish exactly as the SDK's monitor does."""
+    results = {}
+    for which in ("ours", "sdk"):
+        proc = subprocess.run([sys.executable, "-c", _REFERENCE_PROGRAM, which], cwd=mockrun.ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{which} monitor: a resource reference input broke the run:\n{proc.stderr[-2000:]}"
+        results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["ours"] == results["sdk"] == {"create": "true", "triggers": 1}, results

@@ -118,13 +118,15 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 _UNKNOWN_WIRE = pulumi.runtime.rpc.UNKNOWN.encode()
+_RESOURCE_WIRE = pulumi_rpc._special_resource_sig.encode()
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, recording each registration. ``RegisterResource`` is the SDK's own
     (pulumi/runtime/mocks.py) with two differences: the inputs deserialised for the mocks are also what is
     recorded, and when the mocks return those very inputs as the state (every type but :data:`MOCK_OUTPUTS`)
-    the response carries the request's own wire form instead of serialising the same values back."""
+    the response carries the request's own wire form instead of serialising the same values back, unless
+    the request holds an unknown (up mode) or a resource reference."""
 
     def __init__(self, mocks: Mocks):
         super().__init__(mocks)
@@ -137,9 +139,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         _ensure_event_loop()  # as the SDK: deserialising resource references needs a loop on this thread
         wire = request.object
+        raw = wire.SerializeToString()
         # In up mode deserialising turns an unknown into None (as the SDK's monitor does for the mocks); such
         # requests are rare, and they are deserialised once more, keeping unknowns, for the record.
-        unknowns = not self.mocks.preview and _UNKNOWN_WIRE in wire.SerializeToString()
+        unknowns = not self.mocks.preview and _UNKNOWN_WIRE in raw
+        # A resource reference deserialises into a read of that resource, a task on this thread's loop that
+        # only serialising the state back (which runs the loop) completes: such requests are never echoed.
+        references = _RESOURCE_WIRE in raw
         inputs = pulumi_rpc.deserialize_properties(wire)
         resource_id, state = self.mocks.new_resource(
             pulumi.runtime.MockResourceArgs(
@@ -152,7 +158,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 transforms=pulumi_mocks._resolve_callbacks(request.transforms),
             )
         )
-        echo = state is inputs and not unknowns
+        echo = state is inputs and not unknowns and not references
         obj = wire if echo else _sync_await(pulumi_rpc.serialize_properties(state, {}))
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
         recorded = pulumi_rpc.deserialize_properties(wire, keep_unknowns=True) if unknowns else inputs
