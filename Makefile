@@ -9,6 +9,10 @@ PULUMI_BACKEND_URL ?= file://$(HOME)/.pulumi-state/llm-platform
 export PULUMI_BACKEND_URL
 
 BIN := $(VENV)/bin
+# Real engines (docs/real-engines.md): built from the Go modules pinned under engines/, into a cache outside
+# the repository keyed by engine and version, so a second build costs nothing.
+ENGINES_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llm-platform/engines
+export ENGINES_CACHE
 PULUMI_INSTALL_HINT := Pulumi CLI not found. Install it with: curl -fsSL https://get.pulumi.com | sh   (see https://www.pulumi.com/docs/install/)
 
 .PHONY: help venv pack synth lint test bench preview up destroy verify bench-isolation clean
@@ -84,3 +88,6 @@ clean:
 
 bench: venv
 	$(BIN)/python -m tools.bench --stack $(or $(BENCH_STACK),prod) --runs $(or $(RUNS),5) $(if $(BENCH_DIR),--dir $(BENCH_DIR))
+
+# One fragment per real engine tier.
+include $(sort $(wildcard mk/*.mk))

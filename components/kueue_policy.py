@@ -183,10 +183,11 @@ def _containers(s: str) -> str:
 
 
 def _requests_accelerator(c: str, accel: str) -> str:
-    return (f"{accel}.exists(r, [{c}.?resources.?requests[?r].orValue(0), "
-            f"{c}.?resources.?limits[?r].orValue(0)].exists(q, string(q) != '0')) || "
-            f"[{c}.?resources.?requests.orValue({{}}), {c}.?resources.?limits.orValue({{}})].exists(m, "
-            f"m.exists(k, k.startsWith('deviceclass.resource.kubernetes.io/') && string(m[k]) != '0'))")
+    # Quantities stay `dyn` (the API server sends strings; an int default such as orValue(0) would type
+    # the list as list(int) and bind string() to its int overload, which fails on a real quantity).
+    return (f"[{c}.?resources.?requests.orValue({{}}), {c}.?resources.?limits.orValue({{}})].exists(m, "
+            f"m.exists(k, (k in {accel} || k.startsWith('deviceclass.resource.kubernetes.io/')) && "
+            f"string(m[k]) != '0'))")
 
 
 def _has_claims(s: str) -> str:

@@ -114,7 +114,7 @@ def admit(policy: dict, filters, step: Step) -> tuple[bool, str]:
     (rule,) = policy["spec"]["rules"]
     outcome = kyverno_cel.evaluate_rule(rule, step.obj, step.operation, step.user, [], NS_LABELS,
                                         old=step.old)
-    if outcome.result == "error":
+    if outcome.error:
         pytest.fail(f"CEL error on {step.what}: {outcome.message}")
     return outcome.result != "fail", outcome.message
 

@@ -100,8 +100,9 @@ def evaluate(policies: list[dict], exceptions: list[dict], manifests: list[Manif
             for m in manifests:
                 outcome = kyverno_eval.evaluate_rule(rule, m.obj, "CREATE", ns_labels=ns_labels, policy=policy,
                                                      exceptions=exceptions)
-                out.append(Finding(policy["metadata"]["name"], rule["name"], m, outcome.result,
-                                   outcome.message))
+                # a CEL error is a fail in Kyverno; the report keeps it in a column of its own
+                out.append(Finding(policy["metadata"]["name"], rule["name"], m,
+                                   "error" if outcome.error else outcome.result, outcome.message))
     return out
 
 

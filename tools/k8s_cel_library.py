@@ -8,7 +8,7 @@ implemented here with the semantics of
 - quantity.go (k8s.io/apiserver/pkg/cel/library/quantity.go, apimachinery resource.Quantity):
   `quantity(string)`, `isQuantity(string)`, `<Quantity>.compareTo(<Quantity>)`,
   `isGreaterThan`, `isLessThan`, `add`/`sub` (Quantity or int), `asInteger()` (error when
-  not an integer or out of int64), `isInteger()`, `asApproximateFloat()`, `sign()`;
+  not an integer or out of int64), `isInteger()`, `asApproximateFloat()`, global `sign(<Quantity>)`;
 - lists.go: `<list(int)>.sum()`, `min()`, `max()` (sum of an empty list is 0; min/max of an
   empty list is an error).
 
@@ -117,8 +117,9 @@ def function_decls() -> list[Any]:
                                            lambda q: _unwrap(q).denominator == 1, True)]),
         cel.FunctionDecl("asApproximateFloat", [_ov("quantity_asApproximateFloat", T.DOUBLE, [M],
                                                     lambda q: float(_unwrap(q)), True)]),
+        # A global function in Kubernetes (`sign(q)`), though its doc comment shows `<Quantity>.sign()`.
         cel.FunctionDecl("sign", [_ov("quantity_sign", T.INT, [M],
-                                      lambda q: (_unwrap(q) > 0) - (_unwrap(q) < 0), True)]),
+                                      lambda q: (_unwrap(q) > 0) - (_unwrap(q) < 0))]),
         cel.FunctionDecl("sum", [_ov("list_sum", T.DYN, [T.LIST], _sum, True)]),
         cel.FunctionDecl("min", [_ov("list_min", T.DYN, [T.LIST], _min, True)]),
         cel.FunctionDecl("max", [_ov("list_max", T.DYN, [T.LIST], _max, True)]),

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +124,12 @@ class Case:
 
 @dataclass
 class Outcome:
-    result: str  # pass | fail | skip | error
+    result: str  # pass | fail | skip
     message: str = ""
     generated: Optional[dict] = None
+    error: bool = False
+    """The rule failed because CEL failed to evaluate. Kyverno's validate.cel handler builds the Kubernetes
+    validator with no failure policy, which means Fail: an evaluation error denies (RuleFail)."""
 
 
 @dataclass
@@ -468,15 +473,15 @@ def _validate(rule: dict, data: dict[str, Any], profile: Profile) -> Outcome:
         data["variables"] = variables
         value = compile_expr(var["expression"], var["name"], profile=profile).eval(data=data)
         if value.type() == cel.Type.ERROR:
-            return Outcome("error", f"variable {var['name']}: {value.value()}")
+            return Outcome("fail", f"variable {var['name']}: {value.value()}", error=True)
         variables[var["name"]] = value.plain_value()
     data["variables"] = variables
     for exp in cel_block["expressions"]:
         value = compile_expr(exp["expression"], profile=profile).eval(data=data)
         if value.type() == cel.Type.ERROR:
-            return Outcome("error", f"expression {exp['expression']!r}: {value.value()}")
+            return Outcome("fail", f"expression {exp['expression']!r}: {value.value()}", error=True)
         if value.type() != cel.Type.BOOL:
-            return Outcome("error", f"expression {exp['expression']!r} returned {value.type().name()}")
+            return Outcome("fail", f"expression {exp['expression']!r} returned {value.type().name()}", error=True)
         if not value.plain_value():
             message = exp.get("message") or rule["validate"].get("message", "")
             if "messageExpression" in exp:
@@ -513,11 +518,40 @@ def _generate(rule: dict, resource: dict) -> Outcome:
     return Outcome("pass", f"generated {gen['kind']}/{gen['namespace']}/{gen['name']}", obj)
 
 
+# Parity with the real engine (tools/kyverno_parity.py): with $KYVERNO_EVAL_RECORD set to a file, every
+# decision evaluate_rule makes is appended to it as one JSON line, to be replayed through the Kyverno CLI.
+RECORD_ENV = "KYVERNO_EVAL_RECORD"
+
+
+def _record(rule: dict, resource: dict, operation: str, username: str, groups: list[str], ns_labels: dict,
+            old: Any, subresource: str, policy: Optional[dict], exceptions: Any, outcome: Outcome) -> None:
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    entry = {"policy": policy, "rule": rule, "resource": resource, "operation": operation,
+             "username": username, "groups": groups, "nsLabels": ns_labels,
+             "old": None if old is _NO_OLD else old, "oldGiven": old is not _NO_OLD, "subresource": subresource,
+             "exceptions": list(exceptions), "result": outcome.result, "message": outcome.message,
+             "generated": outcome.generated}
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+
+
 def evaluate_rule(rule: dict, resource: dict, operation: str = "CREATE", username: str = "",
                   groups: Optional[list[str]] = None, ns_labels: Optional[dict] = None,
                   old: Any = _NO_OLD, subresource: str = "", *, policy: Optional[dict] = None,
                   exceptions: Any = (), profile: Profile = FULL) -> Outcome:
     """One rule on one admission request. `policy` names the rule's policy for `exceptions`."""
+    outcome = _evaluate_rule(rule, resource, operation, username, groups, ns_labels, old, subresource,
+                             policy=policy, exceptions=exceptions, profile=profile)
+    _record(rule, resource, operation, username, list(groups or []), ns_labels or {}, old, subresource, policy,
+            exceptions, outcome)
+    return outcome
+
+
+def _evaluate_rule(rule: dict, resource: dict, operation: str, username: str, groups: Optional[list[str]],
+                   ns_labels: Optional[dict], old: Any, subresource: str, *, policy: Optional[dict],
+                   exceptions: Any, profile: Profile) -> Outcome:
     groups, ns_labels = list(groups or []), ns_labels or {}
     if not rule_applies(rule, resource, operation, ns_labels, subresource):
         return Outcome("skip", "rule does not match (match/exclude)")
