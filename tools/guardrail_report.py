@@ -136,8 +136,9 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
     lines += [
         f"Source: `{base}` ({UPSTREAM}). {len(manifests)} objects read, {len(workloads)} of them "
         "Pod-bearing workloads (Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob). "
-        "Evaluated with real CEL (cel-expr-python) by tools/kyverno_eval.py; triage in README "
-        "\"Guardrail catalog\".", "",
+        "Evaluated by tools/kyverno_eval.py (cel-expr-python); `make kyverno-test` replays every one of these "
+        "decisions through the Kyverno CLI built from the pinned module and fails on any difference "
+        "(docs/real-engines.md). A CEL error counts as a fail in Kyverno; it has its own column here.", "",
         "## Summary", "",
         "| policy | rule | scope | action in this stack | pass | fail | error |",
         "| --- | --- | --- | --- | --- | --- | --- |",
