@@ -589,8 +589,8 @@ class KyvernoConfig(_Model):
 
 # ---------------------------------------------------------------- guardrail catalog
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# Kubernetes allows an empty label value in a selector; InNamespaceClient's values (above) may not be empty.
+_LABEL_VALUE_OR_EMPTY = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*?(-v\*)?$")
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*/?$")
 
@@ -599,7 +599,7 @@ def _labels(v: dict[str, str], what: str) -> dict[str, str]:
     for k, val in v.items():
         if not _LABEL_KEY.match(k):
             raise ValueError(f"{what} key {k!r} is not a valid label key")
-        if not _LABEL_VALUE.match(val):
+        if not _LABEL_VALUE_OR_EMPTY.match(val):
             raise ValueError(f"{what} value {val!r} (key {k!r}) is not a valid label value")
     return v
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from components.config import ConfigError, parse
 from tools import mockrun
@@ -157,3 +158,11 @@ def test_sr2_defaults_cover_gke_accelerators_and_upstream_controllers():
     assert custom.accelerator_resources == ["nvidia.com/gpu"]
     assert custom.trusted_controllers.lws == "system:serviceaccount:lws:lws"
     assert custom.trusted_controllers.jobset.endswith("jobset-system:jobset-controller-manager"), "others keep defaults"
+
+
+@pytest.mark.parametrize("values", [[""], ["-bad"], ["a" * 64]])
+def test_in_namespace_client_label_values_must_be_non_empty_label_values(values):
+    # A second, looser regex once shadowed this one and let '' through.
+    from components.config import InNamespaceClient
+    with pytest.raises(ValidationError, match="is not a label value"):
+        InNamespaceClient(name="bench", label="app.kubernetes.io/name", values=values)
