@@ -122,3 +122,25 @@ def test_replacement_guard():
     assert replacement_guard(lifted) is False, "allowReplacement: true lifts the guard"
     unprotected = PROD_LIKE.model_copy(update={"deletion_protection": False})
     assert replacement_guard(unprotected) is False
+
+
+@pytest.mark.parametrize("cidr", ["8.8.8.0/28", "172.16.0.32/27", "172.16.0.33/28"])
+def test_control_plane_cidr_must_be_a_private_28(cidr):
+    # A public or mis-sized control-plane range is refused before anything is registered.
+    with pytest.raises(ValueError, match="controlPlaneCidr|private /28|IPv4 CIDR"):
+        ClusterConfig.model_validate({"name": "unit", "location": "europe-west4", "privateNodes": True,
+                                      "controlPlaneCidr": cidr, "nodePools": [{"name": "system"}]})
+
+
+@pulumi.runtime.test
+def test_every_node_pool_has_secure_boot_and_integrity_monitoring():
+    gke = GkeCluster("unit", GkeClusterArgs(config=PROD_LIKE, project="proj-1"))
+
+    def check(configs):
+        assert len(configs) == len(PROD_LIKE.node_pools)
+        for cfg in configs:
+            shielded = cfg["shielded_instance_config"]
+            assert shielded["enable_secure_boot"] is True, shielded
+            assert shielded["enable_integrity_monitoring"] is True, shielded
+
+    return pulumi.Output.all(*[p.node_config for p in gke.node_pools]).apply(check)

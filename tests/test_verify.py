@@ -23,8 +23,9 @@ KYVERNO_DENIAL = (
 
 @pytest.mark.parametrize(
     "exit_code,http,expected",
-    [(28, "000", "PASS"), (7, "000", "PASS"), (0, "200", "FAIL"), (0, "503", "FAIL")],
-    ids=["timeout", "refused", "answered-200", "answered-503"],
+    # a 403 is an answer: the network let the probe through (a server refused it), so SR1 is not blocking
+    [(28, "000", "PASS"), (7, "000", "PASS"), (0, "200", "FAIL"), (0, "503", "FAIL"), (0, "403", "FAIL")],
+    ids=["timeout", "refused", "answered-200", "answered-503", "answered-403"],
 )
 def test_sr1_default_to_serving_must_get_no_answer(exit_code, http, expected):
     status, detail = verify.classify_denied_probe(exit_code, http)
