@@ -166,3 +166,10 @@ def test_in_namespace_client_label_values_must_be_non_empty_label_values(values)
     from components.config import InNamespaceClient
     with pytest.raises(ValidationError, match="is not a label value"):
         InNamespaceClient(name="bench", label="app.kubernetes.io/name", values=values)
+
+
+@pytest.mark.parametrize("where", ["allowedFrom", "protectedNamespaces"])
+def test_a_tenant_listed_as_trusted_or_protected_is_refused(where):
+    # A tenant in allowedFrom would reach every protected namespace directly, bypassing LiteLLM.
+    with pytest.raises(ConfigError, match="tenant 'team-a' is also listed in networkPolicy"):
+        parse(raw(security=True, tenants=["team-a"], networkPolicy={where: ["litellm", "team-a"]}))

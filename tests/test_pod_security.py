@@ -428,3 +428,32 @@ def test_live_check_decisions():
     assert verify.classify_pod_security(FakeApiException(403, "forbidden: RBAC"))[0] == "FAIL", "another refusal is no proof"
     assert verify.classify_pod_security(FakeApiException(400, "admission webhook denied"))[0] == "FAIL"
     assert verify.stack_tenants("prod") == ["team-a", "team-b", "team-c"]
+
+
+@pytest.mark.parametrize("create_missing", [False, True], ids=["existing-cluster-patch", "create"])
+def test_both_namespace_paths_carry_the_pod_security_labels(create_missing):
+    """createTenantNamespaces false patches existing namespaces (NamespacePatch): the labels go there too."""
+    import pulumi
+
+    from components.tenants import TenantNamespaces, TenantNamespacesArgs
+
+    mockrun.install()
+    level = config.PodSecurityConfig(enforce="restricted")
+
+    @pulumi.runtime.test
+    def run():
+        tn = TenantNamespaces("t", TenantNamespacesArgs(tenants=["team-a"], create_missing=create_missing,
+                                                           pod_security=level))
+        (ns,) = tn.namespaces
+        want = "Namespace" if create_missing else "NamespacePatch"
+        assert type(ns).__name__ == want
+
+        def check(metadata):
+            labels = metadata["labels"]
+            assert labels[f"{PSA}enforce"] == "restricted", labels
+            assert labels[f"{PSA}enforce-version"] == VERSION, labels
+            assert labels[f"{PSA}warn"] == "restricted" and labels[f"{PSA}audit"] == "restricted", labels
+
+        return ns.metadata.apply(check)
+
+    run()
