@@ -9,4 +9,4 @@ kyverno-cli:
 	$(KYVERNO_DIR)/kubectl-kyverno version
 
 kyverno-test: venv kyverno-cli
-	$(BIN)/python -m tools.kyverno_parity --cli $(KYVERNO_DIR)/kubectl-kyverno
+	$(BIN)/python -m tests.kyverno_parity --cli $(KYVERNO_DIR)/kubectl-kyverno

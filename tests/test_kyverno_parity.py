@@ -1,4 +1,4 @@
-"""The replay of the evaluator's decisions through the Kyverno CLI (tools/kyverno_parity.py), without the CLI.
+"""The replay of the evaluator's decisions through the Kyverno CLI (tests/kyverno_parity.py), without the CLI.
 
 `make kyverno-test` runs the CLI itself; these tests pin how cases become CLI suites and how the CLI's
 output is read, including the rows `kyverno test` counts as passes although the engine did not decide.
@@ -13,7 +13,8 @@ import pathlib
 import pytest
 import yaml
 
-from tools import kyverno_eval, kyverno_parity
+from tests import kyverno_parity
+from tools import kyverno_eval
 
 POLICY = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
           "metadata": {"name": "p", "annotations": {kyverno_eval.AUTOGEN_ANNOTATION: "none"}},

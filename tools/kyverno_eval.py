@@ -518,7 +518,7 @@ def _generate(rule: dict, resource: dict) -> Outcome:
     return Outcome("pass", f"generated {gen['kind']}/{gen['namespace']}/{gen['name']}", obj)
 
 
-# Parity with the real engine (tools/kyverno_parity.py): with $KYVERNO_EVAL_RECORD set to a file, every
+# Parity with the real engine (tests/kyverno_parity.py): with $KYVERNO_EVAL_RECORD set to a file, every
 # decision evaluate_rule makes is appended to it as one JSON line, to be replayed through the Kyverno CLI.
 RECORD_ENV = "KYVERNO_EVAL_RECORD"
 
