@@ -259,13 +259,16 @@ class GkeCluster(pulumi.ComponentResource):
             )
         # Everything Kubernetes workloads need from the cloud side before they are installed.
         self.ready: list[pulumi.Resource] = children
+        identifier = gke_cluster_identifier(args.project, cfg)
         self.provider = kubernetes_provider(
             f"{cfg.name}-k8s",
+            cluster_identifier=identifier,
             kubeconfig=self.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=children),
         )
         self.adopting_provider = kubernetes_provider(
             f"{cfg.name}-k8s-adopt",
+            cluster_identifier=identifier,
             kubeconfig=self.kubeconfig,
             upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=children),
@@ -344,6 +347,7 @@ def datapath_monitoring(config: ClusterConfig) -> Optional[gcp.container.Cluster
 def kubernetes_provider(
     name: str,
     *,
+    cluster_identifier: str,
     kubeconfig: Optional[pulumi.Input[str]] = None,
     context: Optional[str] = None,
     upsert_existing_objects: bool = False,
@@ -353,9 +357,13 @@ def kubernetes_provider(
 
     Every Kubernetes resource uses the strict one (a create of an existing object fails);
     only the namespaces the stack adopts use the one with ``upsert_existing_objects``.
+    ``cluster_identifier`` names the cluster: the provider (and so every object it manages) is replaced
+    only when it changes, not when the kubeconfig's endpoint, CA or access mode does (pulumi-kubernetes
+    DiffConfig; adding it to an existing provider is not a change).
     """
     return k8s.Provider(
         name,
+        cluster_identifier=cluster_identifier,
         kubeconfig=kubeconfig,
         context=context,
         enable_server_side_apply=True,
@@ -368,11 +376,23 @@ def kubernetes_provider(
 def existing_cluster_provider(config: ExistingCluster) -> k8s.Provider:
     """Provider for a cluster someone else manages: no GKE resources are created."""
     # The provider accepts a kubeconfig path as well as its contents; None means $KUBECONFIG.
-    return kubernetes_provider("existing-cluster", kubeconfig=config.kubeconfig, context=config.context)
+    return kubernetes_provider("existing-cluster", cluster_identifier=existing_cluster_identifier(config),
+                               kubeconfig=config.kubeconfig, context=config.context)
 
 
 def existing_cluster_adopting_provider(config: ExistingCluster) -> k8s.Provider:
     """The adopting provider (``upsertExistingObjects``) for the namespaces of an existing cluster."""
     return kubernetes_provider(
-        "existing-cluster-adopt", kubeconfig=config.kubeconfig, context=config.context, upsert_existing_objects=True
+        "existing-cluster-adopt", cluster_identifier=existing_cluster_identifier(config),
+        kubeconfig=config.kubeconfig, context=config.context, upsert_existing_objects=True
     )
+
+
+def gke_cluster_identifier(project: str, config: ClusterConfig) -> str:
+    """What names the GKE cluster for the providers: project, location and name (a new cluster only if one changes)."""
+    return f"gke/{project}/{config.location}/{config.name}"
+
+
+def existing_cluster_identifier(config: ExistingCluster) -> str:
+    """An existing cluster is named by its kubeconfig context."""
+    return f"context/{config.context}"

@@ -247,3 +247,12 @@ def test_crd_json_cache_is_the_vendored_yaml():
     assert [c["metadata"]["name"] for c in cached] == [c["metadata"]["name"] for c in parsed], "same CRDs, same order"
     stale = [p["metadata"]["name"] for c, p in zip(cached, parsed, strict=True) if c != p]
     assert stale == [], f"crds.json is stale for {stale}: regenerate with kyverno.write_crd_cache()"
+
+
+def test_both_kubernetes_providers_name_the_cluster(prod):
+    # With clusterIdentifier, a kubeconfig change (dns <-> ip access, a new CA or endpoint) updates the
+    # providers instead of replacing them and every object they manage.
+    providers = by_type(prod, "pulumi:providers:kubernetes")
+    assert len(providers) == 2, [p.name for p in providers]
+    ids = {p.inputs.get("clusterIdentifier") for p in providers}
+    assert ids == {"gke/llm-platform-prod/europe-west4/llm-prod"}, ids

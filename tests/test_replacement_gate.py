@@ -30,6 +30,10 @@ def test_safe_previews_pass(name):
         ("nodepool-replace-machine-type.json", "NodePool::llm-prod-gpu-l4", "replace", "nodeConfig", "replacing a node pool"),
         ("cluster-delete.json", "Cluster::llm-prod", "delete", None, "deleting the GKE cluster"),
         ("protected-release-replace.json", "Release::kyverno", "replace", "name", "marked protected"),
+        # the digest's shape for a Kubernetes provider replaced because its kubeconfig changed (dns <-> ip
+        # access, a new CA or endpoint): every object it manages would be replaced after it
+        ("provider-replace-kubeconfig.json", "providers:kubernetes::llm-prod-k8s", "replace", "kubeconfig",
+         "replacing a provider"),
     ],
 )
 def test_dangerous_previews_are_blocked(name, urn_end, op, reason, why):

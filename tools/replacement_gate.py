@@ -1,5 +1,5 @@
 """Replacement gate for PR checks: fail when `pulumi preview --json` would replace or delete the
-GKE cluster or a node pool, or replace a protected resource.
+GKE cluster or a node pool, or replace a protected resource or a provider.
 
     pulumi preview --stack prod --json > preview.json
     python -m tools.replacement_gate preview.json      # or: ... | python -m tools.replacement_gate -
@@ -31,6 +31,7 @@ CLUSTER_TYPES = {
 }
 REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced", "import-replacement", "read-replacement"}
 DELETE_OPS = {"delete", "discard"}
+PROVIDER_TYPE_PREFIX = "pulumi:providers:"
 CONFIG_KEY = "llm-platform:cluster"
 HOW_TO_PROCEED = (
     "If this is deliberate: set `cluster.allowReplacement: true` in Pulumi.<stack>.yaml in its own PR, "
@@ -130,6 +131,10 @@ def check(preview: Any) -> list[Finding]:
             why = f"deleting {CLUSTER_TYPES[typ]}"
         elif op in REPLACE_OPS and _protected(step):
             why = "replacing a resource marked protected (protect exists to stop exactly this)"
+        elif op in REPLACE_OPS and typ.startswith(PROVIDER_TYPE_PREFIX):
+            why = ("replacing a provider replaces every resource it manages (for Kubernetes: every object, "
+                   "and the recreates fail with AlreadyExists); the providers' clusterIdentifier changes only "
+                   "when the cluster itself does")
         # One replacement shows up as several steps with --show-replacement-steps: report it once.
         if why and (urn, why) not in seen:
             seen.add((urn, why))
