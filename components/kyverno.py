@@ -68,7 +68,8 @@ fi
 
 # The ClusterPolicy is Ready only once Kyverno has compiled it and registered its webhook rules:
 # pulumi-kubernetes (>= 4.18, pinned 4.34.2) waits for this condition and fails the `up` when it
-# does not come within the timeout.
+# does not come within the timeout. On create only: Kyverno sets Ready without observedGeneration, so
+# after an update the old Ready=True satisfies the wait at once (docs/deploy.md, "What waitFor waits for").
 POLICY_READY_ANNOTATIONS = {
     "pulumi.com/waitFor": "condition=Ready",
     "pulumi.com/timeoutSeconds": "300",
