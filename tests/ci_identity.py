@@ -15,6 +15,7 @@ The identity naming rule every check reads: environment `<stack>` -> `pulumi-<st
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pathlib
 import re
@@ -30,6 +31,7 @@ AUTH_ACTION = "google-github-actions/auth"
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 
 
+@functools.cache
 def project_of(stack: str) -> str:
     doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     return doc["config"]["gcp:project"]
@@ -255,9 +257,15 @@ def mapped_attributes(mapping: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in mapping.split(",") if "=" in pair)
 
 
+@functools.cache
+def _compiled(condition: str) -> Any:
+    from cel_expr_python import cel
+
+    return cel.NewEnv(variables={"assertion": cel.Type.DYN}).compile(condition)
+
+
 def condition_accepts(condition: str, claims: dict) -> bool:
     from cel_expr_python import cel
 
-    env = cel.NewEnv(variables={"assertion": cel.Type.DYN})
-    value = env.compile(condition).eval(data={"assertion": claims})
+    value = _compiled(condition).eval(data={"assertion": claims})
     return value.type() == cel.Type.BOOL and value.plain_value() is True

@@ -132,7 +132,65 @@ TOKENS = {
     "another workflow on main, env prod": (claims(job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"), set()),
     "another repository, env prod": (claims(repository="someone/llm-platform"), set()),
     "fork-named PR preview": (claims(environment="prod-preview", repository="someone/llm-platform", **PR), set()),
+    "PR into another base branch, env prod-preview": (claims(environment="prod-preview", **{**PR, "base_ref": "release"}),
+                                                      set()),
+    "PR into another base branch, env dev-preview": (claims(environment="dev-preview", **{**PR, "base_ref": "release"}),
+                                                     set()),
+    "another workflow in a PR, env prod-preview": (claims(environment="prod-preview", **{
+        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set()),
+    "another workflow in a PR, env dev-preview": (claims(environment="dev-preview", **{
+        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set()),
+    "another repository, env dev": (claims(environment="dev", repository="someone/llm-platform"), set()),
+    "push to a branch, env dev": (claims(environment="dev", ref="refs/heads/evil",
+                                         job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"), set()),
+    "workflow_dispatch on main, env dev": (claims(environment="dev", event_name="workflow_dispatch"), set()),
+    "another workflow on main, env dev": (claims(environment="dev",
+                                                 job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"),
+                                          set()),
+    # a branch workflow calling deploy.yaml@main as a reusable workflow: only the ref pin keeps it out
+    "branch calls deploy.yaml@main, env prod": (claims(ref="refs/heads/evil"), set()),
+    "branch calls deploy.yaml@main, env dev": (claims(environment="dev", ref="refs/heads/evil"), set()),
+    "another repository PR, env dev-preview": (claims(environment="dev-preview", repository="someone/llm-platform", **PR),
+                                               set()),
+    # pull_request_target runs in the base repository's context with its secrets: not a preview trigger
+    "pull_request_target, env prod-preview": (claims(environment="prod-preview",
+                                                     **{**PR, "event_name": "pull_request_target"}), set()),
+    "pull_request_target, env dev-preview": (claims(environment="dev-preview",
+                                                    **{**PR, "event_name": "pull_request_target"}), set()),
 }
+
+
+def _reached(setup, claim_set):
+    got = set()
+    for environment in ENVIRONMENTS:
+        member = binding_for(ci_identity.expected_identity(environment), setup)
+        accepted = ci_identity.condition_accepts(setup.conditions[member["pool"]], claim_set)
+        if accepted and claim_set.get(member["attr"]) == member["value"]:
+            got.add(environment)
+    return got
+
+
+_CONDITIONS = re.findall(r'--attribute-condition "([^"]+)"', README)
+CLAUSES = [(i, clause) for i, cond in enumerate(_CONDITIONS) for clause in cond.split(" && ")]
+
+
+@pytest.mark.parametrize("index,clause", CLAUSES, ids=[f"{i}:{c.split(' ')[0]}" for i, c in CLAUSES])
+def test_the_token_matrix_notices_each_condition_clause_dropped(index, clause):
+    """Every clause of every pool's condition has a token in TOKENS that only that clause keeps out.
+
+    The environment clause is the exception: the binding's principalSet pins attribute.environment too, so
+    dropping it from the condition alone lets nothing through; the binding's own pin is checked instead."""
+    pinned_env = re.fullmatch(r"assertion\.environment == '([a-z-]+)'", clause)
+    if pinned_env:
+        member = binding_for(ci_identity.expected_identity(pinned_env.group(1)))
+        assert (member["attr"], member["value"]) == ("environment", pinned_env.group(1)), member
+        return
+    weakened_condition = " && ".join(c for c in _CONDITIONS[index].split(" && ") if c != clause)
+    edited = README.replace(f'"{_CONDITIONS[index]}"', f'"{weakened_condition}"', 1)
+    assert edited != README
+    setup = ci_identity.readme_setup(edited)
+    leaks = [name for name, (claim_set, want) in TOKENS.items() if _reached(setup, claim_set) != want]
+    assert leaks, f"dropping {clause!r} from condition {index} lets no token of TOKENS through: add one"
 
 
 @pytest.mark.parametrize("token", TOKENS)
