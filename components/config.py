@@ -559,11 +559,86 @@ class TrustedControllers(_Model):
         return {m.group(1) for v in self.model_dump().values() if (m := _SA_USER.match(v))}
 
 
+# Kueue's integration ("framework") names, as registered by Kueue 0.18.1 (pkg/controller/jobs/**
+# `FrameworkName`), and the ones its Helm chart 0.18.1 enables (charts/kueue/values.yaml
+# `managerConfig.controllerManagerConfigYaml` `integrations.frameworks`). Kueue 0.19 leaves the five
+# training-operator v1 frameworks (paddlejob, pytorchjob, tfjob, xgboostjob, jaxjob) off.
+KUEUE_VERSION = "0.18.1"
+KUEUE_FRAMEWORKS = (
+    "batch/job", "kubeflow.org/mpijob", "ray.io/rayjob", "ray.io/rayservice", "ray.io/raycluster",
+    "jobset.x-k8s.io/jobset", "trainer.kubeflow.org/trainjob", "kubeflow.org/paddlejob",
+    "kubeflow.org/pytorchjob", "kubeflow.org/tfjob", "kubeflow.org/xgboostjob", "kubeflow.org/jaxjob",
+    "workload.codeflare.dev/appwrapper", "sparkoperator.k8s.io/sparkapplication", "pod", "deployment",
+    "statefulset", "leaderworkerset.x-k8s.io/leaderworkerset",
+)
+KUEUE_DEFAULT_FRAMEWORKS = tuple(f for f in KUEUE_FRAMEWORKS if f != "sparkoperator.k8s.io/sparkapplication")
+# Frameworks that switch `pod` on with them (Kueue `ImplicitlyEnabledFrameworkNames`).
+KUEUE_IMPLIES_POD = ("deployment", "statefulset", "leaderworkerset.x-k8s.io/leaderworkerset")
+_RESOURCE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/([A-Za-z0-9][-A-Za-z0-9_.]*)?\*$")
+
+
+class KueueConfig(_Model):
+    """The Kueue installation SR2 relies on (the reference platform pins Kueue chart 0.18.1)."""
+
+    frameworks: list[str] = Field(default_factory=lambda: list(KUEUE_DEFAULT_FRAMEWORKS))
+    """Kueue integrations enabled in the cluster (Kueue's `integrations.frameworks`); default: those Kueue
+    chart 0.18.1 enables. SR2 trusts only these as Kueue parents and denies accelerated objects of the others."""
+
+    @field_validator("frameworks")
+    @classmethod
+    def _frameworks(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if f not in KUEUE_FRAMEWORKS:
+                raise ValueError(
+                    f"{f!r} is not a Kueue {KUEUE_VERSION} framework; use Kueue's names: "
+                    f"{', '.join(KUEUE_FRAMEWORKS)}"
+                )
+        return _no_duplicates(v, "framework")
+
+    def enabled(self) -> set[str]:
+        """The frameworks Kueue runs, with the ones it enables implicitly (`pod`)."""
+        out = set(self.frameworks)
+        if out & set(KUEUE_IMPLIES_POD):
+            out.add("pod")
+        return out
+
+
+class KyvernoInstall(_Model):
+    """How the Kyverno chart is installed. The defaults are the production install; the other values exist for
+    `make e2e` (a local control plane without nodes, and no pulumi-command provider) and are refused on a
+    stack that creates its cluster (dev, prod)."""
+
+    chart_path: Optional[str] = None
+    """A local directory holding Kyverno chart 3.8.1, installed instead of the chart repository's package."""
+    skip_await: bool = False
+    """Wait for nothing that needs a running pod: no Helm --wait, no `condition=Ready` wait on the policies
+    (`pulumi.com/skipAwait`), and the chart's hook Jobs (pre-delete webhook cleanup, post-upgrade migration) off."""
+    kubectl_commands: bool = True
+    """Run the kubectl preflight (refuses a foreign Kyverno) and the destroy-time webhook cleanup (pulumi-command)."""
+
+    @field_validator("chart_path")
+    @classmethod
+    def _chart_path(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not os.path.isabs(v):
+            raise ValueError(f"{v!r} is not an absolute path; write the chart directory's absolute path")
+        return v
+
+    @property
+    def is_default(self) -> bool:
+        return self == KyvernoInstall()
+
+
 class KyvernoConfig(_Model):
     """SR2 admission engine and policy (active with `security: true`)."""
 
     accelerator_resources: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu", "google.com/tpu"])
     """Extended resources that only Kueue-admitted workloads may request (GKE: NVIDIA GPUs and TPUs); the guardrail catalog uses the same list."""
+    accelerator_resource_patterns: list[str] = Field(
+        default_factory=lambda: ["nvidia.com/gpu*", "nvidia.com/mig-*", "google.com/tpu*"])
+    """SR2 only: resource-name prefixes ending in `*` that also count as accelerators (MIG profiles
+    `nvidia.com/mig-1g.5gb`, time-sliced `nvidia.com/gpu.shared`, ...)."""
+    kueue: KueueConfig = Field(default_factory=KueueConfig)
+    """The Kueue installation the policy trusts (enabled frameworks)."""
     trusted_controllers: TrustedControllers = Field(default_factory=TrustedControllers)
     """Controller identities trusted to create children of Kueue workloads, and Kueue's own identity."""
     resource_claims_through_kueue: bool = False
@@ -579,12 +654,25 @@ class KyvernoConfig(_Model):
                 raise ValueError(f"{r!r} is not an extended resource name; write it like nvidia.com/gpu")
         return _no_duplicates(v, "accelerator resource")
 
+    @field_validator("accelerator_resource_patterns")
+    @classmethod
+    def _accelerator_patterns(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if not _RESOURCE_PATTERN.match(r):
+                raise ValueError(
+                    f"{r!r} is not a resource-name pattern; write a prefix ending in one `*` after the "
+                    "domain, like nvidia.com/mig-*"
+                )
+        return _no_duplicates(v, "accelerator resource pattern")
+
     failure_action: Literal["Enforce", "Audit"] = "Enforce"
     """Enforce rejects offending workloads; Audit only reports them."""
     admission_replicas: int = Field(3, ge=1, le=10)
     """Admission controller replicas; 3+ gives a PodDisruptionBudget and zone spread."""
     create_tenant_namespaces: bool = False
     """Create tenant namespaces that do not exist yet (default: only label existing ones)."""
+    install: KyvernoInstall = Field(default_factory=KyvernoInstall)
+    """How the chart is installed (defaults: the chart repository, with every wait; other values only for `make e2e`)."""
 
 
 # ---------------------------------------------------------------- guardrail catalog
@@ -639,7 +727,17 @@ class GpuCapPolicy(GuardrailPolicy):
     """1. At most N accelerators per Pod, per accelerator resource."""
 
     max_accelerators_per_pod: int = Field(4, ge=1, le=64)
-    """Cap per Pod, summed over containers and initContainers."""
+    """Cap per Pod, summed over containers and initContainers; also the cap per DRA ResourceClaim (template)."""
+    accelerator_device_classes: list[str] = Field(default_factory=lambda: ["gpu.nvidia.com", "mig.nvidia.com"])
+    """DRA DeviceClasses that hand out accelerators (counted against the cap per claim)."""
+
+    @field_validator("accelerator_device_classes")
+    @classmethod
+    def _device_classes(cls, v: list[str]) -> list[str]:
+        for dc in v:
+            if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", dc):
+                raise ValueError(f"device class {dc!r} is not a DeviceClass name (DNS subdomain), e.g. gpu.nvidia.com")
+        return _no_duplicates(v, "device class")
 
 
 class AcceleratorOvercommitPolicy(GuardrailPolicy):
@@ -696,6 +794,9 @@ class MemoryBoundsPolicy(GuardrailPolicy):
         return self
 
 
+# Pod Security Standards baseline: the only capabilities a container may add.
+_BASELINE_CAPABILITIES = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                                    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
 BASELINE_RULES = ("no-privilege-escalation", "no-host-namespaces", "run-as-non-root",
                   "seccomp-runtime-default", "drop-capabilities")
 
@@ -749,6 +850,8 @@ class SecurityBaselinePolicy(GuardrailPolicy):
 
     required_drop: Literal["ALL", "NET_RAW"] = "ALL"
     """Capability every container must drop: ALL, or NET_RAW as the minimum."""
+    allowed_capabilities: list[str] = Field(default_factory=lambda: ["NET_BIND_SERVICE"])
+    """Capabilities a container may add back (`capabilities.add`); at most Pod Security baseline's list."""
     exceptions: list[BaselineException] = Field(default_factory=_default_exceptions)
     """Known exceptions, each a PolicyException scoped by name and namespace."""
 
@@ -757,6 +860,17 @@ class SecurityBaselinePolicy(GuardrailPolicy):
     def _unique(cls, v: list[BaselineException]) -> list[BaselineException]:
         _no_duplicates([e.name for e in v], "exception name")
         return v
+
+    @field_validator("allowed_capabilities")
+    @classmethod
+    def _caps(cls, v: list[str]) -> list[str]:
+        # Upper case without CAP_, as the runtime reads them; beyond Pod Security baseline's list is not a baseline.
+        out = [c.strip().upper().removeprefix("CAP_") for c in v]
+        for c in out:
+            if c not in _BASELINE_CAPABILITIES:
+                raise ValueError(f"capability {c!r} is not one Pod Security baseline allows adding; allowed: "
+                                 + ", ".join(sorted(_BASELINE_CAPABILITIES)))
+        return _no_duplicates(out, "capability")
 
 
 class TrustedRegistriesPolicy(GuardrailPolicy):
@@ -805,9 +919,46 @@ class OwnershipPolicy(GuardrailPolicy):
     inference_labels: dict[str, str] = Field(default_factory=lambda: {"workload-type": "inference"})
     """Pod labels that mark an inference workload."""
     model_annotations: list[str] = Field(default_factory=lambda: ["ai/version", "ai/dataset"])
-    """Annotations an inference workload must carry."""
+    """Annotations a model workload (a recognised model server, or a Pod with `inferenceLabels`) must carry."""
+    version_annotation: str = "ai/version"
+    """The one of `modelAnnotations` that holds the model version."""
+    version_pattern: str = r"^v[0-9]+([.][0-9]+)*([-+][0-9A-Za-z.-]+)?$"
+    """Regular expression (RE2, anchored) the version must match; default: the seed's `v*`, numeric, e.g. v1.2."""
+    secret_name_patterns: list[str] = Field(default_factory=lambda: ["*-vault"])
+    """Names (globs, `*` and `?`) every Secret a model workload references must match; default: Vault-synced."""
     stamp_owner: bool = False
     """Also render guardrail-stamp-owner: a mutate adding `owner` from the requesting user where missing."""
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        # RE2 (CEL matches) has no lookaround or backreferences; anchors keep `v1-evil` from matching `^v1`.
+        if not (v.startswith("^") and v.endswith("$")):
+            raise ValueError(f"{v!r} must be anchored with ^ and $ (CEL matches() finds a match anywhere)")
+        if re.search(r"\\[1-9]|\(\?[=!<]", v):
+            raise ValueError(f"{v!r} uses lookaround or a backreference, which CEL (RE2) does not support")
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"{v!r} is not a regular expression ({e})") from None
+        return v
+
+    @field_validator("secret_name_patterns")
+    @classmethod
+    def _secret_globs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("an empty list refuses every Secret; list at least one pattern, e.g. *-vault")
+        for g in v:
+            if not re.match(r"^[a-z0-9.*?-]+$", g) or not g.strip("*?"):
+                raise ValueError(f"{g!r} is not a Secret name glob (lowercase letters, digits, '-', '.', '*', '?'; "
+                                 "not only wildcards)")
+        return _no_duplicates(v, "pattern")
+
+    @model_validator(mode="after")
+    def _version_is_a_model_annotation(self) -> "OwnershipPolicy":
+        if self.version_annotation not in self.model_annotations:
+            raise ValueError(f"versionAnnotation {self.version_annotation!r} is not one of modelAnnotations")
+        return self
 
     @field_validator("required_labels", "model_annotations")
     @classmethod
@@ -824,10 +975,20 @@ class OwnershipPolicy(GuardrailPolicy):
 
 
 class ReserveAcceleratorNodesPolicy(GuardrailPolicy):
-    """9. Only these service accounts may run Pods that can land on accelerator nodes."""
+    """9. Only these service accounts may run Pods that can land on accelerator nodes (every namespace)."""
 
     allowed_service_accounts: list[str] = Field(default_factory=list)
     """`namespace/name` of each approved service account."""
+    exclude_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease", "kyverno", "gmp-system"])
+    """Namespaces left out. The scope is every namespace (nodes are shared) unless `namespaces` is set."""
+
+    @field_validator("exclude_namespaces")
+    @classmethod
+    def _excluded(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "namespace")
 
     @field_validator("allowed_service_accounts")
     @classmethod
@@ -840,10 +1001,14 @@ class ReserveAcceleratorNodesPolicy(GuardrailPolicy):
 
 
 class EgressDestination(_Model):
-    """One extra egress destination of the lockdown NetworkPolicy."""
+    """One extra egress destination of the lockdown NetworkPolicy: a CIDR, or in-cluster Pods by label."""
 
-    cidr: str
-    """IPv4 CIDR."""
+    cidr: Optional[str] = None
+    """IPv4 CIDR (outside the cluster: Pod IPs change, select in-cluster Pods by label instead)."""
+    namespace_selector: dict[str, str] = Field(default_factory=dict)
+    """Namespaces by label (matchLabels), e.g. `{kubernetes.io/metadata.name: litellm}`."""
+    pod_selector: dict[str, str] = Field(default_factory=dict)
+    """Pods by label (matchLabels); with no namespaceSelector, Pods of the locked namespace itself."""
     ports: list[int] = Field(min_length=1)
     """Ports."""
     protocol: Literal["TCP", "UDP"] = "TCP"
@@ -851,11 +1016,27 @@ class EgressDestination(_Model):
 
     @field_validator("cidr")
     @classmethod
-    def _cidr(cls, v: str) -> str:
+    def _cidr(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
         try:
             return str(ipaddress.IPv4Network(v, strict=True))
         except ValueError as e:
             raise ValueError(f"{v!r} is not an IPv4 CIDR ({e})") from e
+
+    @field_validator("namespace_selector", "pod_selector")
+    @classmethod
+    def _peer_labels(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _labels(v, to_camel(info.field_name or ""))
+
+    @model_validator(mode="after")
+    def _one_kind_of_peer(self) -> "EgressDestination":
+        peer = bool(self.namespace_selector or self.pod_selector)
+        if (self.cidr is None) == (not peer):
+            raise ValueError("give either cidr or namespaceSelector/podSelector (one kind of peer per destination), "
+                             "e.g. {namespaceSelector: {kubernetes.io/metadata.name: litellm}, podSelector: "
+                             "{app.kubernetes.io/name: litellm}, ports: [4000]}")
+        return self
 
     @field_validator("ports")
     @classmethod
@@ -1175,6 +1356,15 @@ class StackConfig(_Model):
                     "pass as a controller the SR2 policy trusts; choose another tenant name "
                     f"(reserved: {', '.join(sorted(reserved))})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _install_for_e2e_only(self) -> "StackConfig":
+        if self.cluster is not None and not self.kyverno.install.is_default:
+            raise ValueError(
+                "kyverno.install is set but this stack creates a GKE cluster: chartPath, skipAwait and "
+                "kubectlCommands exist for `make e2e` (a control plane without nodes); remove kyverno.install"
+            )
         return self
 
     @model_validator(mode="after")

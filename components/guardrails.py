@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.config import GuardrailPolicy, GuardrailsConfig, StackConfig
+from components.config import GuardrailPolicy, GuardrailsConfig, ReserveAcceleratorNodesPolicy, StackConfig
 from components.kyverno import with_ready_wait
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -59,6 +59,11 @@ def load_policy(name: str) -> dict[str, Any]:
 def cel_literal(value: Any) -> str:
     """A CEL literal for a JSON-like value (JSON is valid CEL for strings, numbers, bools, lists, maps)."""
     return json.dumps(value, sort_keys=True)
+
+
+def glob_regex(glob: str) -> str:
+    """An anchored RE2 expression for a glob with `*` and `?` (Secret names hold no other special character)."""
+    return "^" + glob.replace(".", "[.]").replace("*", ".*").replace("?", ".") + "$"
 
 
 def set_params(policy: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +107,31 @@ def set_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def default_namespaces(settings: StackConfig) -> list[str]:
-    """Default scope: the model-serving namespace and every tenant namespace."""
-    return settings.guardrails.namespaces or ["serving", *settings.tenants]
+    """Default scope: every namespace the platform serves models in (SR1's protected namespaces: `serving`,
+    `inference`, `kserve`, `llm-d` by default, where the KServe and llm-d operators create their Deployments
+    and Pods) and every tenant namespace."""
+    if settings.guardrails.namespaces:
+        return list(settings.guardrails.namespaces)
+    platform = ["serving", *settings.network_policy.protected_namespaces]
+    return list(dict.fromkeys([*platform, *settings.tenants]))
+
+
+def policy_namespaces(key: str, cfg: Any, settings: StackConfig) -> list[str]:
+    """A policy's namespaces: its own, else every namespace for the node reservation (nodes are shared by all
+    of them), else the default scope."""
+    if cfg.namespaces:
+        return list(cfg.namespaces)
+    return ["*"] if key == "reserve_accelerator_nodes" else default_namespaces(settings)
+
+
+def set_exclude(policy: dict[str, Any], namespaces: list[str]) -> dict[str, Any]:
+    """Every rule excludes these namespaces (none: no exclude block)."""
+    policy = copy.deepcopy(policy)
+    for rule in policy["spec"]["rules"]:
+        rule.pop("exclude", None)
+        if namespaces:
+            rule["exclude"] = {"any": [{"resources": {"namespaces": list(namespaces)}}]}
+    return policy
 
 
 def accelerator_node_pools(settings: StackConfig) -> list[str]:
@@ -115,7 +143,8 @@ def accelerator_node_pools(settings: StackConfig) -> list[str]:
 def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
     accelerators = list(settings.kyverno.accelerator_resources)
     if key == "gpu_cap_per_pod":
-        return {"accelerators": accelerators, "maxAcceleratorsPerPod": cfg.max_accelerators_per_pod}
+        return {"accelerators": accelerators, "maxAcceleratorsPerPod": cfg.max_accelerators_per_pod,
+                "acceleratorDeviceClasses": list(cfg.accelerator_device_classes)}
     if key == "accelerator_overcommit":
         return {"accelerators": accelerators}
     if key == "approved_models":
@@ -123,14 +152,16 @@ def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
     if key == "memory_bounds":
         return {"requestFloor": cfg.request_floor, "limitCeiling": cfg.limit_ceiling}
     if key == "security_baseline":
-        return {"requiredDrop": cfg.required_drop}
+        return {"requiredDrop": cfg.required_drop, "allowedCapabilities": list(cfg.allowed_capabilities)}
     if key == "trusted_registries":
         return {"registries": list(cfg.registries), "requireDigest": cfg.require_digest}
     if key == "require_limits":
         return {"requireCpuLimit": cfg.require_cpu_limit}
     if key == "ownership":
         return {"requiredLabels": list(cfg.required_labels), "inferenceLabels": dict(cfg.inference_labels),
-                "modelAnnotations": list(cfg.model_annotations)}
+                "modelAnnotations": list(cfg.model_annotations), "versionAnnotation": cfg.version_annotation,
+                "versionPattern": cfg.version_pattern,
+                "secretNameRegexes": [glob_regex(g) for g in cfg.secret_name_patterns]}
     if key == "reserve_accelerator_nodes":
         return {"accelerators": accelerators, "allowedServiceAccounts": list(cfg.allowed_service_accounts),
                 "acceleratorNodePools": accelerator_node_pools(settings)}
@@ -138,7 +169,8 @@ def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
 
 
 def egress_rules(cfg: Any) -> list[dict[str, Any]]:
-    """Egress of the lockdown NetworkPolicy: kube-dns in kube-system, NodeLocal/Cloud DNS, then the extras."""
+    """Egress of the lockdown NetworkPolicy: kube-dns in kube-system, NodeLocal/Cloud DNS, then the extras
+    (CIDRs, or namespace/pod peers for in-cluster services)."""
     dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     rules = [{
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
@@ -149,8 +181,16 @@ def egress_rules(cfg: Any) -> list[dict[str, Any]]:
     if local:
         rules.append({"to": [{"ipBlock": {"cidr": f"{a}/32"}} for a in local], "ports": copy.deepcopy(dns_ports)})
     for dest in cfg.allowed_egress:
-        rules.append({"to": [{"ipBlock": {"cidr": dest.cidr}}],
-                      "ports": [{"protocol": dest.protocol, "port": p} for p in dest.ports]})
+        if dest.cidr is not None:
+            peer: dict[str, Any] = {"ipBlock": {"cidr": dest.cidr}}
+        else:
+            # A namespace and/or pod peer: the only way to reach an in-cluster service such as LiteLLM.
+            peer = {}
+            if dest.namespace_selector:
+                peer["namespaceSelector"] = {"matchLabels": dict(dest.namespace_selector)}
+            if dest.pod_selector:
+                peer["podSelector"] = {"matchLabels": dict(dest.pod_selector)}
+        rules.append({"to": [peer], "ports": [{"protocol": dest.protocol, "port": p} for p in dest.ports]})
     return rules
 
 
@@ -172,8 +212,10 @@ def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
         else:
             assert isinstance(cfg, GuardrailPolicy)
             policy = set_params(policy, _params(key, cfg, settings))
-            policy = set_scope(policy, cfg.namespaces or default_namespaces(settings),
+            policy = set_scope(policy, policy_namespaces(key, cfg, settings),
                                cfg.namespace_selector, cfg.object_selector)
+            if isinstance(cfg, ReserveAcceleratorNodesPolicy):
+                policy = set_exclude(policy, cfg.exclude_namespaces)
             policy = set_failure_action(policy, cfg.failure_action)
         out.append(policy)
         if key == "ownership" and cfg.stamp_owner:
@@ -213,7 +255,10 @@ def summary(settings: StackConfig) -> list[dict[str, str]]:
             scope = "namespaces labelled " + ",".join(f"{k}={v}" for k, v in cfg.namespace_selector.items())
             action = "generate"
         else:
-            scope = "namespaces " + ",".join(cfg.namespaces or default_namespaces(settings))
+            names = policy_namespaces(key, cfg, settings)
+            scope = "every namespace" if names == ["*"] else "namespaces " + ",".join(names)
+            if key == "reserve_accelerator_nodes" and cfg.exclude_namespaces:
+                scope += " except " + ",".join(cfg.exclude_namespaces)
             if cfg.namespace_selector:
                 scope += " with labels " + ",".join(f"{k}={v}" for k, v in cfg.namespace_selector.items())
             if cfg.object_selector:

@@ -3,7 +3,7 @@
 Everything the policy knows about Kueue integrations lives in :data:`WORKLOADS` (one line per
 kind: where the queue label and the pod specs live, which field suspends it) and :data:`TRUST`
 (one line per parent -> child edge: which controller creates the child). The stack config adds
-the accelerator resources, the controller identities and the tenant namespaces. Adding a Kueue
+the accelerator resources, the controller identities and the Kueue frameworks. Adding a Kueue
 integration is one line in ``WORKLOADS`` plus its edges in ``TRUST``.
 
 ``policies/kyverno/require-kueue-queue-name/require-kueue-queue-name.yaml`` is the default
@@ -20,20 +20,26 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from components.config import KyvernoConfig, TrustedControllers
+from components.config import KueueConfig, KyvernoConfig, TrustedControllers
 
 POLICY_NAME = "require-kueue-queue-name"
 RULE_NAME = "require-kueue-admission"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_MANAGED_LABEL = "llm-platform/kueue-managed"
 ADMISSION_GATE = "kueue.x-k8s.io/admission"
+# Every scheduling gate under this prefix is Kueue's (admission, elastic-job, topology, ...).
+KUEUE_GATE_PREFIX = "kueue.x-k8s.io/"
+ELASTIC_GATE = "kueue.x-k8s.io/elastic-job"
+# Kueue's workload-slicing switch (pkg/workloadslicing EnabledAnnotationKey/Value): an elastic job.
+ELASTIC_ANNOTATION = "kueue.x-k8s.io/elastic-job"
+# Always an accelerator request: DRA extended resources (KEP-5004).
+DRA_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
 # Env vars the NVIDIA container toolkit reads to inject devices; only these values inject none.
 GPU_DEVICE_ENV_VARS = ("NVIDIA_VISIBLE_DEVICES",)
 GPU_ENV_NO_DEVICE_VALUES = ("", "void", "none")
-# Namespaces never in scope: the platform's own model servers.
-OUT_OF_SCOPE_NAMESPACES = ("serving",)
-# tools/verify.py creates its throwaway kueue-managed namespace with this prefix.
-VERIFY_NAMESPACE_PREFIX = "llm-platform-verify-"
+# Namespaces never in scope, and never sent to Kyverno by this policy's webhook: the platform's own
+# model servers (SR1's default protectedNamespaces). Scope is otherwise the namespace label.
+OUT_OF_SCOPE_NAMESPACES = ("serving", "inference", "kserve", "llm-d")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_FILE = ROOT / "policies" / "kyverno" / POLICY_NAME / f"{POLICY_NAME}.yaml"
 
@@ -56,6 +62,10 @@ class Workload:
     """Pod specs are not in the object (runtime templates, embedded raw objects): always needs the label."""
     kueue_parent: bool = True
     """Kueue admits the children of this kind through it (its children need no queue label)."""
+    framework: Optional[str] = None
+    """Kueue integration (`integrations.frameworks` name) that manages this kind; when it is not enabled
+    (config `kyverno.kueue.frameworks`), accelerated objects of the kind are denied unless their controller
+    owner is an enabled Kueue parent."""
 
 
 def _tmpl(path: str) -> str:
@@ -67,34 +77,42 @@ def _kubeflow(kind: str, replica_specs: str) -> Workload:
     return Workload(f"kubeflow.org/*/{kind}", f"kubeflow.org/{kind}",
                     f"o.?spec.?{replica_specs}.orValue({{}}).map(k, "
                     f"o.spec.{replica_specs}[k].?template.?spec.orValue({{}}))",
-                    suspend="spec.?runPolicy.?suspend")
+                    suspend="spec.?runPolicy.?suspend", framework=f"kubeflow.org/{kind.lower()}")
+
+
+def _ray_cluster_specs(spec: str) -> str:
+    return (f"[o.?{spec}.?headGroupSpec.?template.?spec.orValue({{}})] + "
+            f"o.?{spec}.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({{}}))")
 
 
 # EDIT HERE to add a Kueue integration.
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("Pod", "/Pod", "[o.?spec.orValue({})]"),
-    Workload("batch/v1/Job", "batch/Job", _tmpl("spec.?template.?spec"), suspend="spec.?suspend"),
+    Workload("Pod", "/Pod", "[o.?spec.orValue({})]", framework="pod"),
+    Workload("batch/v1/Job", "batch/Job", _tmpl("spec.?template.?spec"), suspend="spec.?suspend",
+             framework="batch/job"),
     Workload("batch/v1/CronJob", "batch/CronJob", _tmpl("spec.?jobTemplate.?spec.?template.?spec"),
-             queue_label="spec.?jobTemplate.?metadata", kueue_parent=False),
-    Workload("apps/v1/Deployment", "apps/Deployment", _tmpl("spec.?template.?spec"), kueue_parent=False),
-    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec")),
+             queue_label="spec.?jobTemplate.?metadata", kueue_parent=False, framework="batch/job"),
+    Workload("apps/v1/Deployment", "apps/Deployment", _tmpl("spec.?template.?spec"), kueue_parent=False,
+             framework="deployment"),
+    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec"), framework="statefulset"),
     Workload("jobset.x-k8s.io/*/JobSet", "jobset.x-k8s.io/JobSet",
              "o.?spec.?replicatedJobs.orValue([]).map(r, r.?template.?spec.?template.?spec.orValue({}))",
-             suspend="spec.?suspend"),
+             suspend="spec.?suspend", framework="jobset.x-k8s.io/jobset"),
     Workload("ray.io/*/RayJob", "ray.io/RayJob",
-             "[o.?spec.?rayClusterSpec.?headGroupSpec.?template.?spec.orValue({}), "
-             "o.?spec.?submitterPodTemplate.?spec.orValue({})] + "
-             "o.?spec.?rayClusterSpec.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({}))",
-             suspend="spec.?suspend"),
-    Workload("ray.io/*/RayCluster", "ray.io/RayCluster",
-             "[o.?spec.?headGroupSpec.?template.?spec.orValue({})] + "
-             "o.?spec.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({}))",
-             suspend="spec.?suspend"),
+             "[o.?spec.?submitterPodTemplate.?spec.orValue({})] + " + _ray_cluster_specs("spec.?rayClusterSpec"),
+             suspend="spec.?suspend", framework="ray.io/rayjob"),
+    Workload("ray.io/*/RayCluster", "ray.io/RayCluster", _ray_cluster_specs("spec"),
+             suspend="spec.?suspend", framework="ray.io/raycluster"),
+    Workload("ray.io/*/RayService", "ray.io/RayService", _ray_cluster_specs("spec.?rayClusterSpec"),
+             suspend="spec.?rayClusterSpec.?suspend", framework="ray.io/rayservice"),
     Workload("leaderworkerset.x-k8s.io/*/LeaderWorkerSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet",
              "[o.?spec.?leaderWorkerTemplate.?leaderTemplate.?spec.orValue({}), "
-             "o.?spec.?leaderWorkerTemplate.?workerTemplate.?spec.orValue({})]"),
+             "o.?spec.?leaderWorkerTemplate.?workerTemplate.?spec.orValue({})]",
+             framework="leaderworkerset.x-k8s.io/leaderworkerset"),
     _kubeflow("PyTorchJob", "pytorchReplicaSpecs"),
-    _kubeflow("MPIJob", "mpiReplicaSpecs"),
+    Workload("kubeflow.org/*/MPIJob", "kubeflow.org/MPIJob",
+             "o.?spec.?mpiReplicaSpecs.orValue({}).map(k, o.spec.mpiReplicaSpecs[k].?template.?spec.orValue({}))",
+             suspend="spec.?runPolicy.?suspend", framework="kubeflow.org/mpijob"),
     _kubeflow("TFJob", "tfReplicaSpecs"),
     _kubeflow("XGBoostJob", "xgbReplicaSpecs"),
     _kubeflow("PaddleJob", "paddleReplicaSpecs"),
@@ -102,9 +120,9 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("trainer.kubeflow.org/*/TrainJob", "trainer.kubeflow.org/TrainJob",
              "[dyn({'containers': [{'env': o.?spec.?trainer.?env.orValue([]), "
              "'resources': o.?spec.?trainer.?resourcesPerNode.orValue({})}]})]",
-             suspend="spec.?suspend", opaque=True),
+             suspend="spec.?suspend", opaque=True, framework="trainer.kubeflow.org/trainjob"),
     Workload("workload.codeflare.dev/*/AppWrapper", "workload.codeflare.dev/AppWrapper", "[]",
-             suspend="spec.?suspend", opaque=True),
+             suspend="spec.?suspend", opaque=True, framework="workload.codeflare.dev/appwrapper"),
 )
 
 # Owner kinds Kueue does not know: their children are top-level workloads for Kueue.
@@ -137,6 +155,7 @@ TRUST: tuple[Edge, ...] = (
     Edge("batch/Job", "ray.io/RayJob", "kuberay"),
     Edge("batch/Job", "kubeflow.org/MPIJob", "mpi_operator"),
     Edge("ray.io/RayCluster", "ray.io/RayJob", "kuberay"),
+    Edge("ray.io/RayCluster", "ray.io/RayService", "kuberay"),
     Edge("apps/StatefulSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet", "lws"),
     Edge("apps/StatefulSet", "/Pod", "lws"),
     Edge("jobset.x-k8s.io/JobSet", "trainer.kubeflow.org/TrainJob", "trainer"),
@@ -145,10 +164,26 @@ TRUST: tuple[Edge, ...] = (
 
 
 def kueue_parents() -> list[str]:
-    """Owner kinds whose children Kueue admits through the parent (no queue label needed)."""
+    """Owner kinds whose children Kueue admits through the parent (no queue label needed).
+
+    Kinds of disabled frameworks stay here: an accelerated object of such a kind is only admitted as the
+    child of an enabled Kueue parent (:func:`disabled_kinds`), so its own children are inside that quota."""
     out = [w.key for w in WORKLOADS if w.kueue_parent]
     out += [k for k, managed in EXTRA_OWNERS.items() if managed]
     return sorted(set(out))
+
+
+def enabled_parents(kueue: KueueConfig) -> list[str]:
+    """Kueue parents whose framework Kueue runs (`kyverno.kueue.frameworks`)."""
+    enabled = kueue.enabled()
+    return sorted({w.key for w in WORKLOADS if w.kueue_parent and w.framework in enabled})
+
+
+def disabled_kinds(kueue: KueueConfig) -> list[str]:
+    """Kinds whose Kueue framework is off: accelerated objects of them are denied unless an enabled Kueue
+    parent owns them. Pods are judged by Kueue's own gate instead (`ungatedAtCreate`)."""
+    enabled = kueue.enabled()
+    return sorted({w.key for w in WORKLOADS if w.framework and w.framework not in enabled and w.key != "/Pod"})
 
 
 # ------------------------------------------------------------------ CEL pieces
@@ -182,12 +217,17 @@ def _containers(s: str) -> str:
     return f"({s}.?containers.orValue([]) + {s}.?initContainers.orValue([]) + {s}.?ephemeralContainers.orValue([]))"
 
 
-def _requests_accelerator(c: str, accel: str) -> str:
+def _requests_accelerator(c: str, accel: str, prefixes: str) -> str:
     # Quantities stay `dyn` (the API server sends strings; an int default such as orValue(0) would type
     # the list as list(int) and bind string() to its int overload, which fails on a real quantity).
     return (f"[{c}.?resources.?requests.orValue({{}}), {c}.?resources.?limits.orValue({{}})].exists(m, "
-            f"m.exists(k, (k in {accel} || k.startsWith('deviceclass.resource.kubernetes.io/')) && "
+            f"m.exists(k, (k in {accel} || {prefixes}.exists(p, k.startsWith(p))) && "
             f"string(m[k]) != '0'))")
+
+
+def _prefixes(config: KyvernoConfig) -> list[str]:
+    """Resource-name prefixes that count as accelerators: the config's patterns, DRA extended resources."""
+    return sorted({p[:-1] for p in config.accelerator_resource_patterns} | {DRA_EXTENDED_PREFIX})
 
 
 def _has_claims(s: str) -> str:
@@ -200,9 +240,24 @@ def _gpu_env(c: str) -> str:
             f"(e.?valueFrom.hasValue() || !(e.?value.orValue('') in {_list(GPU_ENV_NO_DEVICE_VALUES)})))")
 
 
+def _gates(s: str) -> str:
+    """Names of the scheduling gates of pod spec `s`."""
+    return f"{s}.?schedulingGates.orValue([]).map(x, x.?name.orValue(''))"
+
+
 def _owner_key(r: str) -> str:
     return (f"(({r}.?apiVersion.orValue('').contains('/') ? {r}.apiVersion.split('/')[0] : '') "
             f"+ '/' + {r}.?kind.orValue(''))")
+
+
+def _owner_id(r: str) -> str:
+    """The whole controller reference: apiVersion, kind, name and uid."""
+    return (f"({r}.?apiVersion.orValue('') + '/' + {r}.?kind.orValue('') + '/' + {r}.?name.orValue('') + "
+            f"'/' + {r}.?uid.orValue(''))")
+
+
+def _controller_refs(o: str) -> str:
+    return f"{o}.?metadata.?ownerReferences.orValue([]).filter(r, r.?controller.orValue(false) == true)"
 
 
 def _opaque_list() -> str:
@@ -227,24 +282,34 @@ def _relevant_condition(config: KyvernoConfig) -> str:
         "[object, oldObject].exists(o, o != null && (\n"
         f"{specs}\n"
         f").exists(s, {_has_claims('s')} || {_containers('s')}.exists(c,\n"
-        f"  {_requests_accelerator('c', accel)} || {_gpu_env('c')}))))"
+        f"  {_requests_accelerator('c', accel, _list(_prefixes(config)))} || {_gpu_env('c')}))))"
     )
+
+
+def _namespace_condition(namespaces: Sequence[str]) -> str:
+    """Webhook matchCondition: not one of the platform's own namespaces (matchConditions cannot read labels)."""
+    return f"!(request.namespace in {_list(sorted(namespaces))})"
 
 
 # -------------------------------------------------------------------- policy
 
 def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
-    accel_expr = _requests_accelerator("c", "variables.acceleratorResources")
+    accel_expr = _requests_accelerator("c", "variables.acceleratorResources", "variables.acceleratorPrefixes")
     if config.resource_claims_through_kueue:
         accelerated = f"{_containers('s')}.exists(c, {accel_expr}) || {_has_claims('s')}"
     else:
         accelerated = f"{_containers('s')}.exists(c, {accel_expr})"
     two = "size(variables.objects) == 2"
+    kueue_gate = f"g.startsWith({_q(KUEUE_GATE_PREFIX)})"
     v = [
         ("acceleratorResources", _list(config.accelerator_resources)),
+        ("acceleratorPrefixes", _list(_prefixes(config))),
         # EDIT IN CONFIG (kyverno.trustedControllers): user name -> 'child<-owner' edges it may create.
         ("trustedControllers", _trusted_map(config.trusted_controllers)),
         ("kueueParents", _list(kueue_parents())),
+        # EDIT IN CONFIG (kyverno.kueue.frameworks): what Kueue runs.
+        ("enabledParents", _list(enabled_parents(config.kueue))),
+        ("disabledKinds", _list(disabled_kinds(config.kueue))),
         ("kueueController", _q(config.trusted_controllers.kueue)),
         ("kind", "request.kind.group + '/' + request.kind.kind"),
         ("objects", "oldObject == null ? [object] : [object, oldObject]"),
@@ -252,34 +317,54 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
         ("queueNames", "variables.objects.map(o,\n" + _dispatch(
             "variables.kind", [(w.key, _queue_name(w.queue_label)) for w in WORKLOADS if w.queue_label != "metadata"],
             _queue_name("metadata")) + ")"),
-        ("owners", "variables.objects.map(o, o.?metadata.?ownerReferences.orValue([])"
-                   ".filter(r, r.?controller.orValue(false) == true)"
-                   f".map(r, {_owner_key('r')}))"),
+        ("owners", f"variables.objects.map(o, {_controller_refs('o')}.map(r, {_owner_key('r')}))"),
+        ("ownerIds", f"variables.objects.map(o, {_controller_refs('o')}.map(r, {_owner_id('r')}))"),
         ("accelerated", f"variables.podSpecs.map(specs, variables.kind in {_opaque_list()} ||\n"
                         f"  specs.exists(s, {accelerated}))"),
         ("gpuEnv", f"variables.podSpecs.map(specs, specs.exists(s, {_containers('s')}.exists(c,\n"
                    f"  {_gpu_env('c')})))"),
         ("claims", f"variables.podSpecs.map(specs, specs.exists(s, {_has_claims('s')}))"),
-        ("gated", f"variables.objects.map(o, o.?spec.?schedulingGates.orValue([])"
-                  f".exists(g, g.?name.orValue('') == {_q(ADMISSION_GATE)}))"),
         ("suspended", "variables.objects.map(o,\n" + _dispatch(
             "variables.kind", [(w.key, _suspended(w.suspend)) for w in WORKLOADS if w.suspend], "false") + ")"),
+        ("parentOwned", "variables.owners.map(os, size(os) > 0 && os[0] in variables.kueueParents)"),
         ("needsLabel", "[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
-                       "  variables.accelerated[i] && variables.queueNames[i] == '' &&\n"
-                       "  !(size(variables.owners[i]) > 0 && variables.owners[i][0] in variables.kueueParents))"),
+                       "  variables.accelerated[i] && variables.queueNames[i] == '' && !variables.parentOwned[i])"),
         ("trustedEdges", "variables.trustedControllers[?request.userInfo.username].orValue([])"),
         ("ownerTrusted", "size(variables.owners[0]) > 0 && (\n"
                          "  (variables.kind + '<-' + variables.owners[0][0]) in variables.trustedEdges ||\n"
                          "  ('*<-' + variables.owners[0][0]) in variables.trustedEdges)"),
+        # Finding 3 (issue 21): the whole controller reference (kind, name, uid) must stay the same.
         ("checkOwner", "variables.accelerated[0] && size(variables.owners[0]) > 0 &&\n"
-                       f"  !({two} && variables.owners[0] == variables.owners[1] && variables.accelerated[1])"),
+                       f"  !({two} && variables.ownerIds[0] == variables.ownerIds[1] && variables.accelerated[1])"),
         ("newLabelViolation", f"variables.needsLabel[0] && !({two} && variables.needsLabel[1])"),
         ("newGpuEnv", f"variables.gpuEnv[0] && !({two} && variables.gpuEnv[1])"),
         ("newClaims", "false" if config.resource_claims_through_kueue
          else f"variables.claims[0] && !({two} && variables.claims[1])"),
-        ("ungated", f"variables.kind == '/Pod' && {two} && variables.accelerated[0] &&\n"
-                    "  variables.gated[1] && !variables.gated[0]"),
+        # Finding 2: any kueue.x-k8s.io/* gate, each on its own: fewer pod specs carry it than before.
+        ("gateRemoved", f"{two} && variables.accelerated[0] &&\n"
+                        f"  variables.podSpecs[1].exists(s, {_gates('s')}.exists(g, {kueue_gate} &&\n"
+                        f"    size(variables.podSpecs[1].filter(t, g in {_gates('t')})) >\n"
+                        f"    size(variables.podSpecs[0].filter(t, g in {_gates('t')}))))"),
+        # Finding 1: a Pod Kueue manages on its own (no Kueue parent) arrives gated by Kueue's pod webhook;
+        # ungated, Kueue found a (possibly forged) managed ancestor through an owner Kyverno never sees.
+        ("ungatedAtCreate", f"variables.kind == '/Pod' && size(variables.objects) == 1 && variables.accelerated[0] &&\n"
+                            f"  !variables.parentOwned[0] &&\n"
+                            f"  !variables.podSpecs[0].exists(s, {_q(ADMISSION_GATE)} in {_gates('s')})"),
         ("unsuspended", f"{two} && variables.accelerated[0] && variables.suspended[1] && !variables.suspended[0]"),
+        # Finding 6: a child Kueue admitted through its parent changes only by its controller (or Kueue);
+        # elastic children (Kueue's annotation, every pod template gated) scale through workload slices.
+        ("elastic", f"variables.objects.all(o, o.?metadata.?annotations[?{_q(ELASTIC_ANNOTATION)}]"
+                    f".orValue('') == 'true') &&\n"
+                    f"  size(variables.podSpecs[0]) > 0 && variables.podSpecs[0].all(s, {_q(ELASTIC_GATE)} in {_gates('s')})"),
+        ("childRespec", f"{two} && variables.kind != '/Pod' && (variables.accelerated[0] || variables.accelerated[1]) &&\n"
+                        "  variables.parentOwned[0] &&\n"
+                        "  variables.objects[0].?spec.orValue({}) != variables.objects[1].?spec.orValue({}) &&\n"
+                        "  !variables.elastic"),
+        # Finding 4: a kind whose Kueue framework is off is only admitted as the child of an enabled parent.
+        ("disabledFramework", "[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
+                              "  variables.kind in variables.disabledKinds && variables.accelerated[i] &&\n"
+                              "  !(size(variables.owners[i]) > 0 && variables.owners[i][0] in variables.enabledParents))"),
+        ("newDisabledFramework", f"variables.disabledFramework[0] && !({two} && variables.disabledFramework[1])"),
         ("byKueue", "request.userInfo.username == variables.kueueController"),
     ]
     return [{"name": n, "expression": e} for n, e in v]
@@ -296,39 +381,50 @@ MESSAGES = {
         f"them here); request accelerators as resources with the label {QUEUE_LABEL}"),
     "owner": (
         "accelerator workloads with a controller ownerReference are only admitted from the "
-        "controller trusted for that owner kind (a forged owner would skip Kueue); remove the "
-        f"ownerReference and set the label {QUEUE_LABEL}"),
+        "controller trusted for that owner kind, and only that controller may set or change the "
+        "controller reference (kind, name, uid): a forged or re-pointed owner would skip Kueue; remove "
+        f"the ownerReference and set the label {QUEUE_LABEL}"),
     "label": (
         "accelerator workloads in Kueue-managed namespaces must set a non-empty label "
         f"{QUEUE_LABEL} (the name of a LocalQueue in this namespace) where Kueue reads it: "
         "metadata.labels of the workload (CronJob: spec.jobTemplate.metadata.labels), or be "
         "created by a trusted controller of a Kueue-managed parent"),
+    "framework": (
+        "this kind's Kueue integration is not enabled in this cluster (kyverno.kueue.frameworks), so "
+        "Kueue would not hold it in quota: accelerator workloads of this kind are only admitted as the "
+        "child of an enabled Kueue workload (e.g. inside an AppWrapper); use an enabled kind with the "
+        f"label {QUEUE_LABEL}"),
+    "ungated": (
+        f"an accelerator Pod that Kueue manages on its own must arrive gated ({ADMISSION_GATE}) by "
+        "Kueue's pod webhook; this one was not, so Kueue took it for the child of another "
+        "Kueue workload (e.g. a ReplicaSet whose owner points at a Job) and would never count it; "
+        f"set the label {QUEUE_LABEL} on a Pod, Deployment or Job without such an owner"),
     "gate": (
-        f"only Kueue may remove the scheduling gate {ADMISSION_GATE} from an accelerator Pod; "
-        f"wait for the workload (label {QUEUE_LABEL}) to be admitted"),
+        f"only Kueue may remove its scheduling gates ({KUEUE_GATE_PREFIX}*: admission, elastic-job, "
+        f"topology, ...) from an accelerator workload; wait for the workload (label {QUEUE_LABEL}) "
+        "to be admitted"),
     "suspend": (
         "only Kueue (or the controller of a Kueue-managed parent) may unsuspend an accelerator "
         f"workload; wait for the workload (label {QUEUE_LABEL}) to be admitted"),
+    "respec": (
+        "the spec of an accelerator workload that Kueue admitted through its parent (controller "
+        "owner) may only be changed by that parent's controller or Kueue (more replicas would run "
+        f"outside the parent's quota); change the parent (label {QUEUE_LABEL}) instead"),
 }
 
 
-def render_policy(config: Optional[KyvernoConfig] = None,
-                  tenants: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def render_policy(config: Optional[KyvernoConfig] = None) -> dict[str, Any]:
     """The ClusterPolicy for `config`.
 
-    ``tenants`` (the stack's tenant namespaces) narrows the webhook's matchConditions to those
-    namespaces (plus tools/verify.py's throwaway namespaces); ``None`` leaves namespaces to the
-    policy's namespaceSelector (the default rendering in policies/kyverno/).
+    Scope is the namespace label `llm-platform/kueue-managed=true` (the rule's namespaceSelector, read by
+    Kyverno); the webhook's matchConditions keep the platform's own namespaces (OUT_OF_SCOPE_NAMESPACES)
+    and requests without accelerators off Kyverno's path. See docs/decisions/0002-sr2-kueue-bypasses.md.
     """
     config = config or KyvernoConfig()
-    conditions = []
-    if tenants is not None:
-        conditions.append({
-            "name": "tenant-namespace",
-            "expression": f"request.namespace in {_list(sorted(tenants))} || "
-                          f"request.namespace.startsWith({_q(VERIFY_NAMESPACE_PREFIX)})",
-        })
-    conditions.append({"name": "accelerator-request", "expression": _relevant_condition(config)})
+    conditions = [
+        {"name": "not-platform-namespace", "expression": _namespace_condition(OUT_OF_SCOPE_NAMESPACES)},
+        {"name": "accelerator-request", "expression": _relevant_condition(config)},
+    ]
     scope = {"namespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}}
     kinds = [w.match for w in WORKLOADS] + ["Pod/ephemeralcontainers"]
     return {
@@ -348,12 +444,14 @@ def render_policy(config: Optional[KyvernoConfig] = None,
                 "pod-policies.kyverno.io/autogen-controllers": "none",
                 "policies.kyverno.io/description": (
                     "Rendered by components/kueue_policy.py; do not edit by hand. In namespaces "
-                    f"labelled {KUEUE_MANAGED_LABEL}=true (but serving), accelerator workloads "
-                    f"({', '.join(config.accelerator_resources)}) must carry {QUEUE_LABEL} where "
-                    "Kueue reads it, or come from the controller trusted for their controller "
-                    "owner; only Kueue lifts the admission gate or unsuspends; NVIDIA_VISIBLE_DEVICES "
-                    "and DRA claims cannot bypass the quota. UPDATEs are denied only when they "
-                    "introduce a violation. See docs/decisions/0002-sr2-kueue-bypasses.md."),
+                    f"labelled {KUEUE_MANAGED_LABEL}=true (but {', '.join(OUT_OF_SCOPE_NAMESPACES)}), "
+                    f"accelerator workloads ({', '.join(config.accelerator_resources + config.accelerator_resource_patterns)}) "
+                    f"must carry {QUEUE_LABEL} where Kueue reads it (Pods: and arrive gated by Kueue), or come "
+                    "from the controller trusted for their controller owner, which alone may change that owner "
+                    "or the child's spec; only Kueue lifts its gates or unsuspends; kinds whose Kueue "
+                    "integration is off run only inside an enabled one; NVIDIA_VISIBLE_DEVICES and DRA claims "
+                    "cannot bypass the quota. UPDATEs are denied only when they introduce a violation. See "
+                    "docs/decisions/0002-sr2-kueue-bypasses.md."),
             },
         },
         "spec": {
@@ -377,10 +475,14 @@ def render_policy(config: Optional[KyvernoConfig] = None,
                             {"expression": "!variables.newClaims", "message": MESSAGES["claims"]},
                             {"expression": "!variables.checkOwner || variables.ownerTrusted",
                              "message": MESSAGES["owner"]},
+                            {"expression": "!variables.newDisabledFramework", "message": MESSAGES["framework"]},
                             {"expression": "!variables.newLabelViolation", "message": MESSAGES["label"]},
-                            {"expression": "!variables.ungated || variables.byKueue", "message": MESSAGES["gate"]},
+                            {"expression": "!variables.ungatedAtCreate", "message": MESSAGES["ungated"]},
+                            {"expression": "!variables.gateRemoved || variables.byKueue", "message": MESSAGES["gate"]},
                             {"expression": "!variables.unsuspended || variables.byKueue || variables.ownerTrusted",
                              "message": MESSAGES["suspend"]},
+                            {"expression": "!variables.childRespec || variables.byKueue || variables.ownerTrusted",
+                             "message": MESSAGES["respec"]},
                         ],
                     },
                 },
@@ -407,7 +509,7 @@ def render_validating_policy(config: Optional[KyvernoConfig] = None,
                              failure_action: str = "Enforce") -> dict[str, Any]:
     """The same policy as a `policies.kyverno.io/v1` ValidatingPolicy, for Kyverno >= 1.20 (where
     ClusterPolicy is removed). Same variables and validations; the webhook namespaceSelector now comes
-    from the policy (kueue-managed, not serving), so no tenant-name matchCondition is needed.
+    from the policy (kueue-managed, not the platform's namespaces), so no namespace-name matchCondition.
     Not deployed by the stack (Kyverno 1.18.1 keeps the ClusterPolicy).
     """
     config = config or KyvernoConfig()
@@ -434,7 +536,7 @@ def render_validating_policy(config: Optional[KyvernoConfig] = None,
                 },
             },
             "matchConditions": [c for c in cluster_policy["spec"]["webhookConfiguration"]["matchConditions"]
-                                if c["name"] != "tenant-namespace"],
+                                if c["name"] != "not-platform-namespace"],
             "variables": rule["validate"]["cel"]["variables"],
             "validations": rule["validate"]["cel"]["expressions"],
         },
@@ -455,7 +557,7 @@ _Dumper.add_representer(str, _str)
 HEADER = (
     "# GENERATED by components/kueue_policy.py from its WORKLOADS and TRUST tables with the default\n"
     "# config (KyvernoConfig()); do not edit. Regenerate: .venv/bin/python -m components.kueue_policy\n"
-    "# The stack renders its own copy (accelerators, identities and tenant namespaces from config).\n"
+    "# The stack renders its own copy (accelerators, identities and Kueue frameworks from config).\n"
 )
 
 

@@ -119,11 +119,16 @@ def crd_manifests_from_yaml() -> tuple[dict[str, Any], ...]:
 
 def policy_manifests(config: KyvernoConfig, tenants: Optional[list[str]] = None) -> list[dict[str, Any]]:
     """The platform's ClusterPolicies for this stack: rendered from config (accelerators, trusted
-    controllers, tenant namespaces for the webhook's matchConditions), with its failure action.
+    controllers, Kueue frameworks), with its failure action.
 
-    policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
+    ``tenants`` no longer shapes the policy: SR2 is scoped by the namespace label
+    llm-platform/kueue-managed=true (the rule's namespaceSelector), so a namespace labelled by hand is
+    covered too; the webhook's matchConditions only keep the platform's own namespaces off Kyverno's
+    path (docs/decisions/0002-sr2-kueue-bypasses.md). policies/kyverno/ holds the default rendering of the
+    same function (kept equal by a test).
     """
-    return [with_ready_wait(with_failure_action(render_policy(config, tenants), config.failure_action))]
+    del tenants
+    return [with_ready_wait(with_failure_action(render_policy(config), config.failure_action))]
 
 
 def with_ready_wait(policy: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +137,22 @@ def with_ready_wait(policy: dict[str, Any]) -> dict[str, Any]:
     annotations = policy["metadata"].setdefault("annotations", {})
     annotations.update(POLICY_READY_ANNOTATIONS)
     return policy
+
+
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+
+
+def skip_policy_await(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
+    """A transformation (``kyverno.install.skipAwait``, make e2e only) that adds ``pulumi.com/skipAwait: "true"``
+    to every object that waits for ``condition=Ready``: the provider then waits for nothing (skipAwait wins over
+    waitFor, pulumi-kubernetes ``metadata.ReadyCondition``), since no Kyverno pod runs to make a policy Ready."""
+    metadata = args.props.get("metadata")
+    if not isinstance(metadata, dict) or POLICY_READY_ANNOTATIONS["pulumi.com/waitFor"] != (
+        (metadata.get("annotations") or {}).get("pulumi.com/waitFor")
+    ):
+        return None
+    metadata = {**metadata, "annotations": {**metadata["annotations"], SKIP_AWAIT_ANNOTATION: "true"}}
+    return pulumi.ResourceTransformationResult({**args.props, "metadata": metadata}, args.opts)
 
 
 def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
@@ -155,6 +176,10 @@ def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
 def helm_values(config: KyvernoConfig, policy_exceptions: bool = False) -> dict[str, Any]:
     """Chart values; every key exists in the chart's values.yaml (tests check it)."""
     values = _helm_values(config)
+    if config.install.skip_await:
+        # No pod runs (make e2e): the chart's hook Jobs would never complete, and Helm waits for them.
+        values["webhooksCleanup"] = {"enabled": False}
+        values["crds"]["migration"] = {"enabled": False}
     if policy_exceptions:
         # The guardrail catalog's PolicyExceptions; only honoured in the kyverno namespace, so
         # whoever may write there (not tenants) decides the exceptions.
@@ -218,7 +243,7 @@ class KyvernoArgs:
     policy_exceptions: bool = False
     """Enable Kyverno PolicyExceptions (namespace kyverno); the guardrail catalog uses them."""
     tenants: Optional[list[str]] = None
-    """Tenant namespaces: the policy's webhook only calls Kyverno for requests in them (matchConditions)."""
+    """Tenant namespaces (labelled by components/tenants.py); the SR2 policy is scoped by that label, not by these names."""
 
 
 class Kyverno(pulumi.ComponentResource):
@@ -235,14 +260,19 @@ class Kyverno(pulumi.ComponentResource):
         if args.access.context:
             env["KUBE_CONTEXT"] = args.access.context
 
+        install = args.config.install
         # Refuse (with a message) a cluster that already runs another Kyverno.
-        self.preflight = command.local.Command(
-            "kyverno-preflight",
-            create=FOREIGN_KYVERNO_PREFLIGHT,
-            environment=env,
-            interpreter=["/bin/sh", "-c"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.extra_depends_on),
-        )
+        # (Without kubectl commands -- make e2e, no pulumi-command provider -- neither this nor the cleanup exists.)
+        self.preflight: Optional[command.local.Command] = None
+        if install.kubectl_commands:
+            self.preflight = command.local.Command(
+                "kyverno-preflight",
+                create=FOREIGN_KYVERNO_PREFLIGHT,
+                environment=env,
+                interpreter=["/bin/sh", "-c"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.extra_depends_on),
+            )
+        commands: list[pulumi.Resource] = [self.preflight] if self.preflight else []
 
         self.namespace = k8s.core.v1.Namespace(
             NAMESPACE,
@@ -250,7 +280,7 @@ class Kyverno(pulumi.ComponentResource):
                 "name": NAMESPACE,
                 "labels": {"app.kubernetes.io/managed-by": "llm-platform", "app.kubernetes.io/part-of": "kyverno"},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.extra_depends_on, self.preflight]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.extra_depends_on, *commands]),
         )
 
         # Two of these are ~1.4 MB: only server-side apply (the provider's mode) can store them.
@@ -266,31 +296,35 @@ class Kyverno(pulumi.ComponentResource):
 
         # Created before the release, therefore deleted after it: removes the validating webhook
         # configurations Kyverno's own pre-delete hook leaves behind.
-        self.webhook_cleanup = command.local.Command(
-            "kyverno-webhook-cleanup",
-            create=CLEANUP_PREFLIGHT,
-            delete=CLEANUP_SCRIPT,
-            environment=env,
-            interpreter=["/bin/sh", "-c"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.crds),
-        )
+        self.webhook_cleanup: Optional[command.local.Command] = None
+        if install.kubectl_commands:
+            self.webhook_cleanup = command.local.Command(
+                "kyverno-webhook-cleanup",
+                create=CLEANUP_PREFLIGHT,
+                delete=CLEANUP_SCRIPT,
+                environment=env,
+                interpreter=["/bin/sh", "-c"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.crds),
+            )
+        cleanup: list[pulumi.Resource] = [self.webhook_cleanup] if self.webhook_cleanup else []
 
         self.release = k8s.helm.v3.Release(
             "kyverno",
             name="kyverno",
-            chart=CHART,
-            version=CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
+            # A local chart directory (make e2e) or the chart repository's package.
+            chart=install.chart_path or CHART,
+            version=None if install.chart_path else CHART_VERSION,
+            repository_opts=None if install.chart_path else k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
             namespace=NAMESPACE,
             create_namespace=False,
             skip_crds=True,
             values=helm_values(args.config, args.policy_exceptions),
-            # Helm --wait: the release is ready only when the admission controller is.
-            skip_await=False,
+            # Helm --wait: the release is ready only when the admission controller is (make e2e: no pod runs).
+            skip_await=install.skip_await,
             timeout=600,
             cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.namespace, *self.crds, self.webhook_cleanup]
+                parent=self, depends_on=[self.namespace, *self.crds, *cleanup]
             ),
         )
 

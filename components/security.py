@@ -10,7 +10,7 @@ import pulumi
 from components.cluster_access import ClusterAccess
 from components.config import StackConfig
 from components.guardrails import Guardrails, GuardrailsArgs
-from components.kyverno import Kyverno, KyvernoArgs
+from components.kyverno import Kyverno, KyvernoArgs, skip_policy_await
 from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from components.tenants import TenantNamespaces, TenantNamespacesArgs
 
@@ -39,7 +39,9 @@ class Security(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecurityArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:security:Security", name, None, opts)
         s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
+        # make e2e only (kyverno.install.skipAwait): no Kyverno pod runs, so no policy waits for Ready.
+        skip: Optional[list[pulumi.ResourceTransformation]] = [skip_policy_await] if s.kyverno.install.skip_await else None
+        child = pulumi.ResourceOptions(parent=self, transformations=skip)
         self.network_policies = NetworkPolicies(
             "sr1", NetworkPoliciesArgs(config=s.network_policy, namespaces=args.namespaces), opts=child
         )

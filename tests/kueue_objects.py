@@ -105,6 +105,14 @@ def raycluster(name, spec=None, suspend=None, **kw):
     return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": meta(name, **kw), "spec": s}
 
 
+def rayservice(name, spec=None, suspend=None, **kw):
+    """A RayService: its RayCluster spec (suspend there, as Kueue's ray.io/rayservice integration reads it)."""
+    s = {"serveConfigV2": "applications: []", "rayClusterSpec": raycluster_spec(spec)}
+    if suspend is not None:
+        s["rayClusterSpec"]["suspend"] = suspend
+    return {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": meta(name, **kw), "spec": s}
+
+
 def lws(name, spec=None, **kw):
     return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": meta(name, **kw),
             "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 2, "leaderTemplate": tmpl(podspec([ctr()])),
@@ -152,7 +160,7 @@ OWN = {
     "Job": ("batch/v1", "Job"), "CronJob": ("batch/v1", "CronJob"), "ReplicaSet": ("apps/v1", "ReplicaSet"),
     "Deployment": ("apps/v1", "Deployment"), "StatefulSet": ("apps/v1", "StatefulSet"),
     "JobSet": ("jobset.x-k8s.io/v1alpha2", "JobSet"), "RayJob": ("ray.io/v1", "RayJob"),
-    "RayCluster": ("ray.io/v1", "RayCluster"), "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+    "RayCluster": ("ray.io/v1", "RayCluster"), "RayService": ("ray.io/v1", "RayService"), "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
     "Pod": ("v1", "Pod"), "PyTorchJob": ("kubeflow.org/v1", "PyTorchJob"), "MPIJob": ("kubeflow.org/v2beta1", "MPIJob"),
     "MPIJobV1": ("kubeflow.org/v1", "MPIJob"),
     "TrainJob": ("trainer.kubeflow.org/v1alpha1", "TrainJob"), "AppWrapper": ("workload.codeflare.dev/v1beta2", "AppWrapper"),

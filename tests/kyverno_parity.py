@@ -59,6 +59,8 @@ POLICIES = ROOT / "policies" / "kyverno"
 POLICY_TESTS = ("tests/test_guardrails.py", "tests/test_kueue_policy.py", "tests/test_kueue_chains.py",
                 "tests/test_agent_admission.py")
 STACKS = ("dev", "prod")
+MUTATE_TESTS = "stamp-owner-test.yaml"   # mutate suites: the CLI alone decides them
+RECIPE_TESTS = "recipe-test.yaml"        # the seed's recipes as written: every case must fail
 
 
 def kyverno_version() -> str:
@@ -302,14 +304,16 @@ def parse_output(text: str) -> tuple[list[Row], int, int]:
     return rows, int(summary.group(1)), int(summary.group(2))
 
 
-def _cli_test(cli: pathlib.Path, folder: pathlib.Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(cli), "test", str(folder), "--remove-color", "--detailed-results", "-o", "json"],
+def _cli_test(cli: pathlib.Path, folder: pathlib.Path, file_name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(cli), "test", str(folder), "--file-name", file_name, "--remove-color",
+                             "--detailed-results", "-o", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def run_cli(cli: pathlib.Path, *folders: pathlib.Path) -> tuple[list[Row], int, int, str]:
+def run_cli(cli: pathlib.Path, *folders: pathlib.Path,
+            file_name: str = "kyverno-test.yaml") -> tuple[list[Row], int, int, str]:
     """`kyverno test` on each folder, all at once (the CLI runs one test at a time; a CPU each)."""
-    procs = [_cli_test(cli, folder) for folder in folders]
+    procs = [_cli_test(cli, folder, file_name) for folder in folders]
     rows: list[Row] = []
     passed, failed, texts = 0, 0, []
     for proc in procs:
@@ -453,6 +457,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     copy_folders(POLICIES, work / "folders")
     folder_rows, folder_pass, folder_fail, folder_text = run_cli(cli, work / "folders")
     (work / "folders.log").write_text(folder_text, encoding="utf-8")
+    # Mutate suites carry their own file name (the evaluator has no mutate support, so they are not its cases).
+    rows, passed, failed, text = run_cli(cli, work / "folders", file_name=MUTATE_TESTS)
+    folder_rows, folder_pass, folder_fail = folder_rows + rows, folder_pass + passed, folder_fail + failed
+    folder_text += text
+    # A recipe-bug regression must fail on the seed's recipe as written: every row of a recipe suite fails.
+    recipe_rows, recipe_pass, recipe_fail, text = run_cli(cli, work / "folders", file_name=RECIPE_TESTS)
+    folder_text += text
+    print(f"recipe regressions: {recipe_fail} of {recipe_pass + recipe_fail} fail on the seed's recipe as written")
+    if recipe_pass or not recipe_fail:
+        folder_fail += recipe_pass or 1
     for row in folder_rows:
         if row.result.lower() != "pass":
             print(f"FAIL {row.test}: {row.policy}/{row.rule} {row.resource}: {row.reason} {row.message}")

@@ -71,15 +71,26 @@ def test_every_policy_has_at_least_four_cases_with_pass_and_fail(name):
         assert {"pass", "fail"} <= results, f"{name}: needs pass and fail cases, has {results}"
 
 
-# Each recipe bug of the issue, as the case that would pass under the recipe and must not here.
+# Recipe regressions (issue 22, item 10): cases the recipe as written decides otherwise on the real engine.
+# Only the GPU rule of the recipe is available here (.kyverno-test/recipe/recipe-llm-gpu-cost-guardrails.yaml,
+# from the public recipe page; the seed files are not in this checkout). Its CEL does not compile (`has()` on an
+# index), and Kyverno counts that a FAIL, so it fails every Pod it selects: only a *pass* case can tell it from
+# ours, and only one the recipe selects (label workload-type: inference): an unlabelled case is "Excluded",
+# which `kyverno test` counts a pass whatever was expected. `kubectl-kyverno test .../recipe --file-name
+# recipe-test.yaml` fails on each of these (docs/guardrails.md shows the run).
+RECIPE = ROOT / "policies/kyverno/guardrail-gpu-cap-per-pod/.kyverno-test/recipe"
 REGRESSIONS = [
+    ("guardrail-gpu-cap-per-pod", "recipe-inference-2-plus-2-gpus", "pass"),
+    ("guardrail-gpu-cap-per-pod", "recipe-inference-cpu-only", "pass"),
+]
+# Catalog fixes for bugs the issue names in the other recipes, whose text is not available here to replay:
+# cases, not proven recipe regressions. Dropped from the old list: mistral-version-suffix (pass; a substring
+# allowlist passes it too) and gpu-request-int-limit-string (pass; in a real object both are the string "1",
+# so a string comparison passes it too), plus the two unlabelled GPU cases, which the recipe excludes.
+CATALOG_FIXES = [
     ("guardrail-approved-models", "evil-llama-exfil", "fail"),               # `contains` allowlist
-    ("guardrail-approved-models", "mistral-version-suffix", "pass"),         # version-suffix rule
-    ("guardrail-approved-models", "mistral-suffix-not-a-version", "fail"),
+    ("guardrail-approved-models", "mistral-suffix-not-a-version", "fail"),   # version-suffix rule
     ("guardrail-approved-models", "unapproved-model-in-init-container", "fail"),   # initContainers
-    ("guardrail-gpu-cap-per-pod", "gpu-3-plus-2-in-init-container", "fail"),       # initContainers
-    ("guardrail-gpu-cap-per-pod", "gpu-string-quantities-2-plus-2", "pass"),       # int() on quantities
-    ("guardrail-no-accelerator-overcommit", "gpu-request-int-limit-string", "pass"),
     ("guardrail-no-accelerator-overcommit", "gpu-overcommit-in-init-container", "fail"),
     ("guardrail-memory-bounds", "memory-plain-bytes-and-decimal", "pass"),         # int() on quantities
     ("guardrail-memory-bounds", "memory-init-limit-512gi", "fail"),
@@ -110,10 +121,26 @@ def test_egress_lockdown_regression_kube_dns_is_not_locked():
     assert "kube-dns" in [r["metadata"]["name"] for r in EGRESS_UNLOCKED]
 
 
-@pytest.mark.parametrize("policy,resource,expected", REGRESSIONS)
+@pytest.mark.parametrize("policy,resource,expected", REGRESSIONS + CATALOG_FIXES)
 def test_recipe_regressions_are_cases(policy, resource, expected):
     found = [c for s in SUITES[policy] for c in s.cases if c.resource == resource and c.expected == expected]
     assert found, f"{policy}: regression case {resource} ({expected}) missing from .kyverno-test"
+
+
+def test_recipe_regressions_are_selected_by_the_recipe_and_replayed_over_it():
+    (recipe,) = ge.load_yaml_docs(RECIPE / "recipe-llm-gpu-cost-guardrails.yaml")
+    (rule,) = recipe["spec"]["rules"]
+    (expr,) = rule["validate"]["cel"]["expressions"]
+    with pytest.raises(ge.UnsupportedPolicyError, match="does not compile"):
+        ge.compile_expr(expr["expression"])   # cel-cpp agrees with Kyverno: has() takes a field, not an index
+    selector = rule["match"]["any"][0]["resources"]["selector"]["matchLabels"]
+    (test,) = ge.load_yaml_docs(RECIPE / "recipe-test.yaml")
+    replayed = {(r, res["result"]) for res in test["results"] for r in res["resources"]}
+    resources = {r["metadata"]["name"]: r for s in SUITES["guardrail-gpu-cap-per-pod"] for r in s.resources}
+    for _policy, name, expected in REGRESSIONS:
+        labels = resources[name]["metadata"].get("labels", {})
+        assert selector.items() <= labels.items(), f"{name}: the recipe must select it, or it is merely Excluded"
+        assert (name, expected) in replayed, f"{name}: not replayed over the recipe with our verdict {expected}"
 
 
 def test_flatmap_is_not_kubernetes_cel():
@@ -213,8 +240,10 @@ def test_message_expressions_name_the_offender():
 def test_cel_errors_surface_as_error_outcome():
     policy = guardrails.load_policy("guardrail-memory-bounds")
     rule = policy["spec"]["rules"][0]
+    # a model server: the floor (and so the quantity) is evaluated; Kyverno never parses it for other Pods
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
-           "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "lots"}}}]}}
+           "spec": {"containers": [{"name": "c", "image": "vllm/vllm-openai:v0.23.0", "args": ["org/m"],
+                                    "resources": {"requests": {"memory": "lots"}}}]}}
     outcome = ge.evaluate_rule(rule, pod)
     assert outcome.result == "fail" and outcome.error, outcome
 
@@ -276,6 +305,8 @@ def test_policy_annotations_and_narrow_match(name):
         if "validate" in rule:
             assert rule["validate"]["failureAction"] == "Audit", f"{name}/{rule['name']}: Audit first"
             kinds = set(rule["match"]["any"][0]["resources"]["kinds"])
+            if "Pod" not in kinds:
+                continue  # DRA claims (guardrail-gpu-cap-per-pod/cap-accelerators-per-claim)
             assert {"Pod", "apps/v1/Deployment", "apps/v1/StatefulSet", "apps/v1/DaemonSet", "batch/v1/Job",
                     "batch/v1/CronJob"} <= kinds, f"{name}/{rule['name']}: workload kinds (autogen off)"
 
@@ -401,7 +432,7 @@ def test_scope_failure_action_and_selectors():
     assert rule["validate"]["failureAction"] == "Enforce"
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "p", "namespace": "team-a", "labels": {"workload-type": "inference"}},
-           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+           "spec": {"containers": [{"name": "c", "image": "vllm/vllm-openai:v0.23.0", "args": ["org/model"]}]}}
     labels = {"team-a": {"purpose": "ai-inference"}}
     assert _evaluate(mem, pod, namespace_labels=labels).result == "fail"
     assert _evaluate(mem, pod, namespace_labels={}).result == "skip", "namespace label required"
@@ -457,10 +488,108 @@ def test_egress_lockdown_uses_the_dns_facts_and_destinations():
                                                             "rules": ["all"]}]}},
      "guardrails.securityBaseline.exceptions", "rules"),
     ({"enabled": True, "gpuCapPerPod": {"maxGpus": 2}}, "guardrails.gpuCapPerPod.maxGpus", "unknown key"),
+    ({"enabled": True, "securityBaseline": {"allowedCapabilities": ["SYS_ADMIN"]}},
+     "guardrails.securityBaseline.allowedCapabilities", "baseline allows"),
+    ({"enabled": True, "ownership": {"versionPattern": "v[0-9]+"}}, "guardrails.ownership.versionPattern", "anchored"),
+    ({"enabled": True, "ownership": {"versionPattern": "^v(?=1)$"}}, "guardrails.ownership.versionPattern", "RE2"),
+    ({"enabled": True, "ownership": {"secretNamePatterns": ["*"]}}, "guardrails.ownership.secretNamePatterns",
+     "only wildcards"),
+    ({"enabled": True, "ownership": {"versionAnnotation": "ai/model"}}, "guardrails.ownership", "modelAnnotations"),
+    ({"enabled": True, "gpuCapPerPod": {"acceleratorDeviceClasses": ["GPU Class"]}},
+     "guardrails.gpuCapPerPod.acceleratorDeviceClasses", "DeviceClass"),
+    ({"enabled": True, "reserveAcceleratorNodes": {"excludeNamespaces": ["Kube_System"]}},
+     "guardrails.reserveAcceleratorNodes.excludeNamespaces", "DNS-1123"),
+    ({"enabled": True, "egressLockdown": {"allowedEgress": [{"cidr": "10.0.0.0/24", "podSelector": {"app": "x"},
+                                                             "ports": [443]}]}},
+     "guardrails.egressLockdown.allowedEgress[0]", "either cidr or"),
+    ({"enabled": True, "egressLockdown": {"allowedEgress": [{"ports": [4000]}]}},
+     "guardrails.egressLockdown.allowedEgress[0]", "either cidr or"),
 ])
 def test_bad_guardrail_config_is_one_clear_error(cfg, key, needle):
     msg = _config_error(cfg)
     assert f"`llm-platform:{key}" in msg and needle in msg, msg
+
+
+CATALOG_VARS = ("resourceContainers", "serverEntrypoints", "rawLines", "spacedLines", "commandLines", "servers")
+
+
+def test_model_server_catalog_is_the_same_everywhere():
+    """approved-models, the memory floor and model documentation must agree on what a model server is."""
+    seen = {}
+    for name, rules in [("guardrail-approved-models", None), ("guardrail-memory-bounds", None),
+                        ("guardrail-ownership", ("require-model-documentation", "model-secrets-from-vault"))]:
+        for rule in guardrails.load_policy(name)["spec"]["rules"]:
+            if rules and rule["name"] not in rules:
+                continue
+            variables = {v["name"]: v["expression"] for v in rule["validate"]["cel"]["variables"]}
+            seen[f"{name}/{rule['name']}"] = tuple(variables[v] for v in CATALOG_VARS)
+    assert len(seen) == 4 and len(set(seen.values())) == 1, f"catalog variables differ: {list(seen)}"
+
+
+def test_reserve_allowlist_suite_uses_the_current_policy():
+    # .kyverno-test/allowlist/policy.yaml is the policy file with one variable set; regenerate it with:
+    #   set_params(load_policy("guardrail-reserve-accelerator-nodes"), {"allowedServiceAccounts": [...]})
+    path = ROOT / "policies/kyverno/guardrail-reserve-accelerator-nodes/.kyverno-test/allowlist/policy.yaml"
+    (copy_,) = ge.load_yaml_docs(path)
+    want = guardrails.set_params(guardrails.load_policy("guardrail-reserve-accelerator-nodes"),
+                                 {"allowedServiceAccounts": ["serving/model-server"]})
+    assert copy_ == want, f"{path.relative_to(ROOT)} is stale"
+
+
+def test_reserve_scope_is_every_namespace_but_the_excluded():
+    s = _settings(reserveAcceleratorNodes={"excludeNamespaces": ["kube-system", "gpu-operator"]})
+    reserve = _by_name(s, "guardrail-reserve-accelerator-nodes")
+    (rule,) = reserve["spec"]["rules"]
+    assert rule["match"]["any"][0]["resources"]["namespaces"] == ["*"]
+    assert rule["exclude"] == {"any": [{"resources": {"namespaces": ["kube-system", "gpu-operator"]}}]}
+    assert _evaluate(reserve, _gpu_pod(ns="scratch")).result == "fail", "a namespace nobody listed"
+    assert _evaluate(reserve, _gpu_pod(ns="gpu-operator")).result == "skip"
+    only = _by_name(_settings(reserveAcceleratorNodes={"namespaces": ["team-a"], "excludeNamespaces": []}),
+                    "guardrail-reserve-accelerator-nodes")
+    assert "exclude" not in only["spec"]["rules"][0]
+    assert _evaluate(only, _gpu_pod(ns="scratch")).result == "skip", "an explicit namespace list still narrows it"
+
+
+def test_new_params_reach_the_policies():
+    s = _settings(securityBaseline={"allowedCapabilities": ["net_bind_service", "CAP_SYS_CHROOT"]},
+                  ownership={"secretNamePatterns": ["*-vault", "vllm-api-?ey"]},
+                  gpuCapPerPod={"acceleratorDeviceClasses": ["tpu.google.com"], "maxAcceleratorsPerPod": 2})
+    assert s.guardrails.security_baseline.allowed_capabilities == ["NET_BIND_SERVICE", "SYS_CHROOT"]
+    base = _by_name(s, "guardrail-security-baseline")
+    caps = next(r for r in base["spec"]["rules"] if r["name"] == "drop-capabilities")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+           "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {
+               "capabilities": {"drop": ["ALL"], "add": ["SYS_CHROOT"]}}}]}}
+    assert ge.evaluate_rule(caps, pod).result == "pass", "SYS_CHROOT allowed in this stack"
+    pod["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = ["SYS_ADMIN"]
+    out = ge.evaluate_rule(caps, pod)
+    assert out.result == "fail" and "c: SYS_ADMIN" in out.message, out.message
+    own = _by_name(s, "guardrail-ownership")
+    secrets = next(r for r in own["spec"]["rules"] if r["name"] == "model-secrets-from-vault")
+    server = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+              "spec": {"containers": [{"name": "v", "image": "vllm/vllm-openai:v1", "args": ["org/m"], "env": [
+                  {"name": "K", "valueFrom": {"secretKeyRef": {"name": "vllm-api-key", "key": "k"}}}]}]}}
+    assert ge.evaluate_rule(secrets, server).result == "pass", "vllm-api-?ey admits vllm-api-key"
+    server["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = "vllm-api-key-old"
+    assert ge.evaluate_rule(secrets, server).result == "fail", "globs are anchored"
+    cap = _by_name(s, "guardrail-gpu-cap-per-pod")
+    claims = next(r for r in cap["spec"]["rules"] if r["name"] == "cap-accelerators-per-claim")
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "c", "namespace": "serving"},
+             "spec": {"devices": {"requests": [{"name": "t", "exactly": {"deviceClassName": "tpu.google.com",
+                                                                         "count": "3"}}]}}}
+    assert ge.evaluate_rule(claims, claim).result == "fail", "3 TPUs over a cap of 2"
+    claim["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "gpu.nvidia.com"
+    assert ge.evaluate_rule(claims, claim).result == "pass", "gpu.nvidia.com is not an accelerator class here"
+
+
+def test_approved_models_message_says_how_to_fix():
+    policy = guardrails.load_policy("guardrail-approved-models")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+           "spec": {"containers": [{"name": "tgi", "image": "ghcr.io/huggingface/text-generation-inference:3.0",
+                                    "envFrom": [{"configMapRef": {"name": "m"}}]}]}}
+    out = ge.evaluate_rule(policy["spec"]["rules"][0], pod)
+    assert out.result == "fail" and "container tgi: names no model, envFrom may set MODEL_ID" in out.message
+    assert "Name the model explicitly" in out.message and "--model-id=<org/name>" in out.message, out.message
 
 
 def test_catalog_is_behind_security(program_run):
@@ -484,7 +613,9 @@ def test_summary_lists_every_policy():
     rows = guardrails.summary(_stack("prod"))
     assert [r["policy"] for r in rows] == NAMES
     assert all(r["enabled"] == "yes" for r in rows)
-    assert rows[0]["scope"] == "namespaces serving,team-a,team-b,team-c"
+    assert rows[0]["scope"] == "namespaces serving,inference,kserve,llm-d,team-a,team-b,team-c"
+    reserve = next(r for r in rows if r["policy"] == "guardrail-reserve-accelerator-nodes")
+    assert reserve["scope"] == "every namespace except kube-system,kube-public,kube-node-lease,kyverno,gmp-system"
 
 
 # ------------------------------------------------------------ real workloads
@@ -510,18 +641,30 @@ def _fails(findings):
     return sorted({(f.policy, f.rule, f.manifest.ref) for f in findings if f.result in ("fail", "error")})
 
 
+SERVERS = {"Deployment serving/coder-agent", "Deployment serving/coder-chat", "Deployment serving/coder-fim",
+           "Deployment serving/embeddings", "Deployment serving/raw-vllm"}
+SIMULATORS = {"Deployment inference/vllm-sim", "Deployment inference/vllm-sim-b-canary",
+              "Deployment inference/vllm-sim-b-stable"}
+
+
 def test_reference_platform_findings_prod(prod_findings):
-    # Every finding is triaged in README "Guardrail catalog / Findings on the reference platform".
-    workloads = {"Deployment serving/coder-agent", "Deployment serving/coder-chat", "Deployment serving/coder-fim",
-                 "Deployment serving/embeddings", "Deployment serving/raw-vllm", "Job serving/guidellm-bench",
-                 "Job serving/vllm-bench", "Job team-a/gpu-job-a", "Job team-b/gpu-job-b"}
-    gpu = workloads - {"Deployment serving/embeddings"}
-    want = sorted({("guardrail-ownership", "require-chargeback-labels", w) for w in workloads} |
-                  {("guardrail-reserve-accelerator-nodes", "accelerator-service-accounts", w) for w in gpu})
+    # Every finding is triaged in docs/guardrails.md "Findings on the reference platform".
+    workloads = SERVERS | {"Job serving/guidellm-bench", "Job serving/vllm-bench", "Job team-a/gpu-job-a",
+                           "Job team-b/gpu-job-b"}
+    gpu = (workloads - {"Deployment serving/embeddings"}) | {"Job default/gpu-smoke"}   # every namespace
+    with_api_key = SERVERS - {"Deployment serving/embeddings"}   # secretKeyRef vllm-api-key, not *-vault
+    want = sorted({("guardrail-ownership", "require-chargeback-labels", w) for w in workloads | SIMULATORS} |
+                  {("guardrail-ownership", "require-model-documentation", w) for w in SERVERS} |
+                  {("guardrail-ownership", "model-secrets-from-vault", w) for w in with_api_key} |
+                  {("guardrail-reserve-accelerator-nodes", "accelerator-service-accounts", w) for w in gpu} |
+                  {("guardrail-trusted-registries", "trusted-registries", w) for w in SIMULATORS})
     assert _fails(prod_findings) == want
     assert not [f for f in prod_findings if f.result == "error"], "no CEL errors on real manifests"
     evaluated = {f.manifest.ref for f in prod_findings if f.result in ("pass", "fail")}
-    assert workloads <= evaluated, f"every in-scope workload is evaluated: {workloads - evaluated}"
+    assert workloads | SIMULATORS <= evaluated, f"every in-scope workload is evaluated: {workloads - evaluated}"
+    # Every server names a model the stack approves: the fail-closed model check finds nothing to report.
+    assert not [f for f in prod_findings if f.policy == "guardrail-approved-models" and f.result != "pass"
+                and f.manifest.ref in SERVERS]
 
 
 def test_reference_platform_with_catalog_defaults():
@@ -534,11 +677,70 @@ def test_reference_platform_with_catalog_defaults():
                                          guardrail_report.load_manifests(base))
     fails = _fails(findings)
     models = {w for p, _, w in fails if p == "guardrail-approved-models"}
-    assert models == {"Deployment serving/coder-agent", "Deployment serving/coder-chat", "Deployment serving/coder-fim",
-                      "Deployment serving/embeddings", "Deployment serving/raw-vllm"}, \
-        "servers flagged until their models are approved; benchmark clients are not model servers"
+    assert models == SERVERS, "servers flagged until their models are approved; benchmark clients are not servers"
     registries = {w for p, _, w in fails if p == "guardrail-trusted-registries"}
-    assert registries == {"Job serving/guidellm-bench"}, registries
+    assert registries == {"Job serving/guidellm-bench"} | SIMULATORS, registries
+    memory = {w for p, _, w in fails if p == "guardrail-memory-bounds"}
+    assert not memory, "every server requests at least 2Gi; the floor no longer applies to other Pods"
+
+
+# The Deployments the KServe and llm-d operators create from the reference platform's custom resources (the pod
+# spec as written; what the operators inject, storage-initializer, modelcar, the llm-d launch command, is not
+# modelled): the platform's own namespaces kserve and llm-d are in the default scope, so these are checked.
+_ISVC_ONLY = {"minReplicas", "maxReplicas", "deploymentStrategy", "scaleTarget", "scaleMetric", "model",
+              "canaryTrafficPercent", "timeout", "batcher", "logger", "autoScaling"}
+
+
+def _operator_workloads(manifests):
+    out = []
+    for m in manifests:
+        obj, meta = m.obj, m.obj["metadata"]
+        if obj["kind"] == "InferenceService":
+            templates = {f"{meta['name']}-predictor": {k: v for k, v in obj["spec"]["predictor"].items()
+                                                        if k not in _ISVC_ONLY}}
+        elif obj["kind"] == "LLMInferenceService":
+            templates = {f"{meta['name']}-kserve": obj["spec"]["template"]}
+            if "prefill" in obj["spec"]:
+                templates[f"{meta['name']}-kserve-prefill"] = obj["spec"]["prefill"]["template"]
+        else:
+            continue
+        for name, spec in templates.items():
+            out.append(guardrail_report.Manifest(m.path, {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": meta["namespace"]},
+                "spec": {"selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}}, "spec": copy.deepcopy(spec)}}}))
+    return out
+
+
+def test_kserve_and_llm_d_workloads_are_in_scope(prod_findings):
+    base = _reference_dir()
+    settings = _stack("prod")
+    workloads = _operator_workloads(guardrail_report.load_manifests(base))
+    assert {w.ref for w in workloads} == {"Deployment kserve/qwen-oci-predictor", "Deployment kserve/qwen-cpu-predictor",
+                                          "Deployment llm-d/qwen-llmd-kserve", "Deployment llm-d/qwen-llmd-kserve-prefill"}
+    findings = guardrail_report.evaluate(guardrails.build_policies(settings), guardrails.build_exceptions(settings),
+                                         workloads)
+    assert not [f for f in findings if f.result == "error"]
+    skipped = {(f.rule, f.manifest.ref) for f in findings if f.result == "skip"
+               and f.rule not in ("cap-accelerators-per-claim", "generate-egress-lockdown")}
+    assert not skipped, f"every Pod rule applies in kserve and llm-d: {skipped}"
+    fails = {(f.policy.removeprefix("guardrail-"), f.rule, f.manifest.ref.split("/")[1]) for f in findings
+             if f.result == "fail"}
+    # Fail closed: the models are staged by the operators (/mnt/models, a PVC path, or no argument at all), so
+    # the policy cannot tell which model a Pod loads and says so, instead of passing it.
+    models = {w for p, _, w in fails if p == "approved-models"}
+    assert models == {"qwen-oci-predictor", "qwen-cpu-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}
+    model_msgs = {f.manifest.ref.split("/")[1]: f.message for f in findings
+                  if f.policy == "guardrail-approved-models" and f.result == "fail"}
+    assert "/mnt/models" in model_msgs["qwen-oci-predictor"] and "/models/qwen" in model_msgs["qwen-cpu-predictor"]
+    assert "names no model" in model_msgs["qwen-llmd-kserve"]
+    # the trusted registries (prod: digest pinned) admit the vLLM images but not the llm-d or vllm-openai-cpu ones
+    assert {w for p, _, w in fails if p == "trusted-registries"} == {
+        "qwen-cpu-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}
+    # GPU workloads as kserve/default and llm-d/default: not approved in prod
+    assert {w for p, _, w in fails if p == "reserve-accelerator-nodes"} == {
+        "qwen-oci-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}
 
 
 def test_report_is_written_by_the_render(tmp_path):
@@ -571,6 +773,10 @@ def test_stamp_owner_is_optional_and_schema_valid(crd_validator):
         text = json.dumps(rule["mutate"])
         assert "+(owner)" in text, f"{rule['name']}: only adds a missing owner label"
         assert "regex_replace_all" in text and "`63`" in text, f"{rule['name']}: label-safe value"
+        # a label value starts and ends with a letter or digit: trimmed after the cut (issue 22); the mutate
+        # itself is checked by the Kyverno CLI: .kyverno-test/*/stamp-owner-test.yaml (docs/guardrails.md)
+        assert "'^[^A-Za-z0-9]+|[^A-Za-z0-9]+$'" in text, f"{rule['name']}: ends trimmed"
+        assert rule.get("exclude"), f"{rule['name']}: kube-system controllers' requests are not stamped"
     off = [p["metadata"]["name"] for p in guardrails.build_policies(_settings())]
     assert guardrails.STAMP_OWNER_POLICY not in off, "off by default"
     on = guardrails.build_policies(_settings(ownership={"stampOwner": True}, namespaces=["team-a"]))
@@ -636,6 +842,19 @@ def test_egress_lockdown_connectivity_by_nca():
         d.startswith("10.0.0.0-10.0.0.255") and a.tcp == ((443, 443),) and not a.other
         for d, a in external.items()), f"only 10.0.0.0/24:443 outside the cluster: {external}"
     assert pairs.get(("serving/vllm-0", "kube-dns/fake-dns-0"), NOTHING), "other namespaces are unaffected"
+
+
+def test_egress_lockdown_reaches_litellm_by_peer_by_nca():
+    from tools.nca import NOTHING
+
+    pairs = _nca_egress({"allowedEgress": [{"namespaceSelector": {"kubernetes.io/metadata.name": "litellm"},
+                                            "podSelector": {"app.kubernetes.io/name": "litellm"}, "ports": [4000]}]})
+    src = "ai-locked/model-0"
+    litellm = pairs.get((src, "litellm/litellm-proxy-0"), NOTHING)
+    assert litellm.tcp == ((4000, 4000),) and not litellm.other, f"LiteLLM on 4000 only: {litellm}"
+    for dst in ("litellm/litellm-db-0", "serving/vllm-0", "kube-system/metrics-server-0"):
+        assert not pairs.get((src, dst), NOTHING), f"egress lockdown: {src} must not reach {dst}"
+    assert not {d for (s, d) in pairs if s == src and "/" not in d}, "nothing outside the cluster"
 
 
 def test_egress_lockdown_node_local_dns_by_nca():

@@ -29,7 +29,7 @@ import yaml
 
 from components import kueue_policy  # noqa: E402
 from components import kyverno as kyverno_component  # noqa: E402
-from components.config import KyvernoConfig, TrustedControllers  # noqa: E402
+from components.config import KUEUE_DEFAULT_FRAMEWORKS, KyvernoConfig, TrustedControllers  # noqa: E402
 from tests import kyverno_cel  # noqa: E402
 from tests.kueue_objects import (  # noqa: E402
     KUBEFLOW_REPLICA_SPECS,
@@ -49,6 +49,7 @@ from tests.kueue_objects import (  # noqa: E402
     pytorchjob,
     raycluster,
     rayjob,
+    rayservice,
     trainjob,
 )
 from tests.kyverno_chart import chart_dir  # noqa: E402
@@ -60,6 +61,7 @@ TENANT = "alice@example.com"
 NS_LABELS = {"team-a": {kueue_policy.KUEUE_MANAGED_LABEL: "true"},
              "team-b": {kueue_policy.KUEUE_MANAGED_LABEL: "true"}}
 GATE = kueue_policy.ADMISSION_GATE
+ELASTIC = kueue_policy.ELASTIC_GATE
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,7 @@ def filtered(filters, obj: dict, subresource: str = "") -> bool:
 
 @pytest.fixture(scope="module")
 def policy() -> dict:
-    return kueue_policy.render_policy(KyvernoConfig(), tenants=["team-a", "team-b"])
+    return kueue_policy.render_policy(KyvernoConfig())
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,15 @@ class Step:
         return "CREATE" if self.old is None else "UPDATE"
 
 
-def admit(policy: dict, filters, step: Step) -> tuple[bool, str]:
+def admit(policy: dict, filters, step: Step, ns_labels: Optional[dict] = None) -> tuple[bool, str]:
     """(admitted, why) for one request, as the cluster would decide it."""
     if filtered(filters, step.obj):
         return True, "resourceFilters: not evaluated"
     if not kyverno_cel.webhook_matches(policy, step.obj, step.operation, step.old, step.user):
         return True, "matchConditions: Kyverno not called"
     (rule,) = policy["spec"]["rules"]
-    outcome = kyverno_cel.evaluate_rule(rule, step.obj, step.operation, step.user, [], NS_LABELS,
-                                        old=step.old)
+    outcome = kyverno_cel.evaluate_rule(rule, step.obj, step.operation, step.user, [],
+                                        NS_LABELS if ns_labels is None else ns_labels, old=step.old)
     if outcome.error:
         pytest.fail(f"CEL error on {step.what}: {outcome.message}")
     return outcome.result != "fail", outcome.message
@@ -178,6 +180,12 @@ def chains(q: Optional[str]) -> dict[str, list[Step]]:
             _create(T.kuberay, job("train-submitter", owner=OWN["RayJob"], spec=podspec([ctr()]))),
             _create(T.kuberay, pod("train-raycluster-gpu-0", owner=OWN["RayCluster"])),
             _create(T.job, pod("train-submitter-0", owner=OWN["Job"], spec=podspec([ctr()]))),
+        ],
+        "RayService": [
+            _create(TENANT, rs := rayservice("serve", **sus)),
+            _unsuspend(T.kueue, rs, ("spec", "rayClusterSpec", "suspend")),
+            _create(T.kuberay, raycluster("serve-raycluster", owner=OWN["RayService"])),
+            _create(T.kuberay, pod("serve-raycluster-gpu-0", owner=OWN["RayCluster"])),
         ],
         "RayCluster": [
             _create(TENANT, rc := raycluster("notebook", **sus)),
@@ -368,11 +376,53 @@ def test_no_matched_kind_is_hidden_by_resource_filters(resource_filters):
                         "ephemeralcontainers")
 
 
-def test_verify_namespace_prefix_matches_the_tenant_condition():
-    """tools/verify.py's throwaway namespace must pass the webhook's tenant-namespace condition."""
-    text = (ROOT / "tools" / "verify.py").read_text()
-    assert f'"{kueue_policy.VERIFY_NAMESPACE_PREFIX}' in text or f"f\"{kueue_policy.VERIFY_NAMESPACE_PREFIX}" in text, (
-        "tools/verify.py no longer names its namespace with VERIFY_NAMESPACE_PREFIX")
+class _VerifyCluster:
+    """The API calls tools/verify.py's SR2 checks make, answered by this file's model of the cluster:
+    namespaces and their labels, Kueue's pod webhook (gates a labelled Pod without a Kueue parent), then
+    Kyverno (resourceFilters, matchConditions, the rule with the namespace's labels)."""
+
+    def __init__(self, policy, filters):
+        self.policy, self.filters, self.labels, self.calls = policy, filters, {}, []
+
+    def create_namespace(self, body):
+        self.calls.append(("create_namespace", body["metadata"]["name"]))
+        self.labels[body["metadata"]["name"]] = dict(body["metadata"].get("labels") or {})
+
+    def patch_namespace(self, name, body):
+        self.calls.append(("label_namespace", name, dict(body["metadata"]["labels"])))
+        self.labels[name].update(body["metadata"]["labels"])
+
+    def delete_namespace(self, name):
+        self.calls.append(("delete_namespace", name))
+
+    def create_namespaced_pod(self, namespace, body, dry_run=None):
+        from kubernetes.client.rest import ApiException
+
+        assert dry_run == "All", "verify creates nothing"
+        pod = copy.deepcopy(body)
+        pod["metadata"]["namespace"] = namespace
+        managed = self.labels[namespace].get(kueue_policy.KUEUE_MANAGED_LABEL) == "true"
+        if managed and Q in pod["metadata"].get("labels", {}):
+            pod = _gated(pod)  # Kueue's mutating pod webhook (scoped by the same label) runs first
+        self.calls.append(("create_pod", pod["metadata"]["name"]))
+        ok, why = admit(self.policy, self.filters, _create(TENANT, pod), self.labels)
+        if not ok:
+            raise ApiException(status=400, reason=why)
+
+
+def test_verify_runs_the_label_steps_on_a_hand_labelled_namespace(policy, resource_filters):
+    """Finding 5: `make verify` labels a namespace by hand (kubectl label ns ... llm-platform/kueue-managed=true)
+    and checks that SR2 covers it: GPU pod without the label denied, with the label admitted, CPU pod admitted."""
+    from tools import verify
+
+    cluster = _VerifyCluster(policy, resource_filters)
+    rows = verify.sr2(cluster, sleep=lambda _: None)
+    assert [r.status for r in rows] == ["PASS", "PASS", "PASS"], [(r.check, r.status, r.detail) for r in rows]
+    created = cluster.calls[0]
+    assert created[0] == "create_namespace" and cluster.calls[1][0] == "label_namespace", cluster.calls
+    assert cluster.calls[1][2] == {kueue_policy.KUEUE_MANAGED_LABEL: "true"}
+    assert not created[1].startswith("llm-platform-verify-"), "no name the policy would special-case"
+    assert cluster.calls[-1] == ("delete_namespace", created[1])
 
 
 def test_reference_serving_workloads_are_out_of_scope(policy, resource_filters):
@@ -387,3 +437,124 @@ def test_reference_serving_workloads_are_out_of_scope(policy, resource_filters):
     for doc in gpu:
         assert not kyverno_cel.webhook_matches(policy, doc, "CREATE"), (
             f"reference {doc['kind']}/{doc['metadata'].get('name')} would wait for Kyverno")
+
+
+# ------------------------------------------- issue 21: bypasses through controllers
+
+@pytest.mark.parametrize("anchor", [
+    job("anchor", queue="team-a-gpu", suspend=True, spec=podspec([ctr()])),
+    apps("Deployment", "anchor", queue="team-a-gpu", spec=podspec([ctr()])),
+    raycluster("anchor", queue="team-a-gpu", suspend=True, spec=podspec([ctr()])),
+], ids=lambda a: a["kind"])
+def test_forged_replicaset_owner_is_stopped(anchor, policy, resource_filters):
+    """Finding 1: a CPU-only labelled object as anchor; a ReplicaSet whose controller owner is that anchor,
+    the queue label in its template and 8 GPUs. Kyverno never sees the ReplicaSet (resourceFilters);
+    Kueue's pod webhook walks Pod -> ReplicaSet -> anchor and does not gate the Pod; the Pod is denied."""
+    assert admit(policy, resource_filters, _create(TENANT, anchor))[0], "a CPU-only anchor is admitted"
+    rs = apps("ReplicaSet", "gpu-rs", owner=(anchor["apiVersion"], anchor["kind"]),
+              tlabels={"app": "gpu-rs", Q: "team-a-gpu"}, spec=podspec([ctr(8)]))
+    assert admit(policy, resource_filters, _create(TENANT, rs))[0], "ReplicaSets are never evaluated"
+    ungated = pod("gpu-rs-x", owner=OWN["ReplicaSet"], queue="team-a-gpu", spec=podspec([ctr(8)]))
+    ok, why = admit(policy, resource_filters, _create(T.replica_set, ungated))
+    assert not ok and GATE in why, why
+    # Without the forged owner Kueue gates the Pod (its own workload), and the Pod is admitted.
+    assert admit(policy, resource_filters, _create(T.replica_set, _gated(ungated)))[0]
+
+
+def _elastic(obj: dict) -> dict:
+    obj = copy.deepcopy(obj)
+    obj["metadata"].setdefault("annotations", {})[kueue_policy.ELASTIC_ANNOTATION] = "true"
+    return obj
+
+
+def test_elastic_job_gates_are_kueues(policy, resource_filters):
+    """Finding 2: an elastic Job (Kueue's job webhook puts kueue.x-k8s.io/elastic-job into its template);
+    its scale-up Pods carry that gate, and only Kueue removes it, from the Pod or the template."""
+    ej = _elastic(job("elastic", queue="team-a-gpu", suspend=True, spec=podspec(gates=[ELASTIC])))
+    p = pod("elastic-0", owner=OWN["Job"], spec=podspec(gates=[ELASTIC]))
+    ok_steps = [_create(TENANT, ej), _unsuspend(T.kueue, ej), _create(T.job, p), _ungate(T.kueue, p)]
+    for step in ok_steps:
+        ok, why = admit(policy, resource_filters, step)
+        assert ok, f"{step.what}: {why}"
+    for step in (_ungate(TENANT, p), _ungate(T.job, p)):
+        ok, why = admit(policy, resource_filters, step)
+        assert not ok and "elastic-job" in why, f"{step.what} admitted"
+    no_gate = copy.deepcopy(ej)
+    no_gate["spec"]["template"]["spec"].pop("schedulingGates")
+    assert not admit(policy, resource_filters, Step(TENANT, no_gate, ej, "tenant drops the template gate"))[0]
+    tas = _gated(pod("tas", queue="team-a-gpu"))
+    tas["spec"]["schedulingGates"].append({"name": "kueue.x-k8s.io/topology"})
+    only_admission = copy.deepcopy(tas)
+    only_admission["spec"]["schedulingGates"] = [{"name": GATE}]
+    assert not admit(policy, resource_filters, Step(TENANT, only_admission, tas, "tenant drops topology gate"))[0]
+    assert admit(policy, resource_filters, Step(T.kueue, only_admission, tas, "Kueue drops topology gate"))[0]
+
+
+def test_reparenting_a_running_pod_is_stopped(policy, resource_filters):
+    """Finding 3: the tenant points a running GPU Pod of an admitted Job at another Job of the same kind."""
+    running = pod("train-0", owner=OWN["Job"])
+    moved = copy.deepcopy(running)
+    moved["metadata"]["ownerReferences"][0].update(name="cpu-decoy", uid="00000000-0000-0000-0000-0000000000bb")
+    ok, why = admit(policy, resource_filters, Step(TENANT, moved, running, "tenant re-parents"))
+    assert not ok and "uid" in why, why
+    orphan = pod("orphan-0", queue="team-a-gpu")
+    adopted = copy.deepcopy(orphan)
+    adopted["metadata"]["ownerReferences"] = copy.deepcopy(running["metadata"]["ownerReferences"])
+    assert admit(policy, resource_filters, Step(T.job, adopted, orphan, "job-controller adopts an orphan"))[0]
+
+
+def _scaled(obj: dict, path: tuple, value) -> dict:
+    new = copy.deepcopy(obj)
+    node = new
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return new
+
+
+@pytest.mark.parametrize("child,path,controller", [
+    (job("train-workers-0", owner=OWN["JobSet"]), ("spec", "parallelism"), T.jobset),
+    (raycluster("train-raycluster", owner=OWN["RayJob"]), ("spec", "workerGroupSpecs", 0, "replicas"), T.kuberay),
+    (raycluster("serve-raycluster", owner=OWN["RayService"]), ("spec", "workerGroupSpecs", 0, "replicas"), T.kuberay),
+    (apps("StatefulSet", "vllm", owner=OWN["LeaderWorkerSet"]), ("spec", "replicas"), T.lws),
+], ids=lambda v: v["metadata"]["name"] if isinstance(v, dict) else None)
+def test_resizing_an_admitted_child_is_stopped(child, path, controller, policy, resource_filters):
+    """Finding 6: more replicas of a child Kueue admitted through its parent would run outside the parent's
+    quota; only the parent's controller (or Kueue) changes the child, unless Kueue marks it elastic."""
+    bigger = _scaled(child, path, 8)
+    ok, why = admit(policy, resource_filters, Step(TENANT, bigger, child, "tenant scales the child"))
+    assert not ok and "parent" in why, why
+    assert admit(policy, resource_filters, Step(controller, bigger, child, "its controller scales it"))[0]
+    assert admit(policy, resource_filters, Step(T.kueue, bigger, child, "Kueue changes it"))[0]
+
+
+def test_elastic_child_may_be_resized(policy, resource_filters):
+    """Finding 6, exception: a child marked elastic (Kueue's annotation, every pod template gated with
+    kueue.x-k8s.io/elastic-job) scales through workload slices: its new Pods wait for Kueue."""
+    rc = _elastic(raycluster("elastic-raycluster", owner=OWN["RayJob"], spec=podspec(gates=[ELASTIC])))
+    rc["spec"]["headGroupSpec"]["template"]["spec"]["schedulingGates"] = [{"name": ELASTIC}]
+    bigger = _scaled(rc, ("spec", "workerGroupSpecs", 0, "replicas"), 4)
+    assert admit(policy, resource_filters, Step(TENANT, bigger, rc, "autoscaler scales the elastic child"))[0]
+    plain = raycluster("train-raycluster", owner=OWN["RayJob"])
+    sneaky = _elastic(_scaled(plain, ("spec", "workerGroupSpecs", 0, "replicas"), 4))
+    assert not admit(policy, resource_filters, Step(TENANT, sneaky, plain, "tenant marks it elastic and scales"))[0]
+
+
+def test_disabled_kueue_frameworks_are_not_trusted(resource_filters):
+    """Finding 4, with Kueue 0.19.2's chart defaults (training-operator v1 kinds off): the tenant's own
+    PyTorchJob is denied; a PyTorchJob inside an AppWrapper, and its Pods, stay admitted."""
+    frameworks = [f for f in KUEUE_DEFAULT_FRAMEWORKS if not f.startswith("kubeflow.org/") or f == "kubeflow.org/mpijob"]
+    policy = kueue_policy.render_policy(KyvernoConfig.model_validate({"kueue": {"frameworks": frameworks}}))
+    own = pytorchjob("finetune", queue="team-a-gpu", suspend=True)
+    ok, why = admit(policy, resource_filters, _create(TENANT, own))
+    assert not ok and "kyverno.kueue.frameworks" in why, why
+    wrapped = pytorchjob("wrapped")
+    steps = [
+        _create(TENANT, aw := appwrapper("batch", component=wrapped, queue="team-a-gpu", suspend=True)),
+        _unsuspend(T.kueue, aw),
+        _create(T.appwrapper, pytorchjob("wrapped", owner=OWN["AppWrapper"])),
+        _create(T.kubeflow_training, pod("wrapped-worker-0", owner=OWN["PyTorchJob"])),
+    ]
+    for step in steps:
+        ok, why = admit(policy, resource_filters, step)
+        assert ok, f"{step.what}: {why}"

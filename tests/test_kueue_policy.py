@@ -8,13 +8,15 @@ ClusterPolicy CRD schema of Kyverno v1.18.1 (vendored; KYVERNO_CHART_DIR overrid
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components import kueue_policy  # noqa: E402
-from components.config import KyvernoConfig  # noqa: E402
+from components.config import KUEUE_DEFAULT_FRAMEWORKS, ConfigError, KyvernoConfig, parse  # noqa: E402
 from tests import kyverno_cel  # noqa: E402
 from tests.kyverno_chart import chart_dir  # noqa: E402
 
@@ -24,9 +26,15 @@ POLICY_FILE = kueue_policy.POLICY_FILE
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
-def _load_policy() -> dict:
+@functools.lru_cache(maxsize=1)
+def _policy_file() -> dict:
     (policy,) = kyverno_cel.load_yaml_docs(POLICY_FILE)
     return policy
+
+
+def _load_policy() -> dict:
+    """The committed default rendering (parsed once; each caller gets its own copy)."""
+    return copy.deepcopy(_policy_file())
 
 
 def _collect_cases():
@@ -87,7 +95,7 @@ def test_update_case(case):
 
 
 def _stack_policy() -> dict:
-    return kueue_policy.render_policy(KyvernoConfig(), tenants=["team-a", "team-b"])
+    return kueue_policy.render_policy(KyvernoConfig())
 
 
 @pytest.mark.parametrize("suite,case", [p for p in CASES if p.values[1].expected == "fail"])
@@ -107,8 +115,10 @@ def test_every_denied_update_reaches_kyverno(case):
         f"update case {case.name}: denied by the policy but not sent to Kyverno by matchConditions")
 
 
-def test_webhook_skips_requests_without_accelerators_and_outside_tenants():
-    """Blast radius: CPU workloads and non-tenant namespaces never wait for Kyverno."""
+def test_webhook_skips_requests_without_accelerators_and_platform_namespaces():
+    """Blast radius: CPU workloads and the platform's own namespaces never wait for Kyverno; every other
+    namespace's accelerator requests do, so a namespace labelled kueue-managed by hand is covered
+    (issue 21, finding 5: the label decides, in the rule's namespaceSelector)."""
     policy = _stack_policy()
     suite = kyverno_cel.load_suite(POLICY_DIR / ".kyverno-test" / "kyverno-test.yaml")
     by_name = {r["metadata"]["name"]: r for r in suite.resources}
@@ -117,14 +127,142 @@ def test_webhook_skips_requests_without_accelerators_and_outside_tenants():
         assert not kyverno_cel.webhook_matches(policy, by_name[name], "CREATE"), (
             f"{name}: no accelerator, yet the webhook would call Kyverno (fail closed)")
     gpu = copy.deepcopy(by_name["gpu-pod-no-label"])
-    for namespace, expected in (("team-a", True), ("team-b", True), ("serving", False),
-                                ("litellm", False), ("llm-platform-verify-1a2b3c", True)):
+    for namespace, expected in (("team-a", True), ("team-b", True), ("research-hand-labelled", True),
+                                ("litellm", True), ("serving", False), ("inference", False),
+                                ("kserve", False), ("llm-d", False)):
         gpu["metadata"]["namespace"] = namespace
         assert kyverno_cel.webhook_matches(policy, gpu, "CREATE") is expected, (
             f"GPU pod in {namespace}: webhook match should be {expected}")
-    # The default rendering (no tenant list) leaves namespaces to the policy's namespaceSelector.
-    gpu["metadata"]["namespace"] = "litellm"
+    assert policy == _load_policy(), "the stack renders the default policy: no namespace names in it"
+
+
+def test_hand_labelled_namespace_is_in_scope():
+    """Finding 5: a namespace that is not a stack tenant but carries the label is protected; the same
+    namespace without the label is not (the rule's namespaceSelector)."""
+    (rule,) = _load_policy()["spec"]["rules"]
+    suite = kyverno_cel.load_suite(POLICY_DIR / ".kyverno-test" / "kyverno-test.yaml")
+    gpu = copy.deepcopy(next(r for r in suite.resources if r["metadata"]["name"] == "gpu-pod-no-label"))
+    gpu["metadata"]["namespace"] = "research"
+    labelled = {"research": {"llm-platform/kueue-managed": "true"}}
+    assert kyverno_cel.evaluate_rule(rule, gpu, "CREATE", "u", [], labelled).result == "fail"
+    assert kyverno_cel.evaluate_rule(rule, gpu, "CREATE", "u", [], {"research": {}}).result == "skip"
     assert kyverno_cel.webhook_matches(_load_policy(), gpu, "CREATE")
+
+
+# ------------------------------------- Kueue frameworks (issue 21, finding 4)
+
+# Kueue chart 0.19.2 `integrations.frameworks` (charts/kueue/values.yaml): the training-operator v1 kinds are off.
+KUEUE_0_19_2 = ["batch/job", "kubeflow.org/mpijob", "ray.io/rayjob", "ray.io/rayservice", "ray.io/raycluster",
+                "jobset.x-k8s.io/jobset", "workload.codeflare.dev/appwrapper", "trainer.kubeflow.org/trainjob",
+                "pod", "deployment", "statefulset", "leaderworkerset.x-k8s.io/leaderworkerset"]
+NO_BATCH = [f for f in KUEUE_DEFAULT_FRAMEWORKS if f != "batch/job"]
+NO_POD = [f for f in KUEUE_DEFAULT_FRAMEWORKS
+          if f not in ("pod", "deployment", "statefulset", "leaderworkerset.x-k8s.io/leaderworkerset")]
+TENANT = "alice@example.com"
+TRAINING_OPERATOR = "system:serviceaccount:kubeflow:training-operator"
+APPWRAPPER = "system:serviceaccount:appwrapper-system:appwrapper-controller-manager"
+_GATED = {"schedulingGates": [{"name": kueue_policy.ADMISSION_GATE}]}
+
+
+def _obj(api, kind, name, spec, queue=None, owner=None):
+    meta = {"name": name, "namespace": "team-a"}
+    if queue:
+        meta["labels"] = {QUEUE_LABEL: queue}
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": owner[0], "kind": owner[1], "name": "parent",
+                                    "uid": "00000000-0000-0000-0000-0000000000aa", "controller": True}]
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _tmpl(gpu=True, **extra):
+    res = {"resources": {"limits": {"nvidia.com/gpu": 1}}} if gpu else {}
+    return {"template": {"spec": {"containers": [{"name": "m", "image": "i", **res}], **extra}}}
+
+
+def _pytorchjob(name, gpu=True, **kw):
+    return _obj("kubeflow.org/v1", "PyTorchJob", name,
+                {"pytorchReplicaSpecs": {"Worker": {"replicas": 2, **_tmpl(gpu)}}}, **kw)
+
+
+# (id, frameworks, user, object, old object or None, expected)
+FRAMEWORK_CASES = [
+    ("0.19-tenant-labelled-pytorchjob", KUEUE_0_19_2, TENANT, _pytorchjob("pj", queue="q"), None, "fail"),
+    ("0.19-tenant-labelled-tfjob", KUEUE_0_19_2, TENANT,
+     _obj("kubeflow.org/v1", "TFJob", "tf", {"tfReplicaSpecs": {"Worker": _tmpl()}}, queue="q"), None, "fail"),
+    ("0.19-tenant-cpu-pytorchjob", KUEUE_0_19_2, TENANT, _pytorchjob("pj-cpu", gpu=False), None, "pass"),
+    ("0.19-appwrapper-creates-pytorchjob", KUEUE_0_19_2, APPWRAPPER,
+     _pytorchjob("pj-wrapped", owner=("workload.codeflare.dev/v1beta2", "AppWrapper")), None, "pass"),
+    ("0.19-training-operator-creates-wrapped-pod", KUEUE_0_19_2, TRAINING_OPERATOR,
+     _obj("v1", "Pod", "pj-wrapped-worker-0", _tmpl()["template"]["spec"], owner=("kubeflow.org/v1", "PyTorchJob")),
+     None, "pass"),
+    ("0.19-tenant-adds-gpu-to-pytorchjob", KUEUE_0_19_2, TENANT, _pytorchjob("pj", queue="q"),
+     _pytorchjob("pj", gpu=False, queue="q"), "fail"),
+    ("0.19-tenant-relabels-existing-pytorchjob", KUEUE_0_19_2, TENANT, _pytorchjob("pj", queue="q2"),
+     _pytorchjob("pj", queue="q"), "pass"),
+    ("0.19-tenant-labelled-jobset", KUEUE_0_19_2, TENANT,
+     _obj("jobset.x-k8s.io/v1alpha2", "JobSet", "js",
+          {"replicatedJobs": [{"name": "w", "template": {"spec": _tmpl()}}]}, queue="q"), None, "pass"),
+    ("0.18-tenant-labelled-pytorchjob", list(KUEUE_DEFAULT_FRAMEWORKS), TENANT, _pytorchjob("pj", queue="q"),
+     None, "pass"),
+    ("no-batch-tenant-labelled-job", NO_BATCH, TENANT, _obj("batch/v1", "Job", "j", _tmpl(), queue="q"), None, "fail"),
+    ("no-batch-tenant-labelled-cronjob", NO_BATCH, TENANT,
+     _obj("batch/v1", "CronJob", "cj", {"schedule": "* * * * *", "jobTemplate": {
+         "metadata": {"labels": {QUEUE_LABEL: "q"}}, "spec": _tmpl()}}), None, "fail"),
+    ("no-batch-jobset-controller-creates-job", NO_BATCH, "system:serviceaccount:jobset-system:jobset-controller-manager",
+     _obj("batch/v1", "Job", "js-w-0", _tmpl(), owner=("jobset.x-k8s.io/v1alpha2", "JobSet")), None, "pass"),
+    ("no-pod-tenant-labelled-pod-kueue-does-not-gate", NO_POD, TENANT,
+     _obj("v1", "Pod", "p", _tmpl()["template"]["spec"], queue="q"), None, "fail"),
+    ("no-pod-job-controller-creates-job-pod", NO_POD, "system:serviceaccount:kube-system:job-controller",
+     _obj("v1", "Pod", "j-0", _tmpl()["template"]["spec"], owner=("batch/v1", "Job")), None, "pass"),
+    ("no-pod-tenant-labelled-gated-pod", NO_POD, TENANT,
+     _obj("v1", "Pod", "p2", _tmpl(**_GATED)["template"]["spec"], queue="q"), None, "pass"),
+]
+
+
+def _framework_rule(frameworks: list[str], drop: int = -1) -> dict:
+    policy = kueue_policy.render_policy(KyvernoConfig.model_validate({"kueue": {"frameworks": frameworks}}))
+    (rule,) = policy["spec"]["rules"]
+    if drop >= 0:
+        rule["validate"]["cel"]["expressions"][drop]["expression"] = "true"
+    return rule
+
+
+def _framework_outcome(rule: dict, c: tuple) -> str:
+    _, _, user, obj, old, _ = c
+    op = "CREATE" if old is None else "UPDATE"
+    return kyverno_cel.evaluate_rule(rule, obj, op, user, [], NS_LABELS, old=old).result
+
+
+@pytest.mark.parametrize("c", FRAMEWORK_CASES, ids=[c[0] for c in FRAMEWORK_CASES])
+def test_kueue_frameworks_decide_what_is_trusted(c):
+    """Only enabled Kueue frameworks are parents; accelerated objects of the others are denied unless an
+    enabled parent owns them (a PyTorchJob inside an AppWrapper, and its pods, stay admitted)."""
+    assert _framework_outcome(_framework_rule(c[1]), c) == c[5], c[0]
+
+
+def test_default_frameworks_are_kueue_0_18_1_chart_defaults():
+    assert KyvernoConfig().kueue.frameworks == list(KUEUE_DEFAULT_FRAMEWORKS)
+    assert "kubeflow.org/pytorchjob" in KUEUE_DEFAULT_FRAMEWORKS
+    assert "sparkoperator.k8s.io/sparkapplication" not in KUEUE_DEFAULT_FRAMEWORKS
+    variables = {v["name"]: v["expression"] for v in _load_policy()["spec"]["rules"][0]["validate"]["cel"]["variables"]}
+    assert variables["disabledKinds"] == "[]"
+
+
+@pytest.mark.parametrize("kyverno,needle", [
+    ({"kueue": {"frameworks": ["batch/job", "kubeflow.org/mxjob"]}}, "kyverno.kueue.frameworks"),
+    ({"kueue": {"frameworks": ["pod", "pod"]}}, "kyverno.kueue.frameworks"),
+    ({"kueue": {"framework": ["pod"]}}, "kyverno.kueue.framework"),
+    ({"acceleratorResourcePatterns": ["nvidia.com/mig"]}, "kyverno.acceleratorResourcePatterns"),
+    ({"acceleratorResourcePatterns": ["*"]}, "kyverno.acceleratorResourcePatterns"),
+])
+def test_bad_kueue_config_is_one_clear_error(kyverno, needle):
+    raw = {"gcp:project": "proj-1",
+           "llm-platform:cluster": json.dumps({"name": "c1", "location": "europe-west4-a",
+                                               "nodePools": [{"name": "system"}]}),
+           "llm-platform:kyverno": json.dumps(kyverno)}
+    with pytest.raises(ConfigError) as err:
+        parse(raw, "dev")
+    assert f"`llm-platform:{needle}" in str(err.value) and "more problem" not in str(err.value), str(err.value)
 
 
 # ------------------------------------------------- rendering and config
@@ -137,9 +275,10 @@ def test_folder_copy_is_the_default_rendering():
 def test_stack_rendering_follows_config():
     config = KyvernoConfig.model_validate({
         "acceleratorResources": ["nvidia.com/gpu", "amd.com/gpu"],
+        "acceleratorResourcePatterns": ["nvidia.com/mig-*"],
         "trustedControllers": {"kuberay": "system:serviceaccount:ray:ray-operator"},
     })
-    policy = kueue_policy.render_policy(config, tenants=["team-x"])
+    policy = kueue_policy.render_policy(config)
     text = yaml.safe_dump(policy)
     assert "amd.com/gpu" in text and "google.com/tpu" not in text, "acceleratorResources not applied"
     assert "system:serviceaccount:ray:ray-operator" in text
@@ -158,13 +297,14 @@ def test_stack_rendering_follows_config():
     assert kyverno_cel.evaluate_rule(rule, ray_pod, "CREATE", "system:serviceaccount:kuberay-system:kuberay-operator",
                                      [], ns).result == "fail"
     conditions = {c["name"]: c["expression"] for c in policy["spec"]["webhookConfiguration"]["matchConditions"]}
-    assert "['team-x']" in conditions["tenant-namespace"]
+    assert set(conditions) == {"not-platform-namespace", "accelerator-request"}, conditions
 
 
 def test_resource_claims_through_kueue_switch():
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team-a"},
            "spec": {"containers": [{"name": "c", "resources": {"claims": [{"name": "gpu"}]}}],
-                    "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}}
+                    "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}],
+                    "schedulingGates": [{"name": kueue_policy.ADMISSION_GATE}]}}
     (rule,) = kueue_policy.render_policy(KyvernoConfig(resource_claims_through_kueue=True))["spec"]["rules"]
     assert kyverno_cel.evaluate_rule(rule, pod, "CREATE", "u", [], NS_LABELS).result == "fail", "claims need the label"
     pod["metadata"]["labels"] = {QUEUE_LABEL: "team-a-gpu"}
@@ -357,35 +497,43 @@ def test_policy_settings():
             assert set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}, rule["name"]
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(9))
 def test_every_expression_is_needed_by_some_case(index):
     """Mutation check: replacing any one validation expression by `true` breaks some case."""
     policy = copy.deepcopy(_load_policy())
     (rule,) = policy["spec"]["rules"]
-    assert len(rule["validate"]["cel"]["expressions"]) == 6
+    assert len(rule["validate"]["cel"]["expressions"]) == 9
     removed = rule["validate"]["cel"]["expressions"][index]["expression"]
     rule["validate"]["cel"]["expressions"][index]["expression"] = "true"
-    broken = []
-    for param in CASES:
-        suite, case = param.values
-        weakened = kyverno_cel.TestSuite(suite.path, [policy], suite.resources, suite.namespace_labels,
-                                         suite.operations, suite.username, suite.groups)
-        if kyverno_cel.evaluate_case(weakened, case).result != case.expected:
-            broken.append(case.resource)
-    for param in UPDATE_CASES:
-        c = param.values[0]
-        out = kyverno_cel.evaluate_rule(rule, c.object, c.operation, c.username, [], NS_LABELS,
-                                        old=c.old_object, subresource=c.subresource)
-        if out.result != c.expected:
-            broken.append(c.name)
-    assert broken, f"no case notices when `{removed}` is dropped"
+    def broken():  # the first case that notices (stops there: make test stays fast)
+        for param in CASES:
+            suite, case = param.values
+            weakened = kyverno_cel.TestSuite(suite.path, [policy], suite.resources, suite.namespace_labels,
+                                             suite.operations, suite.username, suite.groups)
+            if case.expected == "fail" and kyverno_cel.evaluate_case(weakened, case).result != case.expected:
+                return case.resource
+        for param in UPDATE_CASES:
+            c = param.values[0]
+            if c.expected == "fail" and kyverno_cel.evaluate_rule(
+                    rule, c.object, c.operation, c.username, [], NS_LABELS, old=c.old_object,
+                    subresource=c.subresource).result != c.expected:
+                return c.name
+        # the framework expressions need a non-default kyverno.kueue.frameworks
+        return next((fc[0] for fc in FRAMEWORK_CASES
+                     if _framework_outcome(_framework_rule(fc[1], index), fc) != fc[5]), None)
+    assert broken(), f"no case notices when `{removed}` is dropped"
 
 
 # ------------------------------- ValidatingPolicy rendering (Kyverno >= 1.20)
 
-def _load_validating_policy() -> dict:
+@functools.lru_cache(maxsize=1)
+def _validating_policy_file() -> dict:
     (policy,) = kyverno_cel.load_yaml_docs(kueue_policy.VALIDATING_POLICY_FILE)
     return policy
+
+
+def _load_validating_policy() -> dict:
+    return copy.deepcopy(_validating_policy_file())
 
 
 def test_validating_policy_folder_copy_is_the_default_rendering():

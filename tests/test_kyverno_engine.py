@@ -167,16 +167,17 @@ def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     assert rendered["metadata"]["annotations"] == {**source["metadata"]["annotations"], **kyverno.POLICY_READY_ANNOTATIONS}
 
 
-def test_stack_policy_webhook_is_scoped_to_the_stack_tenants(prod, dev):
-    """Blast radius: the policy's fine-grained webhook only calls Kyverno for the stack's tenants."""
+def test_stack_policy_webhook_is_scoped_by_label_not_tenant_names(prod, dev):
+    """SR2 scope is the namespace label (issue 21, finding 5): the webhook names no tenant, only keeps the
+    platform's own namespaces and requests without accelerators off Kyverno's path."""
     from components import kueue_policy
 
-    for records, tenants in ((prod, ["team-a", "team-b", "team-c"]), (dev, ["team-a"])):
+    for records in (prod, dev):
         spec = sr2(records)[4][0].inputs["spec"]
         conditions = {c["name"]: c["expression"] for c in spec["webhookConfiguration"]["matchConditions"]}
-        assert set(conditions) == {"tenant-namespace", "accelerator-request"}, conditions
-        assert f"request.namespace in {tenants!r}" in conditions["tenant-namespace"].replace('"', "'"), conditions
-        expected = kueue_policy.render_policy(kyverno.KyvernoConfig(), tenants)["spec"]["webhookConfiguration"]
+        assert set(conditions) == {"not-platform-namespace", "accelerator-request"}, conditions
+        assert "team-a" not in conditions["not-platform-namespace"], conditions
+        expected = kueue_policy.render_policy(kyverno.KyvernoConfig())["spec"]["webhookConfiguration"]
         assert spec["webhookConfiguration"] == expected
 
 

@@ -72,6 +72,11 @@ BUILTIN_GROUPS = {
 KYVERNO_CHART = "kyverno"
 
 
+def _is_kyverno_chart(chart: object) -> bool:
+    """The chart repository's `kyverno`, or a local chart directory named so (kyverno.install.chartPath, make e2e)."""
+    return isinstance(chart, str) and chart.rstrip("/").rsplit("/", 1)[-1] == KYVERNO_CHART
+
+
 @dataclass(frozen=True)
 class Key:
     """Identity of an object in the API server."""
@@ -292,7 +297,7 @@ def check(
 
         # engine
         if key.group == "kyverno.io":
-            if not any(a.type == "kubernetes:helm.sh/v3:Release" and a.inputs.get("chart") == KYVERNO_CHART for a in ancestors(r)):
+            if not any(a.type == "kubernetes:helm.sh/v3:Release" and _is_kyverno_chart(a.inputs.get("chart")) for a in ancestors(r)):
                 refusals.append(
                     Refusal("engine", _label(r), "a Kyverno policy that does not depend on the Kyverno release: no engine to serve or make it Ready")
                 )

@@ -9,9 +9,11 @@ Runs, in order, with the official Kubernetes Python client:
   SR1-e/f/g  from `default`, the gateway Services in `inference`, `kserve` and `llm-d` get no answer
   A check whose target Service is absent, or has no ready endpoint (a deployment scaled to 0), is
   SKIP and names the flow it could not test: a timeout to nothing proves nothing.
-  SR2-a  in a throwaway namespace labelled llm-platform/kueue-managed=true, a GPU pod without
-         kueue.x-k8s.io/queue-name is denied by admission (message names the label)
-  SR2-b  the same pod with the label is admitted
+  SR2-a  the reference platform's SR2 steps: a throwaway namespace, labelled by hand afterwards
+         (`kubectl label ns <ns> llm-platform/kueue-managed=true`, as a tenant namespace is opted in);
+         there a GPU pod without kueue.x-k8s.io/queue-name is denied by admission (message names the label)
+  SR2-b  the same pod with the label is admitted (Kueue's pod webhook gates it first)
+  SR2-c  a pod without GPU is admitted
   PSA-a..d  in the stack's first tenant namespace, a hostNetwork, privileged, hostPath /dev and
          hostPID pod are each refused by Pod Security Admission (server-side dry run)
   AGENT-a..e  with agent isolation on, in the first agent namespace: a gVisor pod is admitted; a runc,
@@ -69,7 +71,7 @@ def classify_allowed_probe(exit_code: Optional[int], http_code: str) -> tuple[st
     return "FAIL", f"expected HTTP 200, got {http_code or 'no answer'} (curl exit {exit_code})"
 
 
-def classify_admission(expect_denied: bool, error: Optional[Any]) -> tuple[str, str]:
+def classify_admission(expect_denied: bool, error: Optional[Any], what: str = "a labelled GPU pod") -> tuple[str, str]:
     """SR2: `error` is None when the API admitted the pod, else an ApiException-like (status, body)."""
     if error is None:
         return ("FAIL", "admitted: the policy did not deny a GPU pod without the queue label") if expect_denied else (
@@ -82,7 +84,7 @@ def classify_admission(expect_denied: bool, error: Optional[Any]) -> tuple[str, 
         if status in (400, 403) and QUEUE_LABEL in body:
             return "PASS", f"denied ({status}) naming {QUEUE_LABEL}"
         return "FAIL", f"rejected for another reason ({status}): {body[:200]}"
-    return "FAIL", f"a labelled GPU pod was rejected ({status}): {body[:200]}"
+    return "FAIL", f"{what} was rejected ({status}): {body[:200]}"
 
 
 POD_SECURITY_DENIAL = "violates PodSecurity"
@@ -118,10 +120,11 @@ def exit_code(rows: list[Row]) -> int:
 # ------------------------------------------------------------------ cluster calls
 
 
-def gpu_pod(name: str, labelled: bool) -> dict:
+def gpu_pod(name: str, labelled: bool, gpus: int = 1) -> dict:
     labels = {"app": "llm-platform-verify"}
     if labelled:
         labels[QUEUE_LABEL] = "verify"
+    resources = {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -133,7 +136,7 @@ def gpu_pod(name: str, labelled: bool) -> dict:
                 {
                     "name": "gpu",
                     "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                    "resources": resources,
                 }
             ],
         },
@@ -301,25 +304,46 @@ def untested(rows: list[Row]) -> list[str]:
     return [f"{r.check} {r.description}: {r.detail}" for r in rows if r.status == "SKIP"]
 
 
-def sr2(api) -> list[Row]:
+# SR2's live steps, as the reference platform validates SR2 (platform/security/README.md): label a namespace
+# by hand, then a GPU pod without the queue label is denied, the same pod with it and a non-GPU pod admitted.
+SR2_CHECKS = (
+    # check, description, labelled, GPUs, expect denied
+    ("SR2-a", "GPU pod without queue label denied", False, 1, True),
+    ("SR2-b", "GPU pod with queue label admitted", True, 1, False),
+    ("SR2-c", "pod without GPU admitted", False, 0, False),
+)
+# Kyverno reads namespace labels from its informer cache: a label set a moment ago may take a few seconds.
+SR2_LABEL_SETTLE_SECONDS = 20.0
+
+
+def sr2(api, sleep: Callable[[float], None] = time.sleep, settle: float = SR2_LABEL_SETTLE_SECONDS) -> list[Row]:
     from kubernetes.client.rest import ApiException
 
-    ns = f"llm-platform-verify-{secrets.token_hex(3)}"
+    # Any name: the policy is scoped by the label alone (no name is special-cased).
+    ns = f"sr2-check-{secrets.token_hex(3)}"
     rows = []
-    api.create_namespace({"metadata": {"name": ns, "labels": {MANAGED_LABEL: "true"}}})
+    api.create_namespace({"metadata": {"name": ns}})
     try:
-        for check, labelled, description in (
-            ("SR2-a", False, "GPU pod without queue label denied"),
-            ("SR2-b", True, "GPU pod with queue label admitted"),
-        ):
-            error = None
-            try:
-                # Server-side dry run: admission webhooks (Kyverno) still run, nothing is scheduled.
-                api.create_namespaced_pod(ns, gpu_pod(f"gpu-{check.lower()}", labelled), dry_run="All")
-            except ApiException as err:
-                error = err
-            status, detail = classify_admission(expect_denied=not labelled, error=error)
-            rows.append(Row(check, description, status, detail))
+        # kubectl label ns <ns> llm-platform/kueue-managed=true
+        api.patch_namespace(ns, {"metadata": {"labels": {MANAGED_LABEL: "true"}}})
+        for check, description, labelled, gpus, expect_denied in SR2_CHECKS:
+            waited = 0.0
+            while True:
+                error = None
+                try:
+                    # Server-side dry run: admission webhooks (Kueue, Kyverno) still run, nothing is scheduled.
+                    api.create_namespaced_pod(ns, gpu_pod(f"gpu-{check.lower()}", labelled, gpus), dry_run="All")
+                except ApiException as err:
+                    error = err
+                if not (expect_denied and error is None and waited < settle):
+                    break
+                sleep(2.0)
+                waited += 2.0
+            what = "a labelled GPU pod" if gpus else "a pod without GPU"
+            status, detail = classify_admission(expect_denied=expect_denied, error=error, what=what)
+            if waited and status == "PASS":
+                detail += f" (after {waited:.0f}s: the namespace label reached Kyverno)"
+            rows.append(Row(check, f"{description} in {ns} (labelled by hand)", status, detail))
     finally:
         api.delete_namespace(ns)
     return rows

@@ -1,0 +1,1094 @@
+"""End to end: `make e2e` runs the stack with the real Pulumi engine against a real (local) Kubernetes API server.
+
+    python -m tools.e2e [--only NAME ...] [--keep-logs DIR] [--list]
+
+It starts the local control plane (tools/cluster.py: etcd, kube-apiserver, kube-controller-manager v1.35.4, no
+kubelet), runs an `existingCluster` stack of this program through the Pulumi CLI, checks each scenario, stops
+the control plane and removes its temporary directory whatever happens, and prints one line per scenario,
+`PASS <name>` or `FAIL <name>: <reason>`, then `e2e: N passed, F failed` (exit 1 when F > 0).
+
+The stack config (`e2e`) is Pulumi.dev.yaml with what only a GKE cluster has taken out (`gcp:project`,
+`cluster`, `networkPolicyLogging`: GKE's NetworkLogging CRD) and, instead, `existingCluster` (the local
+cluster) and `kyverno.install` (chart from the pinned Go module, `skipAwait`, no kubectl commands): no Kyverno
+pod can run without a kubelet, and the pulumi-command provider is not available. See docs/real-engines.md,
+"End to end: make e2e".
+
+Scenarios (in this order; later ones need `up`):
+  preview            `pulumi preview` succeeds (server-side dry-run against the API server)
+  up                 `pulumi up` succeeds; every Kubernetes object of the offline render exists with our fields
+  up-idempotent      a second `pulumi up` changes nothing
+  pod-security       the API server refuses a hostNetwork pod in a tenant namespace and admits the reference
+                     tenant Jobs; tools/pod_security.py agrees with it on every case of its tests
+  webhook-config     the API server accepts the webhook configuration Kyverno would write for our policies and
+                     routes by its matchConditions; the CI preview identity's admission policy denies writes
+                     and admits dry-runs
+  security-off       `security: false` removes every SR1/SR2/guardrail object and keeps the retained namespaces
+  destroy-clean      `pulumi destroy` leaves no webhook configuration and nothing that blocks a re-install
+  first-deploy-plan  deploy.yaml's sequence (preview --save-plan, the replacement gate, up --plan) on a stack whose
+                     kubeconfig is produced by a resource (unknown at preview)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import pathlib
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROJECT = "llm-platform"
+STACK = "e2e"
+PLAN_STACK = "e2e-plan"
+SOURCE_STACK = ROOT / "Pulumi.dev.yaml"
+KYVERNO_MOD = ROOT / "engines" / "kyverno"
+KYVERNO_MODULE = "github.com/kyverno/kyverno"
+CONTEXT = "local"
+# What only a GKE cluster has, taken out of the source stack (key -> why).
+DROPPED = {
+    "gcp:project": "no GCP project: the stack deploys into an existing cluster",
+    f"{PROJECT}:cluster": "replaced by existingCluster (the local control plane)",
+    f"{PROJECT}:networkPolicyLogging": "patches GKE's NetworkLogging/default, a CRD only GKE clusters have",
+}
+SCENARIOS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("preview", ()),
+    ("up", ()),
+    ("up-idempotent", ("up",)),
+    ("pod-security", ("up",)),
+    ("webhook-config", ("up",)),
+    ("security-off", ("up",)),
+    ("destroy-clean", ("up",)),
+    ("first-deploy-plan", ()),
+)
+NAMES = tuple(name for name, _ in SCENARIOS)
+# Opt-in (--only): not part of a plain `make e2e`.
+EXTRA: tuple[tuple[str, tuple[str, ...]], ...] = (("strict-model", ()),)
+EXTRA_NAMES = tuple(name for name, _ in EXTRA)
+
+
+class E2EError(Exception):
+    """A problem that stops the run before any scenario (one line on stderr, exit 2)."""
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"PASS {self.name}" if self.ok else f"FAIL {self.name}: {self.reason}"
+
+
+def summary(results: Sequence[Result], known: Sequence[str] = ()) -> str:
+    passed = sum(1 for r in results if r.ok)
+    expected = [r.name for r in results if not r.ok and r.name in known]
+    tail = f" ({len(expected)} known: {', '.join(expected)})" if expected else ""
+    return f"e2e: {passed} passed, {len(results) - passed} failed{tail}"
+
+
+def exit_code(results: Sequence[Result], known: Sequence[str] = ()) -> int:
+    """0 when every scenario passed but the known failures, which must still fail (a fixed one is news)."""
+    unexpected = [r for r in results if r.ok == (r.name in known)]
+    return 0 if not unexpected else 1
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m tools.e2e", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", choices=NAMES + EXTRA_NAMES, metavar="NAME",
+                    help=f"run only these scenarios (and what they need); one of: {', '.join(NAMES)}; "
+                         f"opt-in: {', '.join(EXTRA_NAMES)} (tools/apiserver.py against the real API server)")
+    ap.add_argument("--keep-logs", type=pathlib.Path, metavar="DIR",
+                    help="copy the Pulumi output of every operation and the cluster's logs here")
+    ap.add_argument("--list", action="store_true", help="print the scenarios and the e2e stack config, run nothing")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds for the control plane to start (default 120)")
+    ap.add_argument("--known-failure", action="append", default=[], choices=NAMES, metavar="NAME",
+                    help="a scenario that reproduces an open defect: its FAIL does not fail the run, its PASS does "
+                         "(then the defect is fixed: drop the flag)")
+    return ap.parse_args(argv)
+
+
+def selected(only: Optional[Sequence[str]]) -> list[str]:
+    """The scenarios to run, in order: ``only`` plus what they need (all when None)."""
+    if not only:
+        return list(NAMES)
+    needs = dict(SCENARIOS + EXTRA)
+    want = set(only)
+    for name in list(want):
+        want |= set(needs[name])
+    return [name for name in NAMES + EXTRA_NAMES if name in want]
+
+
+# ------------------------------------------------------------------------------------------ stack config
+
+
+def stack_config(kubeconfig: str, chart_dir: str, source: pathlib.Path = SOURCE_STACK) -> dict[str, Any]:
+    """The e2e stack's config: the source stack (dev) without what only GKE has, on the local cluster."""
+    raw = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}).get("config") or {}
+    cfg = {k: copy.deepcopy(v) for k, v in raw.items() if k not in DROPPED}
+    cfg[f"{PROJECT}:existingCluster"] = {
+        "context": CONTEXT,
+        "kubeconfig": kubeconfig,
+        # Not true of the local control plane (no nodes, no CNI): nothing here checks packets. Required by
+        # `security: true`, which is what is under test (the NetworkPolicies are written and read back).
+        "networkPolicyEnforced": True,
+        # GKE Sandbox's RuntimeClass `gvisor`: the e2e creates it, as GKE does with a sandbox pool.
+        "gkeSandbox": True,
+    }
+    kyverno = dict(cfg.get(f"{PROJECT}:kyverno") or {})
+    kyverno["install"] = {"chartPath": chart_dir, "skipAwait": True, "kubectlCommands": False}
+    cfg[f"{PROJECT}:kyverno"] = kyverno
+    return cfg
+
+
+def raw_config(cfg: dict[str, Any]) -> dict[str, str]:
+    """As the engine hands config to the program (strings; objects as JSON)."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()}
+
+
+def settings_of(cfg: dict[str, Any]) -> Any:
+    from components import config
+
+    return config.parse(raw_config(cfg), STACK)
+
+
+# ------------------------------------------------------------------------------------------ the chart
+
+
+def kyverno_module_dir() -> pathlib.Path:
+    """The module pinned in engines/kyverno/go.mod, downloaded into the module cache if missing."""
+    try:
+        out = subprocess.run(["go", "mod", "download", "-json", KYVERNO_MODULE], cwd=KYVERNO_MOD,
+                             capture_output=True, text=True, timeout=900)
+    except FileNotFoundError:
+        raise E2EError("go not found: the Kyverno chart comes from the Go module pinned in engines/kyverno/go.mod") from None
+    if out.returncode != 0:
+        raise E2EError(f"go mod download {KYVERNO_MODULE} failed: {one_line(out.stderr or out.stdout)}")
+    info = json.loads(out.stdout)
+    return pathlib.Path(info["Dir"])
+
+
+def _lookup(values: dict[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _merged(base: Any, extra: Any) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        out = dict(base)
+        for k, v in extra.items():
+            out[k] = _merged(base.get(k), v)
+        return out
+    return copy.deepcopy(extra)
+
+
+def prepare_chart(module_dir: pathlib.Path, dest: pathlib.Path, values: dict[str, Any]) -> tuple[pathlib.Path, list[str]]:
+    """A copy of the module's charts/kyverno that Helm installs: the module ships three subcharts of Chart.yaml
+    (kyverno-api, openreports, reports-server) only as a lock entry, and Helm refuses a chart whose charts/ lacks
+    a dependency, enabled or not. Each missing one must be disabled by its `condition` under our values; it is
+    then dropped from the copy's Chart.yaml (what Helm renders is the same: a disabled subchart renders nothing)."""
+    from components.kyverno import CHART_VERSION
+
+    src = module_dir / "charts" / "kyverno"
+    meta = yaml.safe_load((src / "Chart.yaml").read_text(encoding="utf-8"))
+    if meta.get("version") != CHART_VERSION:
+        raise E2EError(f"{src}: chart version {meta.get('version')}, the stack pins {CHART_VERSION}")
+    chart = dest / "kyverno"
+    shutil.copytree(src, chart, ignore=shutil.ignore_patterns("tmpcharts-*"))
+    for path in [chart, *chart.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    merged = _merged(yaml.safe_load((src / "values.yaml").read_text(encoding="utf-8")), values)
+    present = {p.name for p in (chart / "charts").iterdir()} if (chart / "charts").is_dir() else set()
+    kept, dropped = [], []
+    for dep in meta.get("dependencies") or []:
+        if dep["name"] in present or any(p.startswith(f"{dep['name']}-") and p.endswith(".tgz") for p in present):
+            kept.append(dep)
+            continue
+        condition = next((c for c in (dep.get("condition") or "").split(",") if _lookup(merged, c.strip()) is not None), "")
+        if not condition or _lookup(merged, condition.strip()) is not False:
+            raise E2EError(f"the chart's dependency {dep['name']} is not in {src / 'charts'} and is not disabled "
+                           f"by our values (condition {dep.get('condition')!r})")
+        dropped.append(f"{dep['name']} ({condition.strip()}=false)")
+    meta["dependencies"] = kept
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    return chart, dropped
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def stop_descendants(timeout: float = 10.0) -> int:
+    """Stop whatever this process started and is still running (the Pulumi CLI and its plugins after an
+    interruption), by PID; the number stopped."""
+    from tools.cluster import stop
+
+    pids = descendants(os.getpid())
+    if pids:
+        stop(pids, timeout)
+    return len(pids)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ------------------------------------------------------------------------------------------ pulumi
+
+
+@dataclass
+class Run:
+    """The outcome of one Pulumi operation."""
+
+    ok: bool
+    seconds: float
+    changes: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    """`op type name [changed keys]` of every step that is not `same`."""
+    stdout: str = ""
+    warnings: list[str] = field(default_factory=list)
+    by_urn: dict[str, list[str]] = field(default_factory=dict)
+    """Error diagnostics per resource URN."""
+
+    def error_text(self) -> str:
+        return "; ".join(dict.fromkeys(self.errors)) or "failed without an error diagnostic"
+
+
+class Pulumi:
+    """The Pulumi CLI on PATH, driving __main__.py as an Automation API inline program (no language host)."""
+
+    def __init__(self, base: pathlib.Path, log_dir: pathlib.Path):
+        from pulumi import automation as auto
+
+        self.auto = auto
+        self.base = base
+        self.workspace = base / "workspace"
+        self.workspace.mkdir(parents=True)
+        self.log_dir = log_dir
+        for d in ("state", "home"):
+            (base / d).mkdir()
+        self.env = {
+            "PULUMI_BACKEND_URL": f"file://{base / 'state'}",
+            "PULUMI_HOME": str(base / "home"),
+            "PULUMI_CONFIG_PASSPHRASE": "llm-platform-e2e",
+            "PULUMI_SKIP_UPDATE_CHECK": "1",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        }
+        # The engine takes pulumi-resource-kubernetes from PATH only while ambient plugins are allowed.
+        os.environ.pop("PULUMI_IGNORE_AMBIENT_PLUGINS", None)
+        shutil.copy(ROOT / "Pulumi.yaml", self.workspace / "Pulumi.yaml")
+        self.count = 0
+
+    def write_config(self, stack: str, cfg: dict[str, Any]) -> pathlib.Path:
+        path = self.workspace / f"Pulumi.{stack}.yaml"
+        path.write_text(yaml.safe_dump({"config": cfg}, sort_keys=True), encoding="utf-8")
+        return path
+
+    def stack(self, name: str, program: Callable[[], None]) -> Any:
+        cmd = self.auto.PulumiCommand()  # the `pulumi` on PATH
+        return self.auto.create_or_select_stack(
+            name, project_name=PROJECT, program=program,
+            opts=self.auto.LocalWorkspaceOptions(work_dir=str(self.workspace), pulumi_home=self.env["PULUMI_HOME"],
+                                                 env_vars=self.env, secrets_provider="passphrase", pulumi_command=cmd))
+
+    def run(self, stack: Any, op: str, **kwargs: Any) -> Run:
+        """``op`` (preview, up, destroy) with its output logged; never raises for an engine failure."""
+        self.count += 1
+        log = (self.log_dir / f"{self.count:02d}-{stack.name}-{op}.log").open("w", encoding="utf-8")
+        errors: list[str] = []
+        warnings: list[str] = []
+        steps: list[str] = []
+        by_urn: dict[str, list[str]] = {}
+
+        def on_event(event: Any) -> None:
+            diag = event.diagnostic_event
+            if diag is not None:
+                msg = " ".join(diag.message.split())
+                if diag.severity == "error" and msg:
+                    errors.append(msg)
+                    if diag.urn:
+                        by_urn.setdefault(diag.urn, []).append(msg)
+                elif diag.severity == "warning" and msg:
+                    warnings.append(msg)
+            pre = event.resource_pre_event
+            if pre is not None and pre.metadata.op not in ("same", "read"):
+                m = pre.metadata
+                name = m.urn.rsplit("::", 1)[-1]
+                keys = f" [{', '.join(m.diffs)}]" if m.diffs else ""
+                steps.append(f"{m.op.value if hasattr(m.op, 'value') else m.op} {m.type} {name}{keys}")
+
+        began = time.monotonic()
+        ok, changes, stdout = True, {}, ""
+        try:
+            fn = getattr(stack, op)
+            result = fn(on_output=lambda line: log.write(line + "\n"), on_event=on_event, color="never", **kwargs)
+            stdout = getattr(result, "stdout", "") or ""
+            if op == "preview":
+                changes = dict(result.change_summary or {})
+            elif op == "up":
+                changes = dict(result.summary.resource_changes or {})
+        except self.auto.CommandError as err:
+            ok = False
+            log.write(f"\n{err}\n")
+            if not errors:
+                errors = [line.strip() for line in str(err).splitlines() if "error:" in line][:5]
+        finally:
+            log.close()
+        return Run(ok, time.monotonic() - began, {k: v for k, v in changes.items() if v}, errors, steps, stdout,
+                   list(dict.fromkeys(warnings)), by_urn)
+
+
+def project_program() -> None:
+    """__main__.py, as `pulumi up` runs it."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def unknown_kubeconfig_program(kubeconfig_text: str) -> Callable[[], None]:
+    """__main__.py with the existing cluster's providers built from a kubeconfig that a resource of the stack
+    produces (here: known once a ConfigMap is created), as a stack that creates its cluster gets it: unknown
+    during the preview of its first deploy. Nothing else of the program changes."""
+
+    def program() -> None:
+        import pulumi
+        import pulumi_kubernetes as k8s
+
+        from components import cluster
+
+        bootstrap = k8s.Provider("e2e-bootstrap", kubeconfig=kubeconfig_text, context=CONTEXT)
+        handle = k8s.core.v1.ConfigMap(
+            "e2e-cluster-handle", metadata={"name": "e2e-cluster-handle", "namespace": "default"},
+            data={"stands-for": "the GKE cluster resource whose outputs make the kubeconfig"},
+            opts=pulumi.ResourceOptions(provider=bootstrap))
+        produced = handle.id.apply(lambda _: kubeconfig_text)
+        original = (cluster.existing_cluster_provider, cluster.existing_cluster_adopting_provider)
+
+        def strict(config: Any) -> Any:
+            return cluster.kubernetes_provider("existing-cluster", cluster_identifier=cluster.existing_cluster_identifier(config),
+                                               kubeconfig=produced, context=config.context)
+
+        def adopting(config: Any) -> Any:
+            return cluster.kubernetes_provider("existing-cluster-adopt", cluster_identifier=cluster.existing_cluster_identifier(config),
+                                               kubeconfig=produced, context=config.context, upsert_existing_objects=True)
+
+        cluster.existing_cluster_provider, cluster.existing_cluster_adopting_provider = strict, adopting
+        try:
+            project_program()
+        finally:
+            cluster.existing_cluster_provider, cluster.existing_cluster_adopting_provider = original
+
+    return program
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class Env:
+    """Everything the scenarios share."""
+
+    base: pathlib.Path
+    kubeconfig: pathlib.Path
+    kube: Any
+    pulumi: Pulumi
+    cfg: dict[str, Any]
+    config_file: pathlib.Path
+    stack: Any
+    settings: Any
+    done: dict[str, bool] = field(default_factory=dict)
+    rendered: list[dict[str, Any]] = field(default_factory=list)
+    baseline_webhooks: set[str] = field(default_factory=set)
+    cluster_seconds: float = 0.0
+
+
+def reference_workloads() -> list[dict[str, Any]]:
+    """The reference platform's tenant workloads (objects with a pod spec), as tests/test_pod_security.py reads them."""
+    from tools import pod_security
+
+    value = os.environ.get("REFERENCE_PLATFORM_DIR")
+    path = pathlib.Path(value) if value else ROOT.parent / "shared" / "reference-platform"
+    out = []
+    for f in sorted((path / "workloads").rglob("*.yaml")):
+        for obj in yaml.safe_load_all(f.read_text(encoding="utf-8")):
+            if isinstance(obj, dict) and pod_security.pod_of(obj) is not None:
+                out.append(obj)
+    return out
+
+
+def scenario_preview(env: Env) -> Result:
+    run = env.pulumi.run(env.stack, "preview")
+    if not run.ok:
+        return Result("preview", False, run.error_text())
+    notes = [f"{_changes(run.changes)} in {run.seconds:.1f} s"]
+    notes += [w for w in run.warnings if "pulumi-resource-kubernetes" in w or "expected to have version" in w][:2]
+    return Result("preview", True, notes=notes)
+
+
+def _changes(changes: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(changes.items())) or "no changes"
+
+
+def render(env: Env) -> list[dict[str, Any]]:
+    """Every Kubernetes object of `python -m tools.render --stack e2e` with the same stack file."""
+    out_dir = env.base / "render"
+    proc = subprocess.run([sys.executable, "-m", "tools.render", "--stack", STACK, "--stack-file", str(env.config_file),
+                           "--out", str(out_dir)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the offline render failed: {one_line(proc.stderr or proc.stdout)}")
+    objects = []
+    for path in sorted((out_dir / "k8s").glob("*.yaml")):
+        objects.append(yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader))
+    return objects
+
+
+def scenario_up(env: Env) -> Result:
+    from tools.e2e_kube import subset_differences
+
+    run = env.pulumi.run(env.stack, "up")
+    if not run.ok:
+        return Result("up", False, run.error_text())
+    notes = [f"{_changes(run.changes)} in {run.seconds:.1f} s"]
+    try:
+        env.rendered = render(env)
+    except RuntimeError as err:
+        return Result("up", False, str(err), notes)
+    missing, differ = [], []
+    for obj in env.rendered:
+        meta = obj.get("metadata") or {}
+        label = f"{obj['kind']} {meta.get('namespace', '') + '/' if meta.get('namespace') else ''}{meta.get('name')}"
+        live = env.kube.get(obj)
+        if live.status == 404:
+            missing.append(label)
+        elif not live.ok:
+            differ.append(f"{label}: GET answered HTTP {live.status}: {live.message}")
+        else:
+            diffs = subset_differences(obj, live.body)
+            if diffs:
+                differ.append(f"{label}: {'; '.join(diffs[:3])}{' ...' if len(diffs) > 3 else ''}")
+    release = env.kube.list("v1", "Secret", "kyverno", "owner=helm,name=kyverno")
+    status = sorted({(s.get("metadata", {}).get("labels") or {}).get("status", "?") for s in release})
+    notes.append(f"{len(env.rendered)} rendered objects compared with the live ones; Helm release kyverno: {', '.join(status) or 'absent'}")
+    if missing or differ:
+        return Result("up", False, one_line(
+            (f"{len(missing)} rendered object(s) absent from the cluster: {', '.join(missing[:5])}; " if missing else "")
+            + (f"{len(differ)} differ: {' | '.join(differ[:3])}" if differ else "")), notes + missing + differ)
+    return Result("up", True, notes=notes)
+
+
+def scenario_up_idempotent(env: Env) -> Result:
+    run = env.pulumi.run(env.stack, "up")
+    if not run.ok:
+        return Result("up-idempotent", False, run.error_text())
+    changed = {k: v for k, v in run.changes.items() if k != "same"}
+    if changed or run.steps:
+        return Result("up-idempotent", False, one_line(f"the second up changed {_changes(changed)}: {'; '.join(run.steps[:6])}"),
+                      run.steps)
+    return Result("up-idempotent", True, notes=[f"{_changes(run.changes)} in {run.seconds:.1f} s"])
+
+
+def _wait_service_account(env: Env, namespace: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if env.kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default").ok:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def scenario_pod_security(env: Env) -> Result:
+    from tools import e2e_psa, pod_security
+    from tools.e2e_kube import psa_reasons
+
+    s = env.settings
+    tenant = s.tenants[0]
+    notes: list[str] = []
+    problems: list[str] = []
+    # 1. The headline: hostNetwork refused in a tenant namespace.
+    host_net = e2e_psa.in_namespace(pod_security.node_escape_pods(tenant)["host-network"][0], tenant)
+    r = env.kube.create(host_net, dry_run=True)
+    if r.status == 403 and psa_reasons(r.message):
+        notes.append(f"hostNetwork pod in {tenant}: refused ({one_line(r.message, 200)})")
+    else:
+        problems.append(f"hostNetwork pod in {tenant} not refused by PodSecurity: HTTP {r.status} {one_line(r.message, 200)}")
+    # 2. The reference tenant Jobs, for real: the Job controller creates their Pods, which PodSecurity enforces on.
+    jobs = [o for o in reference_workloads() if o.get("kind") == "Job"]
+    if not jobs:
+        problems.append("no reference tenant Jobs found (set REFERENCE_PLATFORM_DIR or place ../shared/reference-platform)")
+    created = []
+    for job in jobs:
+        obj = copy.deepcopy(job)
+        obj["metadata"] = {"name": f"e2e-{job['metadata']['name']}", "namespace": tenant,
+                           "labels": dict(job["metadata"].get("labels") or {})}
+        obj["spec"]["suspend"] = False  # what Kueue does on admission
+        made = env.kube.create(obj)
+        if not made.ok:
+            problems.append(f"Job {job['metadata']['name']} refused in {tenant}: HTTP {made.status} {one_line(made.message, 200)}")
+            continue
+        created.append(obj)
+        if made.warnings:
+            problems.append(f"Job {job['metadata']['name']}: warnings {made.warnings}")
+    for obj in created:
+        name = obj["metadata"]["name"]
+        deadline, failed = time.monotonic() + 30, ""
+        pods: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not pods:
+            pods = env.kube.list("v1", "Pod", tenant, f"batch.kubernetes.io/job-name={name}")
+            events = env.kube.list("v1", "Event", tenant)
+            failed = next((e.get("message", "") for e in events if e.get("reason") == "FailedCreate"
+                           and (e.get("involvedObject") or {}).get("name") == name), "")
+            if failed:
+                break
+            time.sleep(0.3)
+        if pods:
+            notes.append(f"Job {name}: the Job controller's Pod {pods[0]['metadata']['name']} was admitted in {tenant}")
+        else:
+            problems.append(f"Job {name}: no Pod created in {tenant} ({failed or 'none within 30 s'})")
+        env.kube.delete(obj, wait=20)
+    # 3. The checker against the API server, case by case, namespace by namespace.
+    grid = e2e_psa.grid()
+    tenant_labels = (env.kube.request("GET", f"/api/v1/namespaces/{tenant}").body.get("metadata") or {}).get("labels") or {}
+    namespaces = {**grid, tenant: {k: v for k, v in tenant_labels.items() if k.startswith(e2e_psa.PSA)}}
+    for ns, labels in grid.items():
+        r = env.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
+        if not r.ok or not _wait_service_account(env, ns):
+            problems.append(f"namespace {ns}: HTTP {r.status} {r.message}")
+    cases = e2e_psa.cases()
+    for obj in reference_workloads():
+        cases.append(e2e_psa.Case(f"reference-{obj['kind']}-{obj['metadata']['name']}", obj))
+        meta, spec = pod_security.pod_of(obj) or ({}, {})
+        as_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{obj['metadata']['name']}-pod", **meta}, "spec": spec}
+        cases.append(e2e_psa.Case(f"reference-pod-of-{obj['metadata']['name']}", as_pod))
+    disagreements: list[str] = []
+    worded: list[str] = []
+    evaluated = 0
+    for case in cases:
+        for ns, labels in namespaces.items():
+            want = e2e_psa.expected(labels, case.obj)
+            got = e2e_psa.send(env.kube, case, ns)
+            evaluated += 1
+            diff = e2e_psa.differences(want, got)
+            if diff:
+                disagreements.append(f"{case.name} in {ns}: {diff}")
+            elif e2e_psa.wording(want, got):
+                worded.append(f"{case.name} in {ns}: {e2e_psa.wording(want, got)}")
+    for ns in grid:
+        env.kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, wait=60)
+    notes.append(f"checker vs API server: {len(cases)} cases x {len(namespaces)} namespaces = {evaluated} decisions, "
+                 f"{len(disagreements)} disagreement(s)")
+    notes += disagreements
+    if worded:
+        notes.append(f"same checks, worded differently in {len(worded)} decision(s) (upstream words the AppArmor reason by the "
+                     "number of bad values; the API server first copies the deprecated AppArmor annotation into "
+                     f"securityContext.appArmorProfile, applyAppArmorVersionSkew): {worded[0]}")
+    if disagreements:
+        problems.append(f"tools/pod_security.py disagrees with the API server on {len(disagreements)} of {evaluated}: "
+                        + " | ".join(disagreements[:3]))
+    if problems:
+        return Result("pod-security", False, one_line("; ".join(problems), 900), notes)
+    return Result("pod-security", True, notes=notes)
+
+
+def _gpu_pod(name: str, namespace: str, gpu: bool) -> dict[str, Any]:
+    from tools import pod_security
+
+    extra = {"resources": {"limits": {"nvidia.com/gpu": 1}}} if gpu else {"resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}
+    return pod_security.restricted_pod(name, namespace, container_extra=extra)
+
+
+def scenario_webhook_config(env: Env) -> Result:
+    from tools import e2e_webhook
+
+    notes: list[str] = []
+    problems: list[str] = []
+    vwc, skipped = e2e_webhook.build(env.kube)
+    notes += skipped
+    notes.append("webhooks: " + ", ".join(f"{w['name']} ({len(w['rules'])} rules, {len(w.get('matchConditions', []))} matchConditions)"
+                                          for w in vwc["webhooks"]))
+    made = env.kube.create(vwc)
+    if not made.ok:
+        return Result("webhook-config", False, one_line(
+            f"the API server refused Kyverno's {e2e_webhook.NAME}: HTTP {made.status}: {made.message}"), notes)
+    try:
+        time.sleep(1.0)  # the API server's webhook source picks the configuration up asynchronously
+        tenant = env.settings.tenants[0]
+        agents = env.settings.agent_isolation.namespaces[0] if env.settings.agent_isolation.enabled else None
+        probes = [
+            (_gpu_pod("e2e-gpu-no-queue", tenant, True), "validate.kyverno.svc-fail-finegrained-require-kueue-queue-name"),
+            (_gpu_pod("e2e-cpu", tenant, False), None),
+            (_gpu_pod("e2e-gpu-serving", "serving", True), None),
+        ]
+        # The shared Fail webhook (no matchConditions): the egress-lockdown generate rule matches Namespaces.
+        if any(w["name"] == "validate.kyverno.svc-fail" for w in vwc["webhooks"]):
+            probes.append(({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "e2e-probe-namespace"}},
+                           "validate.kyverno.svc-fail"))
+        if agents:
+            policy = next((w["name"] for w in vwc["webhooks"] if "agent-runtime-isolation" in w["name"]), "agent-runtime-isolation")
+            probes.append((_gpu_pod("e2e-agent", agents, False), policy))
+        for pod, webhook in probes:
+            where = f"{pod['metadata'].get('namespace', pod['kind'])}/{pod['metadata']['name']}"
+            r = env.kube.create(pod, dry_run=True)
+            if webhook is None:
+                if r.ok:
+                    notes.append(f"{where}: admitted (no Fail webhook selects it; the Ignore one fails open)")
+                else:
+                    problems.append(f"{where}: expected admitted, got HTTP {r.status} {one_line(r.message, 250)}")
+            elif r.ok:
+                problems.append(f"{where}: admitted, but the matchConditions should have sent it to {webhook} (which cannot answer)")
+            elif f'"{webhook}"' in r.message or webhook in r.message:
+                notes.append(f"{where}: sent to {webhook} (Fail; no Kyverno pod answers): {one_line(r.message, 200)}")
+            else:
+                problems.append(f"{where}: refused, but not by {webhook}: HTTP {r.status} {one_line(r.message, 250)}")
+    finally:
+        env.kube.delete(vwc, wait=10)
+    problems += _ci_identities(env, notes)
+    if problems:
+        return Result("webhook-config", False, one_line("; ".join(problems), 900), notes)
+    return Result("webhook-config", True, notes=notes)
+
+
+def _ci_identities(env: Env, notes: list[str]) -> list[str]:
+    """k8s/ci/preview-*.yaml: applied as they are, then, as the identity, a real write must be denied and a dry-run
+    admitted. When the API server refuses the file's ValidatingAdmissionPolicy, the same file with the refused
+    field corrected is tried too: only as a note (the scenario fails on the file as it is)."""
+    problems = []
+    for path in sorted((ROOT / "k8s" / "ci").glob("preview-*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+        refused = _ci_identity(env, path.name, docs, notes)
+        problems += refused
+        vap = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
+        rules = vap["spec"]["matchConstraints"]["resourceRules"]
+        if any("ValidatingAdmissionPolicy" in p and "'*/*'" in p for p in refused) and any("*/*" in r["resources"] for r in rules):
+            fixed = copy.deepcopy(docs)
+            for rule in next(d for d in fixed if d["kind"] == "ValidatingAdmissionPolicy")["spec"]["matchConstraints"]["resourceRules"]:
+                if "*/*" in rule["resources"]:
+                    rule["resources"] = ["*/*"]
+            fixed_notes: list[str] = []
+            still = _ci_identity(env, f"{path.name} with resources: ['*/*'] (a corrected copy, not the file)", fixed, fixed_notes)
+            notes.extend(fixed_notes + still)
+    return problems
+
+
+def _ci_identity(env: Env, label: str, docs: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    user = binding["subjects"][0]["name"]
+    vap = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
+    message = vap["spec"]["validations"][0]["message"]
+    problems: list[str] = []
+    applied = []
+    for doc in docs:
+        r = env.kube.apply(doc)
+        if r.ok:
+            applied.append(doc)
+        else:
+            problems.append(f"{label}: {doc['kind']} {doc['metadata']['name']} refused by the API server: "
+                            f"HTTP {r.status} {r.message}")
+    try:
+        if problems:
+            return problems
+        probe = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "e2e-ci-probe", "namespace": "serving"},
+                 "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+        dry = env.kube.create(probe, dry_run=True, as_user=user)
+        if not dry.ok:
+            problems.append(f"{label}: a dry-run by {user} was refused: HTTP {dry.status} {one_line(dry.message, 200)}")
+        # The policy takes effect once the API server has loaded it: retry a real write until it is denied.
+        began, leaked = time.monotonic(), 0
+        while time.monotonic() - began < 20:
+            real = env.kube.create(probe, as_user=user)
+            if real.ok:
+                leaked += 1
+                env.kube.delete(probe, wait=5)
+            elif real.status in (403, 422) and message in real.message:
+                notes.append(f"{label}: {user}: dry-run admitted; real write denied (HTTP {real.status}: "
+                             f"{one_line(real.message, 160)}) after {time.monotonic() - began:.1f} s"
+                             + (f", {leaked} write(s) got through before the policy was loaded" if leaked else ""))
+                return problems
+            else:
+                return problems + [f"{label}: a real write by {user} failed otherwise: HTTP {real.status} {one_line(real.message, 200)}"]
+            time.sleep(0.5)
+        return problems + [f"{label}: a real write by {user} was never denied in 20 s ({leaked} got through)"]
+    finally:
+        for doc in reversed(applied):
+            env.kube.delete(doc, wait=10)
+
+
+def _state_objects(stack: Any) -> list[dict[str, Any]]:
+    """Kubernetes objects (and the Helm release) in the stack's state: {kind, apiVersion, name, namespace, retain}."""
+    out = []
+    for res in stack.export_stack().deployment.get("resources", []):
+        t = res.get("type", "")
+        if not t.startswith("kubernetes:") or t.startswith("pulumi:providers"):
+            continue
+        outputs = res.get("outputs") or {}
+        if t == "kubernetes:helm.sh/v3:Release":
+            out.append({"type": t, "name": outputs.get("name"), "namespace": outputs.get("namespace"),
+                        "retain": bool(res.get("retainOnDelete"))})
+            continue
+        meta = outputs.get("metadata") or {}
+        out.append({"type": t, "apiVersion": outputs.get("apiVersion"), "kind": outputs.get("kind"),
+                    "name": meta.get("name"), "namespace": meta.get("namespace"), "retain": bool(res.get("retainOnDelete"))})
+    return out
+
+
+def _exists(env: Env, o: dict[str, Any]) -> bool:
+    if o["type"] == "kubernetes:helm.sh/v3:Release":
+        return bool(env.kube.list("v1", "Secret", o["namespace"], f"owner=helm,name={o['name']}"))
+    obj = {"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {"name": o["name"], "namespace": o["namespace"]}}
+    if o["kind"] == "CustomResourceDefinition" or "kyverno.io" in (o["apiVersion"] or ""):
+        env.kube.forget_discovery()
+    return env.kube.get(obj).ok
+
+
+def scenario_security_off(env: Env) -> Result:
+    before = _state_objects(env.stack)
+    env.stack.set_config(f"{PROJECT}:security", env.pulumi.auto.ConfigValue(value="false"))
+    try:
+        run = env.pulumi.run(env.stack, "up")
+    finally:
+        env.stack.set_config(f"{PROJECT}:security", env.pulumi.auto.ConfigValue(value="true"))
+    if not run.ok:
+        return Result("security-off", False, run.error_text())
+    env.kube.forget_discovery()
+    left = [o for o in before if not o["retain"] and _exists(env, o)]
+    gone = [o for o in before if o["retain"] and not _exists(env, o)]
+    after = _state_objects(env.stack)
+    label = lambda o: f"{o.get('kind') or 'Release'} {o['namespace'] + '/' if o.get('namespace') else ''}{o['name']}"  # noqa: E731
+    kept = [label(o) for o in before if o["retain"]]
+    notes = [f"{_changes(run.changes)} in {run.seconds:.1f} s; {len(before) - len(kept)} objects removed, "
+             f"{len(kept)} retained: {', '.join(kept)}"]
+    problems = []
+    if left:
+        problems.append(f"{len(left)} object(s) still in the cluster: {', '.join(label(o) for o in left[:8])}")
+    if gone:
+        problems.append(f"retained namespace(s) deleted: {', '.join(label(o) for o in gone)}")
+    if after:
+        problems.append(f"still in the stack: {', '.join(label(o) for o in after[:8])}")
+    if problems:
+        return Result("security-off", False, one_line("; ".join(problems)), notes)
+    return Result("security-off", True, notes=notes)
+
+
+def leftovers(env: Env) -> list[str]:
+    """What a destroyed stack left that is Kyverno's or a webhook, or that would make a re-install fail."""
+    env.kube.forget_discovery()
+    out = []
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for item in env.kube.list("admissionregistration.k8s.io/v1", kind):
+            if item["metadata"]["name"] not in env.baseline_webhooks:
+                out.append(f"{kind} {item['metadata']['name']}")
+    for item in env.kube.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"):
+        if item["metadata"]["name"].endswith(("kyverno.io", "wgpolicyk8s.io")):
+            out.append(f"CRD {item['metadata']['name']}")
+    if env.kube.request("GET", "/api/v1/namespaces/kyverno").ok:
+        out.append("Namespace kyverno")
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        for item in env.kube.list("rbac.authorization.k8s.io/v1", kind):
+            if item["metadata"]["name"].startswith("kyverno"):
+                out.append(f"{kind} {item['metadata']['name']}")
+    for item in env.kube.list("v1", "Secret", None, "owner=helm"):
+        out.append(f"Helm release secret {item['metadata']['namespace']}/{item['metadata']['name']}")
+    return out
+
+
+def scenario_destroy_clean(env: Env) -> Result:
+    run = env.pulumi.run(env.stack, "destroy")
+    if not run.ok:
+        return Result("destroy-clean", False, run.error_text())
+    notes = [f"destroy in {run.seconds:.1f} s"]
+    left = leftovers(env)
+    if left:
+        return Result("destroy-clean", False, f"left behind: {', '.join(left[:10])}", notes)
+    # Nothing blocks a re-install: the same stack, security on, up again from nothing, then destroyed again.
+    again = env.pulumi.run(env.stack, "up")
+    if not again.ok:
+        return Result("destroy-clean", False, f"re-install failed: {again.error_text()}", notes)
+    notes.append(f"re-install: {_changes(again.changes)} in {again.seconds:.1f} s")
+    second = env.pulumi.run(env.stack, "destroy")
+    if not second.ok:
+        return Result("destroy-clean", False, f"second destroy failed: {second.error_text()}", notes)
+    left = leftovers(env)
+    if left:
+        return Result("destroy-clean", False, f"left behind after the re-install's destroy: {', '.join(left[:10])}", notes)
+    notes.append("no webhook configuration, Kyverno CRD, namespace, cluster role or Helm release left (Kyverno never ran "
+                 "here, so it never wrote webhook configurations of its own: the destroy-time kubectl cleanup is not exercised)")
+    return Result("destroy-clean", True, notes=notes)
+
+
+def scenario_first_deploy_plan(env: Env) -> Result:
+    """.github/workflows/deploy.yaml: preview --save-plan (+ --json for the gate), the gate, up --plan."""
+    env.pulumi.write_config(PLAN_STACK, env.cfg)
+    stack = env.pulumi.stack(PLAN_STACK, unknown_kubeconfig_program(env.kubeconfig.read_text()))
+    plan = env.base / f"{PLAN_STACK}.plan.json"
+    preview = env.pulumi.run(stack, "preview", plan=str(plan), json=True)
+    notes = []
+    digest = env.base / f"preview-{PLAN_STACK}.json"
+    digest.write_text(preview.stdout, encoding="utf-8")
+    if preview.stdout:
+        try:
+            unknown = sum(1 for s in json.loads(preview.stdout).get("steps", []) if s.get("op") == "create")
+            notes.append(f"preview: {unknown} creates planned with an unknown kubeconfig")
+        except ValueError:
+            pass
+    gate = subprocess.run([sys.executable, "-m", "tools.replacement_gate", str(digest)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    notes.append(f"replacement gate: exit {gate.returncode}: {one_line(gate.stdout.strip().splitlines()[-1] if gate.stdout.strip() else gate.stderr, 200)}")
+    if not preview.ok:
+        return Result("first-deploy-plan", False, f"preview --save-plan failed: {preview.error_text()}", notes)
+    if gate.returncode != 0:
+        return Result("first-deploy-plan", False, f"the replacement gate refused the plan (exit {gate.returncode})", notes)
+    up = env.pulumi.run(stack, "up", plan=str(plan))
+    if not up.ok:
+        violations = [e for e in up.errors if "violates plan" in e]
+        notes += violations
+        shown = violations or up.errors
+        more = f" (+{len(shown) - 2} more)" if len(shown) > 2 else ""
+        return Result("first-deploy-plan", False, one_line(f"up --plan: {'; '.join(shown[:2])}{more}", 900), notes)
+    notes.append(f"up --plan: {_changes(up.changes)} in {up.seconds:.1f} s")
+    return Result("first-deploy-plan", True, notes=notes)
+
+
+def scenario_strict_model(env: Env) -> Result:
+    """tools/apiserver.py's rules against the real API server and provider (item 4; opt-in)."""
+    from tools import e2e_model
+
+    chart = str(e2e_model.write_chart(env.base / "model-chart"))
+    for ns in (e2e_model.EXISTING, e2e_model.ADOPTED, e2e_model.HELM_NS):
+        env.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    env.pulumi.write_config(e2e_model.STACK, {})
+    stack = env.pulumi.stack(e2e_model.STACK, e2e_model.program(str(env.kubeconfig), CONTEXT, chart))
+    run = env.pulumi.run(stack, "up", continue_on_error=True)
+    real: dict[str, list[str]] = {}
+    for urn, messages in run.by_urn.items():
+        real.setdefault(urn.rsplit("::", 1)[-1], []).extend(messages)
+    model = e2e_model.model_verdicts(chart)
+    notes: list[str] = []
+    disagree: list[str] = []
+    pair = ("release-a", "release-b")
+    for c in e2e_model.cases(chart):
+        if c.resource in pair:
+            continue
+        refused_by = model[c.resource]
+        failed = c.resource in real
+        said = f"model: {'refused [' + ', '.join(refused_by) + ']' if refused_by else 'allowed'}; " \
+               f"real: {'failed: ' + one_line(real[c.resource][0], 220) if failed else 'created'}"
+        if bool(refused_by) == failed:
+            notes.append(f"agree {c.what}: {said}")
+        else:
+            why = e2e_model.EXPLAIN.get(c.resource)
+            disagree.append(f"DISAGREE {c.what}: {said}{f' ({why})' if why else ''}")
+    model_pair = [r for r in pair if model[r]]
+    real_pair = [r for r in pair if r in real]
+    said = (f"model refuses {len(model_pair)} of the two ({', '.join(model[r][0] for r in model_pair)}); real: "
+            f"{len(real_pair)} failed{': ' + one_line(real[real_pair[0]][0], 220) if real_pair else ''}")
+    (notes if len(model_pair) == len(real_pair) else disagree).append(
+        f"{'agree' if len(model_pair) == len(real_pair) else 'DISAGREE'} two Helm releases with one name: {said}")
+    scope, compared = e2e_model.scope_disagreements(env.kube)
+    notes.append(f"scope of {compared} kinds (built-in groups from discovery, Kyverno's CRDs): {len(scope)} wrong in the model")
+    disagree += [f"DISAGREE scope: {d}" for d in scope]
+    notes += [f"not checkable here: {rule} ({why})" for rule, why in e2e_model.NOT_CHECKABLE.items()]
+    env.pulumi.run(stack, "destroy")
+    for ns in (e2e_model.EXISTING, e2e_model.ADOPTED, e2e_model.HELM_NS, e2e_model.NEW):
+        env.kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    if disagree:
+        return Result("strict-model", False, one_line(f"{len(disagree)} disagreement(s): " + " | ".join(disagree[:4]), 900),
+                      disagree + notes)
+    return Result("strict-model", True, notes=notes)
+
+
+RUNNERS: dict[str, Callable[[Env], Result]] = {
+    "preview": scenario_preview,
+    "up": scenario_up,
+    "up-idempotent": scenario_up_idempotent,
+    "pod-security": scenario_pod_security,
+    "webhook-config": scenario_webhook_config,
+    "security-off": scenario_security_off,
+    "destroy-clean": scenario_destroy_clean,
+    "first-deploy-plan": scenario_first_deploy_plan,
+    "strict-model": scenario_strict_model,
+}
+
+
+def versions() -> str:
+    from tools import cluster as kc
+
+    try:
+        cli = subprocess.run(["pulumi", "version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    except FileNotFoundError:
+        raise E2EError("pulumi not found on PATH: run `make pulumi-engines` and use `make e2e` (it puts the engines on PATH)") from None
+    provider = shutil.which("pulumi-resource-kubernetes")
+    if provider is None:
+        raise E2EError("pulumi-resource-kubernetes not found on PATH: run `make pulumi-engines` and use `make e2e`")
+    return (f"Pulumi CLI {cli} driving __main__.py as an Automation API inline program (no pulumi-language-python); "
+            f"kubernetes provider {provider} (whatever version the SDK asks for); kube-apiserver {kc.kube_version()} "
+            "(no kubelet: pods are admitted, never run)")
+
+
+def print_notes(result: Result) -> None:
+    for note in result.notes:
+        print(f"    {note}")
+
+
+def setup(base: pathlib.Path, cluster_dir: pathlib.Path, engines: pathlib.Path, timeout: float) -> Env:
+    """Versions, the chart copy, the control plane, the workspace and the `e2e` stack."""
+    from components.kyverno import helm_values
+    from tools import cluster as kc
+    from tools.e2e_kube import Kube
+
+    print(f"e2e: {versions()}", flush=True)
+    cfg = stack_config(str(cluster_dir / "kubeconfig"), str(base / "chart" / "kyverno"))
+    settings = settings_of(cfg)
+    (base / "chart").mkdir()
+    module = kyverno_module_dir()
+    chart, dropped = prepare_chart(module, base / "chart", helm_values(settings.kyverno, settings.guardrails.enabled))
+    print(f"e2e: Kyverno chart {CHART_NOTE.format(module=module.name, dropped=', '.join(dropped) or 'none')}", flush=True)
+    print(f"e2e: {STACK_NOTE}", flush=True)
+    t0 = time.monotonic()
+    print(f"e2e: control plane {kc.up(cluster_dir, engines, {}, timeout)}", flush=True)
+    kube = Kube(str(cluster_dir / "kubeconfig"), CONTEXT)
+    # GKE Sandbox's RuntimeClass (what GKE creates with a sandbox node pool; existingCluster.gkeSandbox).
+    kube.create({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"}, "handler": "runsc"})
+    logs = base / "logs"
+    logs.mkdir()
+    pulumi = Pulumi(base / "pulumi", logs)
+    config_file = pulumi.write_config(STACK, cfg)
+    env = Env(base, cluster_dir / "kubeconfig", kube, pulumi, cfg, config_file, pulumi.stack(STACK, project_program),
+              settings, cluster_seconds=time.monotonic() - t0)
+    env.baseline_webhooks = {i["metadata"]["name"] for k in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+                             for i in kube.list("admissionregistration.k8s.io/v1", k)}
+    return env
+
+
+CHART_NOTE = ("3.8.1 from the Go module {module} (engines/kyverno/go.mod), copied: its Chart.yaml names subcharts that "
+              "are not in its charts/ and Helm refuses that even for disabled ones; dropped, each disabled by our "
+              "values: {dropped}")
+STACK_NOTE = ("stack `e2e` = Pulumi.dev.yaml without gcp:project, cluster, networkPolicyLogging; existingCluster = the "
+              "local control plane; kyverno.install = {chartPath: the copy, skipAwait: true, kubectlCommands: false} "
+              "(no Kyverno pod can run without a kubelet; no pulumi-command provider); no CrossGuard policy pack (no "
+              "Python analyzer plugin here)")
+
+
+def run_scenarios(env: Env, todo: Sequence[str], results: list[Result]) -> None:
+    needs = dict(SCENARIOS + EXTRA)
+    for name in todo:
+        missing = [n for n in needs[name] if not env.done.get(n)]
+        if missing:
+            result = Result(name, False, f"not run: {', '.join(missing)} did not pass")
+        else:
+            t = time.monotonic()
+            try:
+                result = RUNNERS[name](env)
+            except Exception as err:  # a scenario's own bug or an unexpected answer: reported, the run goes on
+                result = Result(name, False, one_line(f"{type(err).__name__}: {err}"))
+            result.notes.append(f"({time.monotonic() - t:.1f} s)")
+        env.done[name] = result.ok
+        results.append(result)
+        print(result.line(), flush=True)
+        print_notes(result)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    todo = selected(args.only)
+    if args.list:
+        print("\n".join(todo))
+        print(yaml.safe_dump({"config": stack_config("<cluster dir>/kubeconfig", "<chart copy>")}, sort_keys=True))
+        return 0
+    from tools import cluster as kc
+
+    results: list[Result] = []
+    began = time.monotonic()
+    base = pathlib.Path(tempfile.mkdtemp(prefix="llm-platform-e2e-"))
+    cluster_dir = base / "cluster"
+    engines = kc.engines_dir(kc.kube_version())
+    env: Optional[Env] = None
+    try:
+        with sigterm_as_exit():
+            env = setup(base, cluster_dir, engines, args.timeout)
+            run_scenarios(env, todo, results)
+            print(f"e2e: control plane start {env.cluster_seconds:.1f} s; total {time.monotonic() - began:.1f} s", flush=True)
+    except (Exception, KeyboardInterrupt, SystemExit) as err:
+        why = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else f"{type(err).__name__}: {err}"
+        print(f"e2e: {one_line(why)}", file=sys.stderr, flush=True)
+        current = len(results)  # the scenario that was running (after setup), if any
+        for name in todo[current:]:
+            status = "not run: setup failed: " if env is None else ("" if name == todo[current] else "not run: ")
+            results.append(Result(name, False, one_line(f"{status}{why}", 300)))
+            print(results[-1].line(), flush=True)
+    finally:
+        if env is not None:
+            env.kube.close()
+        if args.keep_logs:
+            for src, name in ((base / "logs", "pulumi"), (cluster_dir / "logs", "cluster")):
+                if src.is_dir():
+                    shutil.copytree(src, args.keep_logs / name, dirs_exist_ok=True)
+        try:
+            print(f"e2e: control plane {kc.down(cluster_dir, engines)}", flush=True)
+        except kc.ClusterError as err:
+            print(f"e2e: control plane: {err}", file=sys.stderr)
+        # Whatever else this run started and is still running (the Pulumi CLI and its plugins after an interruption).
+        with contextlib.suppress(kc.ClusterError):
+            stopped = stop_descendants()
+            if stopped:
+                print(f"e2e: stopped {stopped} leftover process(es) of this run", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+    for r in results:
+        if r.name in args.known_failure and r.ok:
+            print(f"e2e: {r.name} passes now; it was given as --known-failure: drop the flag", flush=True)
+    print(summary(results, args.known_failure))
+    return exit_code(results, args.known_failure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
