@@ -38,13 +38,12 @@ import os
 import pathlib
 import runpy
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
@@ -273,14 +272,6 @@ def stop_descendants(timeout: float = 10.0) -> int:
         stop(pids, timeout)
     return len(pids)
 
-
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------------------------------ pulumi
@@ -1054,7 +1045,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     engines = kc.engines_dir(kc.kube_version())
     env: Optional[Env] = None
     try:
-        with sigterm_as_exit():
+        with kc.sigterm_as_exit():
             env = setup(base, cluster_dir, engines, args.timeout)
             run_scenarios(env, todo, results)
             print(f"e2e: control plane start {env.cluster_seconds:.1f} s; total {time.monotonic() - began:.1f} s", flush=True)
