@@ -137,31 +137,26 @@ def test_deploy_gates_prod_behind_dev_and_an_environment():
     assert prod["needs"] == "up-dev", "prod runs only after dev succeeded"
     assert dev["environment"] == "dev" and prod["environment"] == "prod", "each deployer runs in its environment"
     assert doc["concurrency"]["cancel-in-progress"] is False, "never cancel a running pulumi up"
-    assert "tools.replacement_gate" in scripts and "make test" in scripts
+    assert "tools.deploy" in scripts and "make test" in scripts
 
 
 def _plan_flow(job):
-    """(gate step index, up step index, plan file) of a deploy job, checking the gated plan is the one applied."""
+    """The deploy job hands every preview and up to tools/deploy.py (gated, saved plans: tests/test_deploy_sequence.py,
+    and on the real engine `make e2e`'s first-deploy-plan); no step previews or ups by itself."""
     steps = job["steps"]
     runs_ = [(i, s.get("run", "")) for i, s in enumerate(steps)]
-    gate = [(i, r) for i, r in runs_ if "tools.replacement_gate" in r]
-    ups = [(i, r) for i, r in runs_ if re.search(r"\bpulumi up\b", r)]
-    assert len(gate) == 1 and len(ups) == 1, "one gate step and one pulumi up step"
-    assert not [s for s in steps if (s.get("with") or {}).get("command") == "up"], \
-        "pulumi/actions `command: up` cannot be held to a saved plan: run `pulumi up --plan` yourself"
-    (gi, gate_run), (ui, up_run) = gate[0], ups[0]
-    preview = next(line for line in gate_run.replace("\\\n", " ").splitlines() if "pulumi preview" in line)
-    saved = re.search(r"--save-plan[ =](\S+)", preview)
-    assert saved, "the gated preview must save its plan (--save-plan)"
-    json_out = re.search(r"> (\S+)", preview).group(1)
-    assert re.search(r"tools\.replacement_gate \S*" + re.escape(json_out), gate_run), "the gate reads that preview's JSON"
-    applied = re.search(r"--plan[ =](\S+)", up_run)
-    assert applied and applied.group(1) == saved.group(1), "pulumi up must apply exactly the saved, gated plan"
-    assert "--policy-pack policies/crossguard" in preview and "--policy-pack policies/crossguard" in up_run
-    assert "--yes" in up_run and "--skip-preview" not in up_run
+    deploys = [(i, r) for i, r in runs_ if "-m tools.deploy" in r]
+    assert len(deploys) == 1, "one tools.deploy step"
+    commands = [line for _, r in runs_ for line in r.splitlines() if not line.strip().startswith("#")]
+    assert not [c for c in commands if re.search(r"\bpulumi (up|preview|destroy)\b", c)], \
+        "no pulumi up/preview outside tools.deploy: each up must apply a gated, saved plan"
+    assert not [s for s in steps if (s.get("with") or {}).get("command")], \
+        "pulumi/actions with a `command` cannot be held to a saved plan"
+    (di, deploy_run), = deploys
+    assert '--stack "$STACK"' in deploy_run and "--policy-pack policies/crossguard" in deploy_run
     install = next(i for i, r in runs_ if "make pack" in r)
-    assert install < gi < ui, "make pack, then the gate, then up"
-    return gi, ui, saved.group(1)
+    assert install < di, "make pack, then the deploy"
+    return di
 
 
 def test_deploy_ups_exactly_the_gated_plan():
@@ -172,20 +167,15 @@ def test_deploy_ups_exactly_the_gated_plan():
     assert str(cli["with"]["pulumi-version"]) == "3.272.0", "pin the CLI generation whose plan flags were checked"
 
 
-def test_plan_check_refuses_an_up_without_the_plan():
+def test_plan_check_refuses_an_up_outside_the_gated_sequence():
     doc, _, _ = runs("deploy.yaml")
     job = copy.deepcopy(doc["jobs"]["up-dev"])
-    for step in job["steps"]:
-        if "pulumi up" in step.get("run", ""):
-            step["run"] = step["run"].replace('--plan "$STACK.plan.json" ', "")
-    with pytest.raises(AssertionError, match="exactly the saved, gated plan"):
+    job["steps"].append({"run": 'pulumi up --stack "$STACK" --yes'})
+    with pytest.raises(AssertionError, match="gated, saved plan"):
         _plan_flow(job)
     job = copy.deepcopy(doc["jobs"]["up-dev"])
-    for step in job["steps"]:
-        step["run"] = step.get("run", "").replace('--save-plan "$STACK.plan.json" ', "") or None
-        if step["run"] is None:
-            del step["run"]
-    with pytest.raises(AssertionError, match="--save-plan"):
+    job["steps"] = [s for s in job["steps"] if "tools.deploy" not in s.get("run", "")]
+    with pytest.raises(AssertionError, match="one tools.deploy step"):
         _plan_flow(job)
 
 

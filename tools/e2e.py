@@ -858,35 +858,42 @@ def scenario_destroy_clean(env: Env) -> Result:
 
 
 def scenario_first_deploy_plan(env: Env) -> Result:
-    """.github/workflows/deploy.yaml: preview --save-plan (+ --json for the gate), the gate, up --plan."""
+    """.github/workflows/deploy.yaml's sequence (tools/deploy.py: gated, saved plans; a first phase while a
+    provider is unknown) on a stack whose kubeconfig a resource produces."""
+    from tools import deploy
+
     env.pulumi.write_config(PLAN_STACK, env.cfg)
     stack = env.pulumi.stack(PLAN_STACK, unknown_kubeconfig_program(env.kubeconfig.read_text()))
-    plan = env.base / f"{PLAN_STACK}.plan.json"
-    preview = env.pulumi.run(stack, "preview", plan=str(plan), json=True)
-    notes = []
-    digest = env.base / f"preview-{PLAN_STACK}.json"
-    digest.write_text(preview.stdout, encoding="utf-8")
-    if preview.stdout:
-        try:
-            unknown = sum(1 for s in json.loads(preview.stdout).get("steps", []) if s.get("op") == "create")
-            notes.append(f"preview: {unknown} creates planned with an unknown kubeconfig")
-        except ValueError:
-            pass
-    gate = subprocess.run([sys.executable, "-m", "tools.replacement_gate", str(digest)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    notes.append(f"replacement gate: exit {gate.returncode}: {one_line(gate.stdout.strip().splitlines()[-1] if gate.stdout.strip() else gate.stderr, 200)}")
-    if not preview.ok:
-        return Result("first-deploy-plan", False, f"preview --save-plan failed: {preview.error_text()}", notes)
-    if gate.returncode != 0:
-        return Result("first-deploy-plan", False, f"the replacement gate refused the plan (exit {gate.returncode})", notes)
-    up = env.pulumi.run(stack, "up", plan=str(plan))
-    if not up.ok:
-        violations = [e for e in up.errors if "violates plan" in e]
-        notes += violations
-        shown = violations or up.errors
-        more = f" (+{len(shown) - 2} more)" if len(shown) > 2 else ""
-        return Result("first-deploy-plan", False, one_line(f"up --plan: {'; '.join(shown[:2])}{more}", 900), notes)
-    notes.append(f"up --plan: {_changes(up.changes)} in {up.seconds:.1f} s")
+    notes: list[str] = []
+
+    class Auto:
+        def preview(self, plan: pathlib.Path, targets: Sequence[str]) -> dict[str, Any]:
+            run = env.pulumi.run(stack, "preview", plan=str(plan), json=True, target=list(targets) or None)
+            if not run.ok:
+                raise deploy.DeployError(f"preview --save-plan failed: {run.error_text()}")
+            digest: dict[str, Any] = json.loads(run.stdout)
+            creates = sum(1 for s in digest.get("steps", []) if s.get("op") == "create")
+            notes.append(f"preview{' (first phase)' if targets else ''}: {creates} creates")
+            return digest
+
+        def up(self, plan: pathlib.Path, targets: Sequence[str]) -> None:
+            run = env.pulumi.run(stack, "up", plan=str(plan), target=list(targets) or None)
+            if not run.ok:
+                shown = [e for e in run.errors if "violates plan" in e] or run.errors
+                more = f" (+{len(shown) - 2} more)" if len(shown) > 2 else ""
+                raise deploy.DeployError(one_line(f"up --plan: {'; '.join(shown[:2])}{more}", 900))
+            notes.append(f"up --plan{' (first phase)' if targets else ''}: {_changes(run.changes)} in {run.seconds:.1f} s")
+
+    log = env.base / f"deploy-{PLAN_STACK}.log"
+    try:
+        with log.open("w", encoding="utf-8") as fh:
+            outcome = deploy.deploy(Auto(), env.base, fh)
+    except deploy.DeployError as err:
+        return Result("first-deploy-plan", False, str(err), notes)
+    notes.append(f"deployed in {outcome.phases} phase(s)")
+    if outcome.phases != 2:
+        return Result("first-deploy-plan", False, "the kubeconfig was known at the first preview: the scenario "
+                      "no longer models a first deploy", notes)
     return Result("first-deploy-plan", True, notes=notes)
 
 
