@@ -26,6 +26,8 @@ is measured, nothing is invented.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import math
 import os
@@ -282,6 +284,11 @@ def stack_kubeconfig(stack: str, runner: Runner = _run) -> Optional[str]:
     return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
 
 
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def connect(args: argparse.Namespace, runner: Runner = _run, which=shutil.which) -> Kubectl:
     """A kubectl bound to the stack's cluster, or :class:`Skip` with the reason."""
     if which("kubectl") is None:
@@ -297,6 +304,7 @@ def connect(args: argparse.Namespace, runner: Runner = _run, which=shutil.which)
                 "logged in, or the stack is not deployed); pass --kubeconfig/--context to use another cluster"
             )
         fd, path = tempfile.mkstemp(prefix="bench-kubeconfig-")
+        atexit.register(_remove, path)  # it holds credentials: gone when the process ends, whatever happens
         with os.fdopen(fd, "w") as fh:
             fh.write(content)
         base += ["--kubeconfig", path]
