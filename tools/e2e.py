@@ -307,9 +307,12 @@ class Pulumi:
         self.workspace = base / "workspace"
         self.workspace.mkdir(parents=True)
         self.log_dir = log_dir
-        for d in ("state", "home"):
+        for d in ("state", "home", "tmp"):
             (base / d).mkdir()
         self.env = {
+            # The CLI and its plugins write temporary files (the provider a kubeconfig per configure) and leave
+            # some behind: under the run's directory, they go with it.
+            "TMPDIR": str(base / "tmp"),
             "PULUMI_BACKEND_URL": f"file://{base / 'state'}",
             "PULUMI_HOME": str(base / "home"),
             "PULUMI_CONFIG_PASSPHRASE": "llm-platform-e2e",
