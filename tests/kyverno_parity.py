@@ -368,11 +368,8 @@ def decide_rendered_suites(render: pathlib.Path) -> int:
 
 def _update_namespace_labels(path: pathlib.Path) -> dict[str, dict[str, str]]:
     """update-cases.yaml sits beside the suite whose values file labels its namespaces."""
-    values = path.parent / "values.yaml"
-    if not values.is_file():
-        return {}
-    (doc,) = kyverno_eval.load_yaml_docs(values)
-    return {sel["name"]: dict(sel.get("labels", {})) for sel in doc.get("namespaceSelector", [])}
+    suite = path.parent / "kyverno-test.yaml"
+    return kyverno_eval.load_suite(suite).namespace_labels if suite.is_file() else {}
 
 
 def collect(work: pathlib.Path) -> tuple[pathlib.Path, int]:

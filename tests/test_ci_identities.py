@@ -198,12 +198,7 @@ def test_only_the_intended_tokens_reach_each_identity(token):
     """Google STS accepts a token for a pool when the provider's condition is true and the binding's attribute
     matches; each pool's condition is evaluated as CEL over the token's claims."""
     claim_set, want = TOKENS[token]
-    got = set()
-    for environment in ENVIRONMENTS:
-        member = binding_for(ci_identity.expected_identity(environment))
-        accepted = ci_identity.condition_accepts(SETUP.conditions[member["pool"]], claim_set)
-        if accepted and claim_set.get(member["attr"]) == member["value"]:
-            got.add(environment)
+    got = _reached(SETUP, claim_set)
     assert got == want, f"{token}: reaches {sorted(got) or 'nothing'}, must reach {sorted(want) or 'nothing'}"
 
 
