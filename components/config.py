@@ -24,15 +24,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
+
 PROJECT = "llm-platform"
 
 # Namespaces the platform itself owns; a tenant may not take one of these names.
 PLATFORM_NAMESPACES = frozenset(
     {
-        "serving",
-        "inference",
-        "kserve",
-        "llm-d",
+        *DEFAULT_PROTECTED_NAMESPACES,
         "litellm",
         "agentgateway-system",
         "monitoring",
@@ -380,9 +379,7 @@ def _default_in_namespace_clients() -> list[InNamespaceClient]:
 class NetworkPolicyConfig(_Model):
     """SR1 NetworkPolicies in every protected namespace (active with `security: true`)."""
 
-    protected_namespaces: list[str] = Field(
-        default_factory=lambda: ["serving", "inference", "kserve", "llm-d"]
-    )
+    protected_namespaces: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED_NAMESPACES))
     """Namespaces that run model servers, endpoint pickers or gateway proxies; each gets default-deny
     ingress plus the same platform allow-list."""
     allowed_from: list[str] = Field(

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from components.config import KueueConfig, KyvernoConfig, TrustedControllers
+from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
 
 POLICY_NAME = "require-kueue-queue-name"
 RULE_NAME = "require-kueue-admission"
@@ -37,9 +38,6 @@ DRA_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
 # Env vars the NVIDIA container toolkit reads to inject devices; only these values inject none.
 GPU_DEVICE_ENV_VARS = ("NVIDIA_VISIBLE_DEVICES",)
 GPU_ENV_NO_DEVICE_VALUES = ("", "void", "none")
-# Namespaces never in scope, and never sent to Kyverno by this policy's webhook: the platform's own
-# model servers (SR1's default protectedNamespaces). Scope is otherwise the namespace label.
-OUT_OF_SCOPE_NAMESPACES = ("serving", "inference", "kserve", "llm-d")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_FILE = ROOT / "policies" / "kyverno" / POLICY_NAME / f"{POLICY_NAME}.yaml"
 
@@ -413,16 +411,19 @@ MESSAGES = {
 }
 
 
-def render_policy(config: Optional[KyvernoConfig] = None) -> dict[str, Any]:
+def render_policy(config: Optional[KyvernoConfig] = None,
+                  platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES) -> dict[str, Any]:
     """The ClusterPolicy for `config`.
 
     Scope is the namespace label `llm-platform/kueue-managed=true` (the rule's namespaceSelector, read by
-    Kyverno); the webhook's matchConditions keep the platform's own namespaces (OUT_OF_SCOPE_NAMESPACES)
-    and requests without accelerators off Kyverno's path. See docs/decisions/0002-sr2-kueue-bypasses.md.
+    Kyverno). The platform's own model-serving namespaces (the stack's `networkPolicy.protectedNamespaces`)
+    are never in scope: the rule excludes them, and the webhook's matchConditions keep them and requests
+    without accelerators off Kyverno's path. See docs/decisions/0002-sr2-kueue-bypasses.md.
     """
     config = config or KyvernoConfig()
+    platform_namespaces = list(platform_namespaces)
     conditions = [
-        {"name": "not-platform-namespace", "expression": _namespace_condition(OUT_OF_SCOPE_NAMESPACES)},
+        {"name": "not-platform-namespace", "expression": _namespace_condition(platform_namespaces)},
         {"name": "accelerator-request", "expression": _relevant_condition(config)},
     ]
     scope = {"namespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}}
@@ -444,7 +445,7 @@ def render_policy(config: Optional[KyvernoConfig] = None) -> dict[str, Any]:
                 "pod-policies.kyverno.io/autogen-controllers": "none",
                 "policies.kyverno.io/description": (
                     "Rendered by components/kueue_policy.py; do not edit by hand. In namespaces "
-                    f"labelled {KUEUE_MANAGED_LABEL}=true (but {', '.join(OUT_OF_SCOPE_NAMESPACES)}), "
+                    f"labelled {KUEUE_MANAGED_LABEL}=true (but {', '.join(platform_namespaces)}), "
                     f"accelerator workloads ({', '.join(config.accelerator_resources + config.accelerator_resource_patterns)}) "
                     f"must carry {QUEUE_LABEL} where Kueue reads it (Pods: and arrive gated by Kueue), or come "
                     "from the controller trusted for their controller owner, which alone may change that owner "
@@ -465,7 +466,7 @@ def render_policy(config: Optional[KyvernoConfig] = None) -> dict[str, Any]:
             "rules": [{
                 "name": RULE_NAME,
                 "match": {"any": [{"resources": {"kinds": kinds, "operations": ["CREATE", "UPDATE"], **scope}}]},
-                "exclude": {"any": [{"resources": {"namespaces": list(OUT_OF_SCOPE_NAMESPACES)}}]},
+                "exclude": {"any": [{"resources": {"namespaces": list(platform_namespaces)}}]},
                 "validate": {
                     "message": MESSAGES["label"],
                     "cel": {
@@ -505,15 +506,15 @@ def _resource_rules() -> list[dict[str, Any]]:
             for g, r in groups.items()]
 
 
-def render_validating_policy(config: Optional[KyvernoConfig] = None,
-                             failure_action: str = "Enforce") -> dict[str, Any]:
+def render_validating_policy(config: Optional[KyvernoConfig] = None, failure_action: str = "Enforce",
+                             platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES) -> dict[str, Any]:
     """The same policy as a `policies.kyverno.io/v1` ValidatingPolicy, for Kyverno >= 1.20 (where
     ClusterPolicy is removed). Same variables and validations; the webhook namespaceSelector now comes
     from the policy (kueue-managed, not the platform's namespaces), so no namespace-name matchCondition.
     Not deployed by the stack (Kyverno 1.18.1 keeps the ClusterPolicy).
     """
     config = config or KyvernoConfig()
-    cluster_policy = render_policy(config)
+    cluster_policy = render_policy(config, platform_namespaces)
     (rule,) = cluster_policy["spec"]["rules"]
     return {
         "apiVersion": "policies.kyverno.io/v1",
@@ -532,7 +533,7 @@ def render_validating_policy(config: Optional[KyvernoConfig] = None,
                 "namespaceSelector": {
                     "matchLabels": {KUEUE_MANAGED_LABEL: "true"},
                     "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                                          "values": list(OUT_OF_SCOPE_NAMESPACES)}],
+                                          "values": list(platform_namespaces)}],
                 },
             },
             "matchConditions": [c for c in cluster_policy["spec"]["webhookConfiguration"]["matchConditions"]

@@ -13,7 +13,7 @@ import copy
 import json
 import pathlib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -23,6 +23,7 @@ import yaml
 from components.cluster_access import ClusterAccess
 from components.config import KyvernoConfig
 from components.kueue_policy import render_policy
+from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = "kyverno"
@@ -117,18 +118,17 @@ def crd_manifests_from_yaml() -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def policy_manifests(config: KyvernoConfig, tenants: Optional[list[str]] = None) -> list[dict[str, Any]]:
+def policy_manifests(config: KyvernoConfig, platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES
+                     ) -> list[dict[str, Any]]:
     """The platform's ClusterPolicies for this stack: rendered from config (accelerators, trusted
     controllers, Kueue frameworks), with its failure action.
 
-    ``tenants`` no longer shapes the policy: SR2 is scoped by the namespace label
-    llm-platform/kueue-managed=true (the rule's namespaceSelector), so a namespace labelled by hand is
-    covered too; the webhook's matchConditions only keep the platform's own namespaces off Kyverno's
-    path (docs/decisions/0002-sr2-kueue-bypasses.md). policies/kyverno/ holds the default rendering of the
-    same function (kept equal by a test).
+    SR2 is scoped by the namespace label llm-platform/kueue-managed=true (the rule's namespaceSelector), so
+    a namespace labelled by hand is covered too; ``platform_namespaces`` (the stack's protected namespaces)
+    are never in scope and stay off the webhook's path (docs/decisions/0002-sr2-kueue-bypasses.md).
+    policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
     """
-    del tenants
-    return [with_ready_wait(with_failure_action(render_policy(config), config.failure_action))]
+    return [with_ready_wait(with_failure_action(render_policy(config, platform_namespaces), config.failure_action))]
 
 
 def with_ready_wait(policy: dict[str, Any]) -> dict[str, Any]:
@@ -242,8 +242,9 @@ class KyvernoArgs:
     """Resources the engine must wait for (e.g. node pools, the webhook firewall rule)."""
     policy_exceptions: bool = False
     """Enable Kyverno PolicyExceptions (namespace kyverno); the guardrail catalog uses them."""
-    tenants: Optional[list[str]] = None
-    """Tenant namespaces (labelled by components/tenants.py); the SR2 policy is scoped by that label, not by these names."""
+    platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES
+    """The platform's own model-serving namespaces (`networkPolicy.protectedNamespaces`): never in SR2's scope,
+    and kept off its webhook path. SR2's scope is the namespace label, not tenant names."""
 
 
 class Kyverno(pulumi.ComponentResource):
@@ -337,14 +338,14 @@ class Kyverno(pulumi.ComponentResource):
                 spec=policy["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
-            for policy in policy_manifests(args.config, args.tenants)
+            for policy in policy_manifests(args.config, args.platform_namespaces)
         ]
 
         self.register_outputs(
             {
                 "chartVersion": CHART_VERSION,
                 "crds": len(self.crds),
-                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config, args.tenants)],
+                "policies": [p["metadata"]["name"] for p in policy_manifests(args.config, args.platform_namespaces)],
                 "failureAction": args.config.failure_action,
             }
         )

@@ -52,7 +52,7 @@ class Security(pulumi.ComponentResource):
                 access=args.access,
                 extra_depends_on=args.depends_on,
                 policy_exceptions=s.guardrails.enabled,
-                tenants=list(s.tenants),
+                platform_namespaces=list(s.network_policy.protected_namespaces),
             ),
             opts=child,
         )

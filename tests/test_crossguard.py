@@ -6,6 +6,7 @@ import pathlib
 import sys
 
 import pytest
+import yaml
 
 PACK = pathlib.Path(__file__).resolve().parent.parent / "policies" / "crossguard"
 
@@ -95,14 +96,49 @@ def test_network_policies_need_default_deny():
     assert guardrails.missing_default_deny([allow, Resource(guardrails.NETWORK_POLICY, "d", selective)]), \
         "a deny that selects only some pods is not a default-deny"
     other = {**ALLOW, "metadata": {"name": "a", "namespace": "team-a"}}
-    assert guardrails.missing_default_deny([Resource(guardrails.NETWORK_POLICY, "t", other)]) == [], "only serving/inference are guarded"
+    assert guardrails.missing_default_deny([Resource(guardrails.NETWORK_POLICY, "t", other)]) == [], \
+        "only protected namespaces are guarded"
+
+
+def test_a_stack_that_changes_its_protected_namespaces_is_checked_on_its_own_list():
+    """The pack reads networkPolicy.protectedNamespaces from the stack's config; before, only the default four."""
+    ml = {**ALLOW, "metadata": {"name": "a", "namespace": "ml-serving"}}
+    allow_ml = Resource(guardrails.NETWORK_POLICY, "ml-allow", ml)
+    protected = guardrails.protected_namespaces({"protectedNamespaces": ["serving", "ml-serving"]})
+    assert protected == ("serving", "ml-serving")
+    messages = guardrails.missing_default_deny([allow_ml], protected)
+    assert len(messages) == 1 and "namespace ml-serving" in messages[0], messages
+    assert guardrails.missing_default_deny([allow_ml]) == [], "the default list does not name ml-serving"
+    deny_ml = Resource(guardrails.NETWORK_POLICY, "ml-deny", {**DENY, "metadata": {"name": "d", "namespace": "ml-serving"}})
+    assert guardrails.missing_default_deny([allow_ml, deny_ml], protected) == []
+
+
+def test_the_default_list_is_the_stacks_default():
+    from components.config import NetworkPolicyConfig
+
+    assert guardrails.protected_namespaces(None) == tuple(NetworkPolicyConfig().protected_namespaces)
+    assert guardrails.protected_namespaces({}) == guardrails.DEFAULT_PROTECTED_NAMESPACES
+
+
+def test_with_security_on_a_protected_namespace_without_any_policy_is_reported():
+    """A namespace whose SR1 policies are all missing is as open as one that lost only its default-deny."""
+    deny = Resource(guardrails.NETWORK_POLICY, "serving-deny", DENY)
+    messages = guardrails.missing_default_deny([SECURITY, deny], ("serving", "inference"))
+    assert len(messages) == 1 and "namespace inference: 0 NetworkPolicies" in messages[0], messages
+    assert guardrails.missing_default_deny([deny], ("serving", "inference")) == [], \
+        "without the security group, only namespaces that have policies are judged"
+
+
+def _stack_config(stack):
+    return yaml.safe_load((PACK.parent.parent / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_program_passes_every_guardrail(stack, program_run):
     resources = [Resource(r.type, r.name, r.inputs, r.urn) for r in program_run(stack)]
     assert guardrails.security_enabled(resources), f"{stack} turns security on: rule (a) must be armed"
-    problems = guardrails.security_without_dataplane_v2(resources) + guardrails.missing_default_deny(resources)
+    protected = guardrails.protected_namespaces(_stack_config(stack).get("llm-platform:networkPolicy"))
+    problems = guardrails.security_without_dataplane_v2(resources) + guardrails.missing_default_deny(resources, protected)
     for r in resources:
         problems += guardrails.unpinned_kyverno(r.type, r.name, r.props)
         if r.type == guardrails.CLUSTER:
@@ -204,8 +240,6 @@ import json as _json
 import os
 import subprocess
 
-import yaml
-
 
 def _pack_runtime():
     project = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
@@ -231,10 +265,10 @@ def _pack_interpreter():
     return python
 
 
-def _cli_env(python):
+def _cli_env(python, config=None):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PULUMI_CONFIG=_json.dumps({"llm-platform:security": "true"}), PULUMI_PROJECT="llm-platform",
+    env.update(PULUMI_CONFIG=_json.dumps(config or {"llm-platform:security": "true"}), PULUMI_PROJECT="llm-platform",
                PULUMI_STACK="prod", PULUMI_DRY_RUN="true")
     return env
 
@@ -257,14 +291,21 @@ def test_pack_venv_has_the_pinned_dependencies_and_nothing_from_the_test_venv():
 
 @pytest.fixture()
 def served_pack():
-    """Start the pack exactly as the CLI's python policy plugin does and dial the port it prints."""
+    yield from _serve_pack()
+
+
+def _serve_pack(config=None):
+    """Start the pack exactly as the CLI's python policy plugin does and dial the port it prints.
+
+    `config` is the stack config the engine passes in PULUMI_CONFIG (pkg/resource/plugin/analyzer_plugin.go
+    in pulumi v3.274.0 hands the decrypted stack config to every policy pack)."""
     import grpc
     from pulumi.runtime.proto import analyzer_pb2_grpc
 
     python = _pack_interpreter()
     # The engine address is only used by the pack for logging through the engine; nothing listens here.
     proc = subprocess.Popen([str(python), "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."], cwd=PACK,
-                            env=_cli_env(python), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_cli_env(python, config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
         if not line.isdigit():
@@ -327,3 +368,25 @@ def test_make_pack_builds_the_venv_pulumipolicy_yaml_names():
     expected = f"{PACK.relative_to(PACK.parent.parent)}/{options['virtualenv']}"
     assert f"-m venv {expected}" in dry.stdout, f"`make pack` must create {expected}:\n{dry.stdout}"
     assert f"{expected}/bin/python -m pip install" in dry.stdout and "policies/crossguard/requirements.txt" in dry.stdout
+
+
+def test_the_served_pack_checks_the_stacks_own_protected_namespaces():
+    """Through the real pack process: the stack config the engine passes names ml-serving as protected."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    config = {"llm-platform:security": "true",
+              "llm-platform:networkPolicy": _json.dumps({"protectedNamespaces": ["ml-serving"]})}
+    pack = _serve_pack(config)
+    stub = next(pack)
+    try:
+        security = analyzer_pb2.AnalyzerResource(
+            type="llm-platform:security:Security", name="security",
+            urn="urn:pulumi:prod::llm-platform::llm-platform:security:Security::security", properties=_struct({}))
+        allow = analyzer_pb2.AnalyzerResource(
+            type=guardrails.NETWORK_POLICY, name="ml-allow", urn="urn:pulumi:prod::llm-platform::np::ml-allow",
+            properties=_struct({**ALLOW, "metadata": {"name": "a", "namespace": "ml-serving"}}))
+        stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[security, allow]))
+        messages = [d.message for d in stack.diagnostics if d.policyName == "network-policies-default-deny"]
+        assert len(messages) == 1 and "namespace ml-serving" in messages[0], stack
+    finally:
+        pack.close()

@@ -136,6 +136,24 @@ def test_webhook_skips_requests_without_accelerators_and_platform_namespaces():
     assert policy == _load_policy(), "the stack renders the default policy: no namespace names in it"
 
 
+def test_the_stacks_protected_namespaces_are_the_ones_kept_out_of_scope():
+    """A stack that protects `ml-serving` keeps its own GPU servers there off SR2, and `kserve`, no longer
+    protected, comes into scope like any labelled namespace (before, the default four were hard-coded)."""
+    from components.kyverno import policy_manifests
+
+    (policy,) = policy_manifests(KyvernoConfig(), ["serving", "ml-serving"])
+    (rule,) = policy["spec"]["rules"]
+    assert rule["exclude"]["any"][0]["resources"]["namespaces"] == ["serving", "ml-serving"]
+    gpu = copy.deepcopy(next(r for r in kyverno_cel.load_suite(POLICY_DIR / ".kyverno-test" / "kyverno-test.yaml")
+                             .resources if r["metadata"]["name"] == "gpu-pod-no-label"))
+    for namespace, expected in (("ml-serving", False), ("serving", False), ("kserve", True), ("team-a", True)):
+        gpu["metadata"]["namespace"] = namespace
+        assert kyverno_cel.webhook_matches(policy, gpu, "CREATE") is expected, f"GPU pod in {namespace}"
+        labelled = {namespace: {"llm-platform/kueue-managed": "true"}}  # even labelled, a protected one is out
+        outcome = kyverno_cel.evaluate_rule(rule, gpu, "CREATE", "system:serviceaccount:x:y", [], labelled)
+        assert outcome.result == ("fail" if expected else "skip"), (namespace, outcome)
+
+
 def test_hand_labelled_namespace_is_in_scope():
     """Finding 5: a namespace that is not a stack tenant but carries the label is protected; the same
     namespace without the label is not (the rule's namespaceSelector)."""

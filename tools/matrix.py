@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional
 from xml.sax.saxutils import escape
 
+from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
 from tools.nca import Connectivity, analyse
 from tools.platform_model import fixture_tenants
 
-COLUMNS = ("serving", "inference", "kserve", "llm-d", "litellm")
+COLUMNS = (*DEFAULT_PROTECTED_NAMESPACES, "litellm")
 """Default destination namespaces of the matrix (``write_matrix`` uses the policies' namespaces + litellm)."""
 PLATFORM_ROWS = (
     "litellm", "inference", "serving", "kserve", "llm-d", "agentgateway-system", "monitoring", "gmp-system",

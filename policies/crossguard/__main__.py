@@ -1,5 +1,6 @@
 """llm-platform guardrails: a mandatory CrossGuard pack, run with `pulumi preview --policy-pack policies/crossguard`."""
 
+import pulumi
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -22,6 +23,12 @@ def _resources(args):
 def _no_legacy_addon(args, report_violation):
     if args.resource_type == guardrails.CLUSTER:
         _report_all(guardrails.legacy_network_policy_addon(args.name, args.props), report_violation)
+
+
+def _protected_namespaces():
+    # The engine passes the stack's config to the pack (PULUMI_CONFIG), so a stack that changes
+    # networkPolicy.protectedNamespaces is checked on its own list.
+    return guardrails.protected_namespaces(pulumi.Config("llm-platform").get_object("networkPolicy"))
 
 
 def _kyverno_pinned(args, report_violation):
@@ -49,8 +56,9 @@ PolicyPack(
         ),
         StackValidationPolicy(
             name="network-policies-default-deny",
-            description="NetworkPolicies in serving, inference, kserve and llm-d include a default-deny-ingress policy.",
-            validate=lambda args, rv: _report_all(guardrails.missing_default_deny(_resources(args)), rv),
+            description="Every protected namespace (networkPolicy.protectedNamespaces) has a default-deny-ingress policy.",
+            validate=lambda args, rv: _report_all(
+                guardrails.missing_default_deny(_resources(args), _protected_namespaces()), rv),
         ),
     ],
 )

@@ -7,14 +7,28 @@ the resource and the fix; an empty list means compliant.
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
 import re
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 CLUSTER = "gcp:container/cluster:Cluster"
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SECURITY_PREFIX = "llm-platform:security:"
-GUARDED_NAMESPACES = ("serving", "inference", "kserve", "llm-d")  # SR1 default protectedNamespaces
+
+def _platform_facts():
+    """components/platform_facts.py, by path: the pack runs in its own interpreter without the project's
+    dependencies, and that module is standard-library only. One definition of the defaults."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "components" / "platform_facts.py"
+    spec = importlib.util.spec_from_file_location("llm_platform_facts", path)
+    assert spec and spec.loader, f"{path} not found: the pack is run from the llm-platform repository"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DEFAULT_PROTECTED_NAMESPACES: tuple[str, ...] = _platform_facts().DEFAULT_PROTECTED_NAMESPACES
 # Exact SemVer 2.0.0: no ranges, wildcards, "latest" or leading "v".
 EXACT_SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -88,16 +102,29 @@ def _is_default_deny(props: Mapping[str, Any]) -> bool:
     return selects_all and "Ingress" in (spec.get("policyTypes") or []) and not spec.get("ingress")
 
 
-def missing_default_deny(resources: Iterable[Resource]) -> list[str]:
-    """A NetworkPolicy set in a protected namespace (serving, inference, kserve, llm-d) must include a default-deny-ingress policy."""
+def protected_namespaces(network_policy: Optional[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The stack's `llm-platform:networkPolicy.protectedNamespaces` (the engine passes the stack's config to the
+    pack), else the stack's default."""
+    names = (network_policy or {}).get("protectedNamespaces")
+    return tuple(names) if names is not None else DEFAULT_PROTECTED_NAMESPACES
+
+
+def missing_default_deny(resources: Iterable[Resource],
+                         protected: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES) -> list[str]:
+    """A NetworkPolicy set in a protected namespace must include a default-deny-ingress policy.
+
+    Every protected namespace of a stack with the security group must have one: a namespace whose SR1
+    policies are all missing is as open as one that lost only its default-deny."""
+    resources = list(resources)
     by_ns: dict[str, list[Resource]] = {}
     for r in resources:
         if r.type == NETWORK_POLICY:
             ns = (r.props.get("metadata") or {}).get("namespace", "default")
             by_ns.setdefault(ns, []).append(r)
+    required = set(protected) if security_enabled(resources) else set(protected) & set(by_ns)
     return [
-        f"namespace {ns}: {len(policies)} NetworkPolicies but no default-deny-ingress (podSelector {{}}, "
+        f"namespace {ns}: {len(by_ns.get(ns, []))} NetworkPolicies but no default-deny-ingress (podSelector {{}}, "
         "policyTypes [Ingress], no ingress rules); without it any pod no allow-list selects is open to all"
-        for ns, policies in sorted(by_ns.items())
-        if ns in GUARDED_NAMESPACES and not any(_is_default_deny(p.props) for p in policies)
+        for ns in sorted(required)
+        if not any(_is_default_deny(p.props) for p in by_ns.get(ns, []))
     ]
