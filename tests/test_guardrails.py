@@ -887,3 +887,17 @@ def test_namespace_match_is_kyvernos_wildcard_match(namespace, patterns, matches
     assert ge.rule_applies(rule, pod, "CREATE", {}) is matches, (
         f"rule scoped to {patterns[:3]}...: Pod in {namespace} must {'' if matches else 'not '}match"
     )
+
+
+@pytest.mark.parametrize("stack,tag_only", [("prod", "fail"), ("dev", "pass")])
+def test_prod_requires_images_pinned_by_digest(stack, tag_only):
+    """Prod's trusted-registries policy refuses a trusted image by tag alone; dev takes it. A digest passes both."""
+    (policy,) = [p for p in guardrails.build_policies(_stack(stack))
+                 if p["metadata"]["name"] == "guardrail-trusted-registries"]
+    by_tag = _gpu_pod(image="docker.io/vllm/vllm-openai:v0.11.0")
+    by_digest = _gpu_pod(image="docker.io/vllm/vllm-openai@sha256:" + "a" * 64)
+    outcome = _evaluate(policy, by_tag)
+    assert outcome.result == tag_only, f"{stack}: {outcome}"
+    if tag_only == "fail":
+        assert "pinned by digest" in outcome.message
+    assert _evaluate(policy, by_digest).result == "pass", stack
