@@ -21,12 +21,10 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from components.config import KueueConfig, KyvernoConfig, TrustedControllers
-from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
+from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES, KUEUE_MANAGED_LABEL, QUEUE_LABEL
 
 POLICY_NAME = "require-kueue-queue-name"
 RULE_NAME = "require-kueue-admission"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-KUEUE_MANAGED_LABEL = "llm-platform/kueue-managed"
 ADMISSION_GATE = "kueue.x-k8s.io/admission"
 # Every scheduling gate under this prefix is Kueue's (admission, elastic-job, topology, ...).
 KUEUE_GATE_PREFIX = "kueue.x-k8s.io/"

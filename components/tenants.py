@@ -9,8 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import POD_SECURITY_VERSION, PodSecurityConfig
+from components.platform_facts import KUEUE_MANAGED_LABEL
 
-KUEUE_MANAGED_LABEL = "llm-platform/kueue-managed"
 POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
 
 

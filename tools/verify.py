@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from components.platform_facts import KUEUE_MANAGED_LABEL, QUEUE_LABEL
+
 EXIT_OK, EXIT_FAIL, EXIT_NO_CLUSTER = 0, 1, 3
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-MANAGED_LABEL = "llm-platform/kueue-managed"
 CURL_IMAGE = "curlimages/curl:8.11.1"
 CURL_TIMEOUT_EXIT = 28  # curl: operation timed out
 CURL_CONNECT_EXIT = 7  # curl: failed to connect
@@ -325,7 +325,7 @@ def sr2(api, sleep: Callable[[float], None] = time.sleep, settle: float = SR2_LA
     api.create_namespace({"metadata": {"name": ns}})
     try:
         # kubectl label ns <ns> llm-platform/kueue-managed=true
-        api.patch_namespace(ns, {"metadata": {"labels": {MANAGED_LABEL: "true"}}})
+        api.patch_namespace(ns, {"metadata": {"labels": {KUEUE_MANAGED_LABEL: "true"}}})
         for check, description, labelled, gpus, expect_denied in SR2_CHECKS:
             waited = 0.0
             while True:
