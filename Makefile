@@ -53,8 +53,11 @@ lint: venv
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
 
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); each worker runs the session
+# fixtures it needs (tests/conftest.py) once.
+TEST_WORKERS ?= auto
 test: venv pack lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 define pulumi_stack
 	@command -v pulumi >/dev/null || { echo "$(PULUMI_INSTALL_HINT)" >&2; exit 127; }

@@ -10,7 +10,7 @@ from components.cluster import (
     existing_cluster_provider,
 )
 from components.cluster_access import ClusterAccess
-from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs, written_namespaces
+from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs, namespace_labels, written_namespaces
 
 # 1. Typed config, validated before anything is registered.
 try:
@@ -21,7 +21,12 @@ except config.ConfigError as err:
 # 2. The cluster: created here, or someone else's.
 cluster_deps: list[pulumi.Resource] = []
 if settings.cluster is not None:
-    gke = GkeCluster("gke", GkeClusterArgs(config=settings.cluster, project=settings.gcp_project))
+    from components.network_policy import webhook_ports
+
+    gke = GkeCluster("gke", GkeClusterArgs(
+        config=settings.cluster, project=settings.gcp_project,
+        webhook_ports=webhook_ports(settings.network_policy) if settings.security else [],
+    ))
     provider = gke.provider
     adopting_provider = gke.adopting_provider
     access = ClusterAccess(kubeconfig=gke.kubeconfig)
@@ -50,7 +55,8 @@ if settings.network_policy_logging.enabled:
 namespaces = PlatformNamespaces(
     "namespaces",
     PlatformNamespacesArgs(
-        names=written_namespaces(settings), adopting_provider=adopting_provider, depends_on=cluster_deps
+        names=written_namespaces(settings), adopting_provider=adopting_provider, depends_on=cluster_deps,
+        labels=namespace_labels(settings),
     ),
 )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
@@ -15,11 +16,28 @@ from components.config import ClusterConfig, ExistingCluster, NodePool
 # Kyverno (and other admission webhooks) listen on 9443; GKE's default firewall lets the
 # private control plane reach nodes on 443 and 10250 only.
 WEBHOOK_PORTS = ["9443"]
+GKE_CONTROL_PLANE_PORTS = frozenset({443, 10250})
+"""Ports GKE's own firewall rule already opens from a VPC-peering control plane to the nodes."""
+
+
+def webhook_firewall_ports(extra: Iterable[int]) -> list[str]:
+    """Kyverno's webhook port plus ``extra`` (SR1's ``webhookPorts``), without those GKE already opens."""
+    ports = {int(p) for p in WEBHOOK_PORTS} | set(extra)
+    return [str(p) for p in sorted(ports) if p not in GKE_CONTROL_PLANE_PORTS]
 
 # What the node service account the stack creates may do: GKE's least-privilege node role
 # (logging, monitoring, metadata writes). Add roles/artifactregistry.reader on the registry
 # that holds private images.
 NODE_ROLES = ["roles/container.defaultNodeServiceAccount"]
+
+# Machine families whose VMs must use gVNIC (GPUDirect-TCPX on A3). GKE Standard does not switch it on by
+# itself: only Autopilot nodes get gVNIC automatically (docs/deploy.md, "gVNIC on A3 pools").
+GVNIC_MACHINE_FAMILIES = ("a3",)
+
+
+def needs_gvnic(machine_type: str) -> bool:
+    """Whether a pool of `machine_type` gets gVNIC (``node_config.gvnic``)."""
+    return machine_type.split("-", 1)[0] in GVNIC_MACHINE_FAMILIES
 
 
 @dataclass
@@ -30,6 +48,9 @@ class GkeClusterArgs:
     """Validated cluster settings from the stack config."""
     project: str
     """Google Cloud project id (Workload Identity pool `<project>.svc.id.goog`)."""
+    webhook_ports: list[int] = field(default_factory=list)
+    """Admission-webhook container ports besides Kyverno's (SR1's ``webhookPorts``): a VPC-peering private
+    control plane calls them from ``controlPlaneCidr``, so the webhook firewall rule opens them too."""
 
 
 def replacement_guard(config: ClusterConfig) -> bool:
@@ -122,6 +143,33 @@ class GkeCluster(pulumi.ComponentResource):
                 master_ipv4_cidr_block=cfg.control_plane_cidr,
             )
 
+        # Least-privilege node identity instead of the default Compute Engine service account. Normally the
+        # stack names one that ci/identities created (cluster.nodeServiceAccount): creating it here needs the
+        # deployer to hold serviceAccountAdmin and projectIamAdmin, which the CI deployers do not.
+        sa_deps: list[pulumi.Resource] = []
+        node_email = cfg.node_service_account or f"{node_account_id(cfg.name)}@{args.project}.iam.gserviceaccount.com"
+        if cfg.node_service_account:
+            self.node_service_account: pulumi.Input[str] = cfg.node_service_account
+        else:
+            account = gcp.serviceaccount.Account(
+                f"{cfg.name}-nodes",
+                project=args.project,
+                account_id=node_account_id(cfg.name),
+                display_name=f"GKE nodes of {cfg.name}",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            sa_deps = [account] + [
+                gcp.projects.IAMMember(
+                    f"{cfg.name}-nodes-{role.rsplit('.', 1)[-1]}",
+                    project=args.project,
+                    role=role,
+                    member=account.member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                for role in NODE_ROLES
+            ]
+            self.node_service_account = account.email
+
         self.cluster = gcp.container.Cluster(
             cfg.name,
             name=cfg.name,
@@ -166,32 +214,15 @@ class GkeCluster(pulumi.ComponentResource):
             # Off by default: both are None then, so a stack without them renders exactly as before.
             monitoring_config=datapath_monitoring(cfg),
             enable_fqdn_network_policy=True if cfg.fqdn_network_policy else None,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            # GKE creates a temporary default pool (removed at once, remove_default_node_pool); without a
+            # service account it runs as the Compute Engine default one, and creating the cluster then needs
+            # actAs on that account (often an Editor). The node account keeps actAs to one account.
+            node_config=gcp.container.ClusterNodeConfigArgs(
+                service_account=node_email, oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            ),
+            # Only the temporary pool reads it: a cluster created before it was set must not be replaced for it.
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=sa_deps, ignore_changes=["nodeConfig"]),
         )
-
-        # Least-privilege node identity instead of the default Compute Engine service account.
-        sa_deps: list[pulumi.Resource] = []
-        if cfg.node_service_account:
-            self.node_service_account: pulumi.Input[str] = cfg.node_service_account
-        else:
-            account = gcp.serviceaccount.Account(
-                f"{cfg.name}-nodes",
-                project=args.project,
-                account_id=node_account_id(cfg.name),
-                display_name=f"GKE nodes of {cfg.name}",
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            sa_deps = [account] + [
-                gcp.projects.IAMMember(
-                    f"{cfg.name}-nodes-{role.rsplit('.', 1)[-1]}",
-                    project=args.project,
-                    role=role,
-                    member=account.member,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                for role in NODE_ROLES
-            ]
-            self.node_service_account = account.email
 
         self.node_pools = [self._node_pool(cfg, pool, node_tag, protect, sa_deps) for pool in cfg.node_pools]
 
@@ -235,11 +266,11 @@ class GkeCluster(pulumi.ComponentResource):
                     f"{cfg.name}-webhooks",
                     project=args.project,
                     network=cfg.network,
-                    description="GKE control plane to admission webhooks (Kyverno) on the nodes",
+                    description="GKE control plane to admission webhooks (Kyverno, SR1 webhookPorts) on the nodes",
                     direction="INGRESS",
                     source_ranges=[cfg.control_plane_cidr],
                     target_tags=[node_tag],
-                    allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=WEBHOOK_PORTS)],
+                    allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=webhook_firewall_ports(args.webhook_ports))],
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             )
@@ -323,6 +354,7 @@ class GkeCluster(pulumi.ComponentResource):
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
                     enable_secure_boot=True, enable_integrity_monitoring=True
                 ),
+                gvnic=gcp.container.NodePoolNodeConfigGvnicArgs(enabled=True) if needs_gvnic(pool.machine_type) else None,
                 # Google's recommendation: the broad scope, with access decided by the node
                 # service account's IAM roles (least privilege, see NODE_ROLES).
                 service_account=self.node_service_account,

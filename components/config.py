@@ -24,7 +24,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
+from components.platform_facts import (
+    DEFAULT_PROTECTED_NAMESPACES,
+    LITELLM_NAMESPACE,
+    LITELLM_PORT,
+    MONITORING_NAMESPACE,
+    OTLP_PORTS,
+    PLATFORM_GATEWAYS,
+    PLATFORM_ROUTE_NAMESPACES,
+)
 
 PROJECT = "llm-platform"
 
@@ -195,7 +203,8 @@ class ClusterConfig(_Model):
     node_pools: list[NodePool] = Field(min_length=1)
     """Node pools; the first non-sandbox pool is the system pool."""
     deletion_protection: bool = True
-    """GKE deletion protection and Pulumi `protect` on the cluster."""
+    """Replacement guard: Pulumi `protect` on the cluster and its node pools, and pulumi-gcp's `deletion_protection`
+    on the cluster (a provider-side check, not a GKE setting)."""
     allow_replacement: bool = False
     """Lift the replacement guard for one deliberate `pulumi up`."""
     control_plane_access: Literal["dns", "ip"] = "dns"
@@ -299,7 +308,7 @@ class ExistingCluster(_Model):
     context: str
     """kubeconfig context name to deploy into."""
     kubeconfig: Optional[str] = None
-    """Path to the kubeconfig file; default: $KUBECONFIG or ~/.kube/config."""
+    """Path to the kubeconfig file (`~` and `$VARS` expanded, made absolute); default: $KUBECONFIG or ~/.kube/config."""
     network_policy_enforced: bool
     """Required: does the cluster enforce NetworkPolicy (Dataplane V2, Calico, ...)?"""
     gke_sandbox: bool = False
@@ -366,14 +375,57 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
+BENCHMARK_CLIENT = "benchmark"
+"""Name of the `inNamespaceClients` entry whose labels select the benchmark Jobs (also across namespaces)."""
+
+
+def _benchmark_client() -> InNamespaceClient:
+    # benchmarks/job.yaml, benchmarks/guidellm-job.yaml of the reference platform.
+    return InNamespaceClient(name=BENCHMARK_CLIENT, label="app.kubernetes.io/name", values=["vllm-bench", "guidellm-bench"])
+
+
 def _default_in_namespace_clients() -> list[InNamespaceClient]:
     # Labels from the upstream sources (docs/sr1-network-policies.md, "Where the facts come from").
     return [
         InNamespaceClient(name="gateway-proxy", label="gateway.networking.k8s.io/gateway-name"),
         InNamespaceClient(name="endpoint-picker", label="inferencepool"),
         InNamespaceClient(name="llm-inference-service", label="app.kubernetes.io/part-of", values=["llminferenceservice"]),
-        InNamespaceClient(name="benchmark", label="app.kubernetes.io/name", values=["vllm-bench", "guidellm-bench"]),
+        _benchmark_client(),
     ]
+
+
+class PlatformServicesConfig(_Model):
+    """Ingress of the two platform namespaces around SR1: LiteLLM (and its database) and monitoring."""
+
+    litellm: bool = True
+    """Default-deny ingress in `litellm`: every source reaches the proxy port only; its CloudNativePG
+    database only LiteLLM, its own instances, the CNPG operator and monitoring (Grafana, Prometheus)."""
+    monitoring: bool = True
+    """Default-deny ingress in `monitoring`: every source reaches the OTLP collector (4317/4318) and
+    Grafana (3000) only; Prometheus (9090) only `prometheusClients`; the rest only `monitoring` itself."""
+    database_operator_namespace: str = "cnpg-system"
+    """Namespace of the CloudNativePG operator (reference: catalog/llm-gateway-core/cloudnative-pg.yaml)."""
+    database_cluster: str = "litellm-pg"
+    """Name of LiteLLM's CloudNativePG `Cluster` (its pods carry `cnpg.io/cluster: <name>`)."""
+    prometheus_clients: list[str] = Field(default_factory=lambda: ["keda"])
+    """Namespaces that query Prometheus on 9090 (KEDA's operator: serving/raw-vllm/scaledobject.yaml)."""
+
+    @field_validator("database_operator_namespace", "database_cluster")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, "name")
+
+    @field_validator("prometheus_clients")
+    @classmethod
+    def _clients(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "namespace")
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The service namespaces that get policies."""
+        return [ns for ns, on in ((LITELLM_NAMESPACE, self.litellm), (MONITORING_NAMESPACE, self.monitoring)) if on]
 
 
 class NetworkPolicyConfig(_Model):
@@ -401,10 +453,23 @@ class NetworkPolicyConfig(_Model):
     """CIDRs the Kubernetes API server calls admission webhooks from (e.g. the KServe controller in `kserve`)."""
     intra_namespace: list[str] = Field(default_factory=list)
     """Protected namespaces whose pods all reach each other on every port (multi-node engines: LeaderWorkerSet, Ray)."""
-    webhook_ports: dict[str, list[int]] = Field(default_factory=lambda: {"kserve": [9443]})
-    """Protected namespace -> admission-webhook container ports that `kube-system` may reach: on GKE the
-    API server calls webhooks through the Konnectivity agent pods in `kube-system` (default: the KServe
-    controllers' 9443 in `kserve`; the default entry applies only while `kserve` is protected)."""
+    webhook_ports: dict[str, list[int]] = Field(
+        default_factory=lambda: {"kserve": [9443], MONITORING_NAMESPACE: [10250]}
+    )
+    """Protected (or service) namespace -> admission-webhook container ports the API server may reach, from
+    `kube-system` (Konnectivity agents) and from the private control plane's range (default: the KServe
+    controllers' 9443 in `kserve`, the Prometheus Operator's 10250 in `monitoring`; a default entry applies
+    only while its namespace gets policies)."""
+    platform_services: PlatformServicesConfig = Field(default_factory=PlatformServicesConfig)
+    """Ingress policies of `litellm` and `monitoring` (docs/sr1-network-policies.md, "Around SR1")."""
+    gateway_internet_egress: list[str] = Field(default_factory=lambda: ["inference/inference-gateway"])
+    """`namespace/name` of the Gateways whose proxies may call public HTTPS (443) besides the serving side:
+    `inference-gateway` calls Anthropic for LiteLLM's `claude-haiku` (reference: routing/gateway-api-inference/egress/;
+    the default entry applies only while `inference` is protected)."""
+    benchmark_namespace: Optional[str] = "serving"
+    """Namespace of the benchmark Jobs (the `benchmark` inNamespaceClients entry): they also reach the
+    Gateway proxies of the other protected namespaces on the listener port; null = no such flow (the default
+    applies only while `serving` is protected)."""
 
     @field_validator("protected_namespaces", "allowed_from", "intra_namespace")
     @classmethod
@@ -412,6 +477,17 @@ class NetworkPolicyConfig(_Model):
         for ns in v:
             _dns_label(ns, "namespace name")
         return _no_duplicates(v, "namespace")
+
+    @field_validator("gateway_internet_egress")
+    @classmethod
+    def _gateways(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            ns, sep, name = ref.partition("/")
+            if not sep:
+                raise ValueError(f"{ref!r} is not `namespace/name` of a Gateway, e.g. inference/inference-gateway")
+            _dns_label(ns, "namespace name")
+            _dns_label(name, "Gateway name")
+        return _no_duplicates(v, "Gateway")
 
     @field_validator("gke_l7_proxy_ranges", "control_plane_ranges")
     @classmethod
@@ -470,13 +546,32 @@ class NetworkPolicyConfig(_Model):
                 f"`intraNamespace` names {', '.join(stray)}, which is not in `protectedNamespaces`; "
                 "list only protected namespaces there"
             )
+        services = self.platform_services.namespaces
+        clash = [ns for ns in services if ns in self.protected_namespaces]
+        if clash:
+            raise ValueError(
+                f"`protectedNamespaces` lists {', '.join(clash)}, which has its own policies under `platformServices`; "
+                "remove it from `protectedNamespaces` (or switch it off under `platformServices`)"
+            )
         if "webhook_ports" in self.model_fields_set:
-            stray = [ns for ns in self.webhook_ports if ns not in self.protected_namespaces]
+            stray = [ns for ns in self.webhook_ports if ns not in self.protected_namespaces + services]
             if stray:
                 raise ValueError(
-                    f"`webhookPorts` names {', '.join(stray)}, which is not in `protectedNamespaces`; list only "
-                    "protected namespaces there (an unprotected namespace needs no webhook allow)"
+                    f"`webhookPorts` names {', '.join(stray)}, which is neither in `protectedNamespaces` nor a "
+                    "`platformServices` namespace; list only those (a namespace without policies needs no webhook allow)"
                 )
+        stray = [ref for ref in self.gateway_internet_egress if ref.partition("/")[0] not in self.protected_namespaces]
+        if stray and "gateway_internet_egress" in self.model_fields_set:
+            raise ValueError(
+                f"`gatewayInternetEgress` names {', '.join(stray)}, whose namespace is not in `protectedNamespaces`; "
+                "only the proxies of protected namespaces are egress-limited, so list only those"
+            )
+        if (self.benchmark_namespace is not None and self.benchmark_namespace not in self.protected_namespaces
+                and "benchmark_namespace" in self.model_fields_set):
+            raise ValueError(
+                f"`benchmarkNamespace` {self.benchmark_namespace!r} is not in `protectedNamespaces`; name the protected "
+                "namespace the benchmark Jobs run in (reference: serving) or set it to null"
+            )
         if self.ports is not None:
             for ns in self.ports:
                 if ns not in self.protected_namespaces:
@@ -494,8 +589,14 @@ class NetworkPolicyConfig(_Model):
 
     @property
     def protected_namespace_names(self) -> list[str]:
-        """The namespaces SR1 writes NetworkPolicies into (the stack must own or adopt them)."""
+        """The protected namespaces (SR1's model-serving side)."""
         return list(self.protected_namespaces)
+
+    @property
+    def written_namespace_names(self) -> list[str]:
+        """Every namespace SR1 writes NetworkPolicies into: the protected ones, then `litellm` / `monitoring`
+        (``platformServices``); the stack creates or adopts them."""
+        return list(self.protected_namespaces) + self.platform_services.namespaces
 
 
 # ---------------------------------------------------------------- SR2
@@ -667,7 +768,8 @@ class KyvernoConfig(_Model):
     admission_replicas: int = Field(3, ge=1, le=10)
     """Admission controller replicas; 3+ gives a PodDisruptionBudget and zone spread."""
     create_tenant_namespaces: bool = False
-    """Create tenant namespaces that do not exist yet (default: only label existing ones)."""
+    """Create the tenant namespaces as Namespace resources, adopting those that exist (never deleted); false: patch
+    the labels onto namespaces that must exist (`existingCluster` only)."""
     install: KyvernoInstall = Field(default_factory=KyvernoInstall)
     """How the chart is installed (defaults: the chart repository, with every wait; other values only for `make e2e`)."""
 
@@ -974,6 +1076,8 @@ class OwnershipPolicy(GuardrailPolicy):
 class ReserveAcceleratorNodesPolicy(GuardrailPolicy):
     """9. Only these service accounts may run Pods that can land on accelerator nodes (every namespace)."""
 
+    namespaces: Optional[list[str]] = None
+    """Namespaces in scope; default: every namespace but `excludeNamespaces` (not `guardrails.namespaces`)."""
     allowed_service_accounts: list[str] = Field(default_factory=list)
     """`namespace/name` of each approved service account."""
     exclude_namespaces: list[str] = Field(
@@ -1079,7 +1183,7 @@ class GuardrailsConfig(_Model):
     enabled: bool = False
     """Render the catalog (each policy can still be switched off)."""
     namespaces: Optional[list[str]] = None
-    """Default scope of every validate policy; default: `serving` plus the tenant namespaces."""
+    """Default scope of every validate policy; default: `serving`, the protected namespaces and the tenants."""
     gpu_cap_per_pod: GpuCapPolicy = Field(default_factory=GpuCapPolicy)
     """1. GPU cap per Pod."""
     accelerator_overcommit: AcceleratorOvercommitPolicy = Field(default_factory=AcceleratorOvercommitPolicy)
@@ -1132,6 +1236,14 @@ class PodSecurityConfig(_Model):
 # ---------------------------------------------------------------- workload isolation (issue 12)
 
 
+class AgentPodSecurityConfig(PodSecurityConfig):
+    """Pod Security Admission on agent namespaces (with `agentIsolation.enabled`)."""
+
+    enforce: Literal["baseline", "restricted"] = "restricted"
+    """Level the API server enforces on agent Pods (GKE Sandbox runs `restricted` Pods); warn and audit are
+    always `restricted`."""
+
+
 def _cidr_list(v: list[str]) -> list[str]:
     out = []
     for c in v:
@@ -1178,13 +1290,16 @@ class AgentIsolationConfig(_Model):
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces that hold agent workloads (tool-using agents, code runners)."""
     model_gateways: list[GatewayTarget] = Field(
-        default_factory=lambda: [GatewayTarget(namespace="litellm", ports=[4000])]
+        default_factory=lambda: [GatewayTarget(namespace=LITELLM_NAMESPACE, ports=[LITELLM_PORT])]
     )
     """Where agents may send model traffic: LiteLLM (4000) by default; add agentgateway here."""
-    telemetry_namespace: str = "monitoring"
+    telemetry_namespace: str = MONITORING_NAMESPACE
     """Namespace of the OpenTelemetry collector agents export to (OTLP gRPC 4317, HTTP 4318)."""
-    telemetry_ports: list[int] = Field(default_factory=lambda: [4317, 4318])
+    telemetry_ports: list[int] = Field(default_factory=lambda: list(OTLP_PORTS))
     """OTLP container ports of the collector."""
+    pod_security: AgentPodSecurityConfig = Field(default_factory=lambda: AgentPodSecurityConfig())
+    """Pod Security Admission level enforced on the agent namespaces: `restricted` (default; GKE Sandbox
+    runs restricted Pods, docs/workload-isolation.md) or `baseline` for agent images that must run as root."""
 
     @field_validator("namespaces")
     @classmethod
@@ -1220,8 +1335,85 @@ class AgentIsolationConfig(_Model):
 
     @property
     def written_namespace_names(self) -> list[str]:
-        """Namespaces agent isolation writes NetworkPolicies into (empty when off); they must exist."""
+        """Namespaces agent isolation writes NetworkPolicies into (empty when off); the stack creates or adopts them."""
         return list(self.namespaces) if self.enabled else []
+
+
+class GatewayRef(_Model):
+    """A Gateway of the platform, by namespace and name."""
+
+    namespace: str
+    """Namespace of the Gateway."""
+    name: str
+    """Name of the Gateway (`metadata.name`)."""
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _dns_label(v, "namespace name")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", v):
+            raise ValueError(f"{v!r} is not a Gateway name (lowercase DNS subdomain, e.g. inference-gateway)")
+        return v
+
+
+# Identities that may always write NetworkPolicies in agent and egress-locked namespaces: Kyverno's
+# background controller (the egress-lockdown generate rule), the namespace controller and garbage
+# collector (deleting a namespace or an owner), and the API server's superuser group.
+BUILTIN_NETWORK_POLICY_WRITERS = (
+    "system:serviceaccount:kyverno:kyverno-background-controller",
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+)
+BUILTIN_NETWORK_POLICY_WRITER_GROUPS = ("system:masters",)
+
+
+class TenantBoundariesConfig(_Model):
+    """Admission rules that keep tenants from undoing the platform's isolation (active with `security: true`):
+    NetworkPolicy writes in agent and egress-locked namespaces, and routes to the platform's shared Gateways."""
+
+    network_policy_writers: list[str] = Field(default_factory=list)
+    """Request user names that may create, change or delete NetworkPolicies in the agent and egress-locked
+    namespaces, besides Kyverno's background controller, the namespace controller, the garbage collector and
+    the group `system:masters`: the stack's deployer and its preview identity (on GKE a Google service
+    account's user name is its e-mail, e.g. `pulumi-dev-deployer@llm-platform-dev.iam.gserviceaccount.com`)."""
+    platform_gateways: list[GatewayRef] = Field(
+        default_factory=lambda: [GatewayRef(namespace=ns, name=n) for ns, n in PLATFORM_GATEWAYS])
+    """Shared Gateways only the platform's routes may attach to: `inference-gateway` and
+    `kserve-ingress-gateway` by default."""
+    route_namespaces: list[str] = Field(default_factory=lambda: list(PLATFORM_ROUTE_NAMESPACES))
+    """Namespaces, besides `networkPolicy.protectedNamespaces`, whose routes may attach to the platform
+    Gateways (default: `agentgateway-system`, home of the external-model route)."""
+
+    @field_validator("network_policy_writers")
+    @classmethod
+    def _writers(cls, v: list[str]) -> list[str]:
+        for u in v:
+            if not u or u != u.strip() or u.startswith("system:anonymous") or u == "system:unauthenticated":
+                raise ValueError(f"{u!r} is not a user name to trust; list the deployer's user name, e.g. "
+                                 "pulumi-dev-deployer@llm-platform-dev.iam.gserviceaccount.com")
+            if u.startswith("system:serviceaccount:") and not _SA_USER.match(u):
+                raise ValueError(f"{u!r} is not a service account user name; write it like "
+                                 "system:serviceaccount:<namespace>:<service-account>")
+        return _no_duplicates(v, "NetworkPolicy writer")
+
+    @field_validator("platform_gateways")
+    @classmethod
+    def _gateways(cls, v: list[GatewayRef]) -> list[GatewayRef]:
+        if not v:
+            raise ValueError("list the platform's shared Gateways (default: inference/inference-gateway, "
+                             "kserve/kserve-ingress-gateway); an empty list leaves them open to tenant routes")
+        return _no_duplicates(v, "platform Gateway")
+
+    @field_validator("route_namespaces")
+    @classmethod
+    def _route_ns(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace name")
+        return _no_duplicates(v, "route namespace")
 
 
 def _default_api_server_clients() -> list[InNamespaceClient]:
@@ -1230,6 +1422,18 @@ def _default_api_server_clients() -> list[InNamespaceClient]:
     return [
         InNamespaceClient(name="endpoint-picker", label="inferencepool"),
         InNamespaceClient(name="kserve-controller", label="control-plane", values=["kserve-controller-manager"]),
+    ]
+
+
+def _default_model_hub_clients() -> list[InNamespaceClient]:
+    # Pods that download weights or tokenizers from the hubs: the vLLM servers' `prestage-weights` init
+    # containers and TEI (serving/*/deployment.yaml), and the benchmark Jobs (tokenizer, HF_HOME=/tmp/hf).
+    return [
+        InNamespaceClient(
+            name="model-server", label="app.kubernetes.io/name",
+            values=["raw-vllm", "coder-chat", "coder-fim", "coder-agent", "embeddings"],
+        ),
+        _benchmark_client(),
     ]
 
 
@@ -1247,6 +1451,12 @@ class ServingEgressConfig(_Model):
     """Kubernetes API server endpoint CIDRs (443); default: `cluster.controlPlaneCidr` of a private cluster."""
     api_server_clients: list[InNamespaceClient] = Field(default_factory=_default_api_server_clients)
     """Pods (by label, in the locked namespace) that may reach the API server."""
+    model_hub_clients: list[InNamespaceClient] = Field(default_factory=_default_model_hub_clients)
+    """Pods (by label, in the locked namespace) that `modelHubEgress` applies to: those that download models
+    or tokenizers (default: the reference's vLLM and TEI servers and the benchmark Jobs)."""
+    metadata_clients: list[InNamespaceClient] = Field(default_factory=list)
+    """Pods (by label, in the locked namespace) that may use the metadata server (Workload Identity); default
+    none: no reference serving pod calls Google APIs (add e.g. a KServe storage initializer reading gs://)."""
 
     @field_validator("namespaces")
     @classmethod
@@ -1268,6 +1478,21 @@ class ServingEgressConfig(_Model):
             if not bare or not all(_DNS_LABEL.match(part) for part in bare.split(".")) or "." not in bare:
                 raise ValueError(f"{name!r} is not a DNS name or `*.`-pattern (e.g. huggingface.co, *.hf.co)")
         return _no_duplicates(v, "FQDN")
+
+    @field_validator("model_hub_clients", "metadata_clients")
+    @classmethod
+    def _client_names(cls, v: list[InNamespaceClient]) -> list[InNamespaceClient]:
+        _no_duplicates([c.name for c in v], "client name")
+        return v
+
+    @model_validator(mode="after")
+    def _hub_clients(self) -> "ServingEgressConfig":
+        if self.model_hub_egress != "none" and not self.model_hub_clients:
+            raise ValueError(
+                f"`modelHubEgress` is {self.model_hub_egress!r} but `modelHubClients` is empty: list the pods that "
+                "download models (label and values), or set `modelHubEgress: none`"
+            )
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -1296,7 +1521,8 @@ class StackConfig(_Model):
     gcp_project: Optional[str] = Field(None, alias="gcp:project")
     """Google Cloud project (`gcp:project`), required when the stack creates a cluster."""
     security: bool = False
-    """Switch for the security capability group (SR1 NetworkPolicies, SR2 Kyverno)."""
+    """Switch for the security capability group: SR1 NetworkPolicies, SR2 Kyverno, the tenant namespaces' labels, the
+    guardrail catalog and workload isolation; `false` registers none of it."""
     tenants: list[str] = Field(default_factory=list)
     """Tenant namespaces (DNS-1123 labels)."""
     cluster: Optional[ClusterConfig] = None
@@ -1319,6 +1545,8 @@ class StackConfig(_Model):
     """Egress-locked model-serving profile; off by default."""
     network_policy_logging: NetworkPolicyLoggingConfig = Field(default_factory=NetworkPolicyLoggingConfig)
     """Dataplane V2 network policy logging; off by default."""
+    tenant_boundaries: TenantBoundariesConfig = Field(default_factory=TenantBoundariesConfig)
+    """Who may write NetworkPolicies in agent/egress-locked namespaces; the Gateways tenant routes may not use."""
 
     @field_validator("tenants")
     @classmethod
@@ -1341,6 +1569,23 @@ class StackConfig(_Model):
                     f"tenant {t!r} is also listed in networkPolicy.protectedNamespaces/allowedFrom; a tenant "
                     "namespace must be neither protected nor trusted by SR1: rename the tenant or fix the list"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _tenant_boundaries(self) -> "StackConfig":
+        tb = self.tenant_boundaries
+        workloads = {*self.tenants, *self.agent_isolation.namespaces}
+        for i, ns in enumerate(tb.route_namespaces):
+            if ns in workloads:
+                raise ValueError(
+                    f"`tenantBoundaries.routeNamespaces[{i}]` ({ns!r}) is a tenant or agent namespace: its routes "
+                    "could take the platform Gateways' traffic; list platform namespaces only")
+        for i, user in enumerate(tb.network_policy_writers):
+            m = _SA_USER.match(user)
+            if m and m.group(1) in workloads:
+                raise ValueError(
+                    f"`tenantBoundaries.networkPolicyWriters[{i}]` ({user!r}) is a service account in a tenant or "
+                    "agent namespace, which could rewrite its own egress rules; name the platform's deployer")
         return self
 
     @model_validator(mode="after")
@@ -1473,7 +1718,7 @@ def parse(raw: Mapping[str, str], stack: str = "") -> StackConfig:
         key = f"{PROJECT}:{loc}" if loc and loc != "gcp:project" else (loc or PROJECT)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (typo?); see the config reference in README.md for valid keys"
+            msg = "unknown key (typo?); see docs/config.md for valid keys"
         elif err["type"] == "missing":
             msg = "required key is missing; add it"
         elif err["type"] != "value_error":

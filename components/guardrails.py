@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
+from components import yaml_io
 from components.config import GuardrailPolicy, GuardrailsConfig, ReserveAcceleratorNodesPolicy, StackConfig
 from components.kyverno import with_ready_wait
 
@@ -53,7 +53,7 @@ def policy_file(name: str) -> pathlib.Path:
 
 def load_policy(name: str) -> dict[str, Any]:
     with policy_file(name).open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=yaml.CSafeLoader)
+        return yaml_io.load(fh)
 
 
 def cel_literal(value: Any) -> str:

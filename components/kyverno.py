@@ -18,8 +18,8 @@ from typing import Any, Optional, Sequence
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
-import yaml
 
+from components import yaml_io
 from components.cluster_access import ClusterAccess
 from components.config import KyvernoConfig
 from components.kueue_policy import render_policy
@@ -109,7 +109,7 @@ def crd_manifests_from_yaml() -> tuple[dict[str, Any], ...]:
     out = []
     for path in sorted(CRD_DIR.glob("*.yaml")):
         with path.open(encoding="utf-8") as fh:
-            for doc in yaml.load_all(fh, Loader=yaml.CSafeLoader):
+            for doc in yaml_io.load_all(fh):
                 if doc:
                     doc.pop("status", None)
                     out.append(doc)

@@ -10,7 +10,7 @@ installers already made it, it is adopted (server-side apply of our one label, o
 untouched), and removing the stack never deletes it or the workloads in it. Every namespaced
 object the stack creates ``depends_on`` its namespace.
 
-Per-object decision, adopt vs. refuse (see README "Existing objects: adopt or refuse"):
+Per-object decision, adopt vs. refuse (docs/deploy.md, "Existing objects: adopt or refuse"):
 
 * ``written_namespaces`` (SR1's namespaces), and tenant namespaces with
   ``kyverno.createTenantNamespaces: true``: adopt.
@@ -22,7 +22,7 @@ Per-object decision, adopt vs. refuse (see README "Existing objects: adopt or re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, cast
 
 import pulumi
@@ -62,9 +62,20 @@ def declared_existing_namespaces(settings: StackConfig) -> list[str]:
     return sorted({*ALWAYS_PRESENT, *tenants})
 
 
-def namespace_metadata(name: str) -> dict:
-    """Metadata of a namespace the stack creates or adopts: its name and our owner label only."""
-    return {"name": name, "labels": {OWNER_LABEL: "llm-platform"}}
+def namespace_labels(settings: StackConfig) -> dict[str, dict[str, str]]:
+    """Labels beyond the owner label, by namespace: Pod Security on every agent namespace (level
+    ``agentIsolation.podSecurity.enforce``, warn and audit ``restricted``, pinned like the tenants')."""
+    if not settings.security:
+        return {}
+    from components.tenants import pod_security_labels
+
+    labels = pod_security_labels(settings.agent_isolation.pod_security)
+    return {ns: dict(labels) for ns in settings.agent_isolation.written_namespace_names}
+
+
+def namespace_metadata(name: str, labels: Optional[dict[str, str]] = None) -> dict:
+    """Metadata of a namespace the stack creates or adopts: its name, our owner label and ``labels``."""
+    return {"name": name, "labels": {OWNER_LABEL: "llm-platform", **(labels or {})}}
 
 
 @dataclass
@@ -77,6 +88,8 @@ class PlatformNamespacesArgs:
     """The Kubernetes provider with ``upsertExistingObjects: true`` (create or adopt)."""
     depends_on: list[pulumi.Resource]
     """Cluster resources that must exist first."""
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Further labels by namespace (from :func:`namespace_labels`)."""
 
 
 class PlatformNamespaces(pulumi.ComponentResource):
@@ -89,7 +102,7 @@ class PlatformNamespaces(pulumi.ComponentResource):
         self.by_name = {
             ns: k8s.core.v1.Namespace(
                 f"ns-{ns}",
-                metadata=cast("k8s.meta.v1.ObjectMetaArgsDict", namespace_metadata(ns)),
+                metadata=cast("k8s.meta.v1.ObjectMetaArgsDict", namespace_metadata(ns, args.labels.get(ns))),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.adopting_provider,

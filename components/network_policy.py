@@ -21,8 +21,19 @@ protected namespace (default: ``serving``, ``inference``, ``kserve``, ``llm-d``)
 * ``allow-api-server-webhooks`` (only in namespaces listed in ``webhookPorts``; default ``kserve``
   on 9443): ``kube-system`` on the webhook ports only, because on GKE the API server calls
   admission webhooks through the Konnectivity agent pods there.
+  The private control plane's range (``controlPlaneRanges`` + the cluster's ``controlPlaneCidr``) gets
+  the same ports: VPC-peering private clusters call webhooks from there, not through Konnectivity.
+* ``allow-gateway-proxy-egress``: Gateway proxies reach only the protected namespaces, DNS, their
+  controller (xDS) and the OTLP collector; ``allow-gateway-internet-egress`` adds public 443 for the
+  Gateways in ``gatewayInternetEgress`` (external providers).
+* ``allow-benchmarks-to-gateways``: the benchmark Jobs (``benchmarkNamespace``) reach the Gateway
+  proxies of the other protected namespaces on the listener port.
 * options: ``allow-intra-namespace`` (``intraNamespace``), ``allow-external-ranges``
-  (``gkeL7ProxyRanges``, ``controlPlaneRanges``).
+  (``gkeL7ProxyRanges``).
+
+Around SR1 (``platformServices``): ``litellm`` (every source reaches the proxy port only; its
+CloudNativePG database only LiteLLM, its instances, the operator and monitoring) and ``monitoring``
+(OTLP and Grafana for every source, Prometheus for its query clients, the rest in-namespace).
 
 Ports: by default every rule opens every port (a new model server on an unlisted port keeps
 working for trusted callers); ``ports`` is an explicit opt-in that scopes every rule into a
@@ -41,7 +52,8 @@ from typing import Any, Iterable, Optional
 
 import pulumi
 
-from components.config import InNamespaceClient, NetworkPolicyConfig
+from components.config import BENCHMARK_CLIENT, ClusterDns, InNamespaceClient, NetworkPolicyConfig
+from components.platform_facts import LITELLM_NAMESPACE, LITELLM_PORT, MONITORING_NAMESPACE, OTLP_PORTS
 
 MANAGED_PROMETHEUS = "gmp-system"
 """GKE Managed Prometheus collectors (only with ``managedPrometheus: true``)."""
@@ -49,6 +61,44 @@ KUBE_SYSTEM = "kube-system"
 """Where the Konnectivity agents run that carry the API server's webhook calls (``webhookPorts``)."""
 NAME_LABEL = "kubernetes.io/metadata.name"
 """Immutable namespace-name label set by the API server (Kubernetes >= 1.21)."""
+
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+NODE_LOCAL_DNS = "169.254.20.10/32"
+METADATA_SERVER = "169.254.169.254/32"
+"""Cloud DNS answers on the metadata server address, port 53; the metadata API is port 80."""
+PRIVATE_RANGES = [
+    "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+]
+"""Excluded from public-443 egress: RFC 1918, CGNAT, loopback, link-local (metadata server)."""
+
+# Gateway proxies (agentgateway chart, docs/sr1-network-policies.md "Where the facts come from").
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+GATEWAY_CLASS_LABELS = {"gateway.networking.k8s.io/gateway-class-name": "agentgateway"}
+"""On every agentgateway proxy pod; selects them across namespaces with matchLabels (network-config-analyzer
+matches nothing for a namespaceSelector peer whose podSelector uses `Exists`, so that form would go unproven)."""
+GATEWAY_LISTENER_PORTS = [80]
+"""Listener port of the reference's Gateways (inference-gateway, kserve-ingress-gateway, llm-d-gateway)."""
+AGENTGATEWAY_NAMESPACE = "agentgateway-system"
+AGENTGATEWAY_XDS_PORT = 9978
+"""The agentgateway controller's xDS port (settings `AgentgatewayXdsServicePort`, default 9978)."""
+
+# LiteLLM and its database (chart litellm-helm, CloudNativePG).
+LITELLM_PROXY_LABELS = {"app.kubernetes.io/name": "litellm"}
+LITELLM_MIGRATION_LABELS = {"batch.kubernetes.io/job-name": "litellm-migrations"}
+"""The chart's schema-migration Job (`<fullname>-migrations`); its pod template has no chart labels."""
+CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
+CNPG_OPERATOR_LABELS = {"app.kubernetes.io/name": "cloudnative-pg"}
+POSTGRES_PORT = 5432
+CNPG_STATUS_PORT = 8000
+"""The instance manager's status port: the operator must reach it and 5432 (CloudNativePG networking docs)."""
+CNPG_METRICS_PORT = 9187
+
+# Monitoring (kube-prometheus-stack, grafana, opentelemetry-collector charts).
+GRAFANA_LABELS = {"app.kubernetes.io/name": "grafana"}
+GRAFANA_PORT = 3000
+OTEL_COLLECTOR_LABELS = {"app.kubernetes.io/name": "opentelemetry-collector"}
+PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_PORT = 9090
 
 REFERENCE_PORTS: dict[str, list[int]] = {
     # vLLM (coder-*, raw-vllm) 8000; TEI embeddings 8080 (Service 80 -> 8080); the raw-vllm
@@ -93,6 +143,35 @@ def _pod_peer(client: InNamespaceClient) -> dict[str, Any]:
 def ports_of(ports: Iterable[int], protocols: tuple[str, ...] = ("TCP",)) -> list[dict[str, Any]]:
     """NetworkPolicy port entries: every port, for each protocol."""
     return [{"protocol": proto, "port": p} for p in ports for proto in protocols]
+
+
+def client_selector(c: InNamespaceClient) -> dict[str, Any]:
+    """Label selector of an :class:`InNamespaceClient` (key exists, or value in ``values``)."""
+    return _pod_peer(c)["podSelector"]
+
+
+def labels_peer(labels: dict[str, str], namespace: Optional[str] = None) -> dict[str, Any]:
+    """Pods with ``labels``: in ``namespace`` (by its name label) or, without one, in the policy's own."""
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(labels)}}
+    if namespace is not None:
+        peer.update(ns_peer(namespace))
+    return peer
+
+
+def dns_rules(dns: ClusterDns) -> list[dict[str, Any]]:
+    """Egress rules for name resolution: kube-dns always, NodeLocal DNSCache / Cloud DNS when configured."""
+    dns_ports = ports_of([53], ("UDP", "TCP"))
+    rules = [{"to": [{**ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}], "ports": dns_ports}]
+    if dns.node_local_dns_cache:
+        rules.append({"to": [{"ipBlock": {"cidr": NODE_LOCAL_DNS}}], "ports": dns_ports})
+    if dns.cloud_dns:
+        rules.append({"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": dns_ports})
+    return rules
+
+
+def public_443() -> dict[str, Any]:
+    """Egress rule: public addresses (every private, CGNAT and link-local range excluded) on 443."""
+    return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": ports_of([443])}
 
 
 
@@ -158,11 +237,115 @@ def trusted_namespaces(cfg: NetworkPolicyConfig) -> list[str]:
     return _unique(list(cfg.allowed_from) + ([MANAGED_PROMETHEUS] if cfg.managed_prometheus else []))
 
 
-def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
-    """All SR1 NetworkPolicy manifests, in a deterministic order (protected namespaces as listed)."""
+# Every DNS path a GKE pod may use (kube-dns, NodeLocal DNSCache, Cloud DNS), port 53 only: the
+# gateway proxies then resolve names whatever the cluster runs, and no other port of those addresses opens.
+ALL_DNS = ClusterDns(node_local_dns_cache=True, cloud_dns=True)
+
+
+def benchmark_client(cfg: NetworkPolicyConfig) -> Optional[InNamespaceClient]:
+    """The benchmark Jobs' labels (the ``benchmark`` inNamespaceClients entry), if benchmarks are on."""
+    if cfg.benchmark_namespace is None:
+        return None
+    return next((c for c in cfg.in_namespace_clients if c.name == BENCHMARK_CLIENT), None)
+
+
+def _webhook_policy(cfg: NetworkPolicyConfig, ns: str, cp_ranges: list[str]) -> list[dict[str, Any]]:
+    # GKE calls admission webhooks through the Konnectivity agents in kube-system (Private Service
+    # Connect clusters) or, on VPC-peering private clusters, from the control plane's /28: both, on the
+    # webhook ports only, never the model servers (docs/sr1-network-policies.md, "Webhooks").
+    if not cfg.webhook_ports.get(ns):
+        return []
+    peers = [ns_peer(KUBE_SYSTEM)] + [{"ipBlock": {"cidr": c}} for c in cp_ranges]
+    return _allow(ns, "allow-api-server-webhooks", _rule(peers, list(cfg.webhook_ports[ns])))
+
+
+def _gateway_egress(cfg: NetworkPolicyConfig, ns: str) -> list[dict[str, Any]]:
+    """Egress of the Gateway proxies in ``ns``: the serving side and what they need, nothing else.
+
+    A route a tenant manages to attach to a platform Gateway cannot make the proxy deliver LiteLLM's
+    requests (and its upstream key) to a tenant pod: the proxy reaches no tenant namespace.
+    """
+    proxies = {"matchExpressions": [{"key": GATEWAY_NAME_LABEL, "operator": "Exists"}]}
+    serving_side = []
+    for target in cfg.protected_namespaces:
+        rule: dict[str, Any] = {"to": [ns_peer(target)]}
+        if cfg.ports is not None:
+            rule["ports"] = ports_of(list(cfg.ports[target]))
+        serving_side.append(rule)
+    rules = serving_side + dns_rules(ALL_DNS) + [
+        {"to": [ns_peer(AGENTGATEWAY_NAMESPACE)], "ports": ports_of([AGENTGATEWAY_XDS_PORT])},
+        {"to": [labels_peer(OTEL_COLLECTOR_LABELS, MONITORING_NAMESPACE)], "ports": ports_of(OTLP_PORTS)},
+    ]
+    out = [network_policy(ns, "allow-gateway-proxy-egress", ["Egress"], egress=rules, pod_selector=proxies)]
+    names = [ref.partition("/")[2] for ref in cfg.gateway_internet_egress if ref.partition("/")[0] == ns]
+    if names:
+        # External providers (Anthropic behind inference-gateway): public 443, no private address.
+        named = {"matchExpressions": [{"key": GATEWAY_NAME_LABEL, "operator": "In", "values": names}]}
+        out.append(network_policy(ns, "allow-gateway-internet-egress", ["Egress"], egress=[public_443()], pod_selector=named))
+    return out
+
+
+def _benchmarks_to_gateways(cfg: NetworkPolicyConfig, ns: str) -> list[dict[str, Any]]:
+    # The reference benchmarks are target-agnostic: besides the servers of their own namespace they
+    # measure the KServe / llm-d / inference Gateways, on the listener port only.
+    bench = benchmark_client(cfg)
+    if bench is None or ns == cfg.benchmark_namespace or cfg.benchmark_namespace not in cfg.protected_namespaces:
+        return []
+    assert cfg.benchmark_namespace is not None
+    peer = {**ns_peer(cfg.benchmark_namespace), "podSelector": client_selector(bench)}
+    proxies = {"matchExpressions": [{"key": GATEWAY_NAME_LABEL, "operator": "Exists"}]}
+    return [network_policy(ns, "allow-benchmarks-to-gateways", ["Ingress"], pod_selector=proxies,
+                           ingress=[{"from": [peer], "ports": ports_of(GATEWAY_LISTENER_PORTS)}])]
+
+
+def _litellm_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
+    ps = cfg.platform_services
+    ns = LITELLM_NAMESPACE
+    db = {"matchLabels": {CNPG_CLUSTER_LABEL: ps.database_cluster}}
+    return [
+        _policy(ns, "default-deny-ingress", []),
+        # Tenants, agents, benchmarks and the public entry point: the proxy port, nothing else.
+        network_policy(ns, "allow-proxy", ["Ingress"], pod_selector={"matchLabels": dict(LITELLM_PROXY_LABELS)},
+                       ingress=[{"ports": ports_of([LITELLM_PORT])}]),
+        # Virtual keys, budgets, spend: LiteLLM (proxy, migration Job), the cluster's own instances
+        # (replication) and CNPG Jobs, the operator (status 8000 + 5432), Grafana's read-only datasource,
+        # Prometheus on the metrics port.
+        network_policy(ns, "allow-database-clients", ["Ingress"], pod_selector=db, ingress=[
+            {"from": [labels_peer(LITELLM_PROXY_LABELS), labels_peer(LITELLM_MIGRATION_LABELS)], "ports": ports_of([POSTGRES_PORT])},
+            {"from": [{"podSelector": db}], "ports": ports_of([POSTGRES_PORT, CNPG_STATUS_PORT])},
+            {"from": [labels_peer(CNPG_OPERATOR_LABELS, ps.database_operator_namespace)],
+             "ports": ports_of([CNPG_STATUS_PORT, POSTGRES_PORT])},
+            {"from": [labels_peer(GRAFANA_LABELS, MONITORING_NAMESPACE)], "ports": ports_of([POSTGRES_PORT])},
+            {"from": [labels_peer(PROMETHEUS_LABELS, MONITORING_NAMESPACE)], "ports": ports_of([CNPG_METRICS_PORT])},
+        ]),
+    ]
+
+
+def _monitoring_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
+    ns = MONITORING_NAMESPACE
+    out = [
+        _policy(ns, "default-deny-ingress", []),
+        # Grafana -> Prometheus/Alertmanager, Prometheus -> Alertmanager, operator -> its instances.
+        _policy(ns, "allow-in-namespace", [{"from": [{"podSelector": {}}]}]),
+        # Telemetry in (agents, gateways, tenants) and the authenticated dashboard UI: every source.
+        network_policy(ns, "allow-otlp", ["Ingress"], pod_selector={"matchLabels": dict(OTEL_COLLECTOR_LABELS)},
+                       ingress=[{"ports": ports_of(OTLP_PORTS)}]),
+        network_policy(ns, "allow-grafana", ["Ingress"], pod_selector={"matchLabels": dict(GRAFANA_LABELS)},
+                       ingress=[{"ports": ports_of([GRAFANA_PORT])}]),
+    ]
+    clients = cfg.platform_services.prometheus_clients
+    if clients:
+        out.append(network_policy(ns, "allow-prometheus-queries", ["Ingress"], pod_selector={"matchLabels": dict(PROMETHEUS_LABELS)},
+                                  ingress=[{"from": [ns_peer(c) for c in clients], "ports": ports_of([PROMETHEUS_PORT])}]))
+    return out
+
+
+def build_policies(cfg: NetworkPolicyConfig, control_plane_cidr: Optional[str] = None) -> list[dict[str, Any]]:
+    """All SR1 NetworkPolicy manifests, in a deterministic order (protected namespaces as listed, then
+    ``litellm`` and ``monitoring``). ``control_plane_cidr``: a private cluster's control-plane range."""
     out: list[dict[str, Any]] = []
     trusted = trusted_namespaces(cfg)
-    ranges = _unique(list(cfg.gke_l7_proxy_ranges) + list(cfg.control_plane_ranges))
+    cp_ranges = _unique(list(cfg.control_plane_ranges) + ([control_plane_cidr] if control_plane_cidr else []))
     for ns in cfg.protected_namespaces:
         ports = None if cfg.ports is None else list(cfg.ports[ns])
         out.append(_policy(ns, "default-deny-ingress", []))
@@ -171,12 +354,24 @@ def build_policies(cfg: NetworkPolicyConfig) -> list[dict[str, Any]]:
         if ns in cfg.intra_namespace:
             # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.
             out += _allow(ns, "allow-intra-namespace", _rule([{"podSelector": {}}], ports))
-        out += _allow(ns, "allow-external-ranges", _rule([{"ipBlock": {"cidr": c}} for c in ranges], ports))
-        if cfg.webhook_ports.get(ns):
-            # The API server reaches admission webhooks through the Konnectivity agents in
-            # kube-system (GKE, AKS): only those ports, never the model servers.
-            out += _allow(ns, "allow-api-server-webhooks", _rule([ns_peer(KUBE_SYSTEM)], list(cfg.webhook_ports[ns])))
+        out += _allow(ns, "allow-external-ranges", _rule([{"ipBlock": {"cidr": c}} for c in cfg.gke_l7_proxy_ranges], ports))
+        out += _webhook_policy(cfg, ns, cp_ranges)
+        out += _benchmarks_to_gateways(cfg, ns)
+        out += _gateway_egress(cfg, ns)
+    if cfg.platform_services.litellm:
+        out += _litellm_policies(cfg)
+    if cfg.platform_services.monitoring:
+        out += _monitoring_policies(cfg)
+        out += _webhook_policy(cfg, MONITORING_NAMESPACE, cp_ranges)
+    if cfg.platform_services.litellm:
+        out += _webhook_policy(cfg, LITELLM_NAMESPACE, cp_ranges)
     return out
+
+
+def webhook_ports(cfg: NetworkPolicyConfig) -> list[int]:
+    """Every admission-webhook port the policies open (namespaces that get policies only)."""
+    written = {*cfg.protected_namespaces, *cfg.platform_services.namespaces}
+    return sorted({p for ns, ports in cfg.webhook_ports.items() if ns in written for p in ports})
 
 
 def resource_name(manifest: dict[str, Any]) -> str:
@@ -191,6 +386,8 @@ class NetworkPoliciesArgs:
 
     config: NetworkPolicyConfig
     """Typed SR1 settings (``llm-platform:networkPolicy``); the manifests come from :func:`build_policies`."""
+    control_plane_cidr: Optional[str] = None
+    """A private cluster's control-plane /28 (``cluster.controlPlaneCidr``): webhook calls may come from it."""
     namespaces: dict[str, pulumi.Resource] = field(default_factory=dict)
     """The Namespace resource of each target namespace; every policy depends on its own."""
 
@@ -214,7 +411,7 @@ class NetworkPolicies(pulumi.ComponentResource):
 
         self.policies = []
         names: list[str] = []
-        for manifest in build_policies(args.config):
+        for manifest in build_policies(args.config, args.control_plane_cidr):
             rname = resource_name(manifest)
             self.policies.append(
                 NetworkPolicy(

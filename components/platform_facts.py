@@ -17,3 +17,28 @@ namespaces by the stack, and the label the reference platform scopes Kueue's own
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 """Kueue's label naming a workload's LocalQueue (where Kueue reads it: the object, or a Pod template)."""
+
+PLATFORM_GATEWAYS: tuple[tuple[str, str], ...] = (
+    ("inference", "inference-gateway"),
+    ("kserve", "kserve-ingress-gateway"),
+)
+"""(namespace, name) of the reference platform's shared Gateways whose listeners accept routes from every
+namespace (`allowedRoutes.namespaces.from: All`): `inference-gateway` (LiteLLM's upstream) and KServe's
+`kserve-ingress-gateway`. llm-d's `llm-d-gateway` accepts only its own namespace's routes. The default of
+`tenantBoundaries.platformGateways`."""
+
+PLATFORM_ROUTE_NAMESPACES: tuple[str, ...] = ("agentgateway-system",)
+"""Namespaces besides the protected ones whose routes attach to the platform Gateways (the reference
+platform's `egress-anthropic` HTTPRoute lives in `agentgateway-system`). The default of
+`tenantBoundaries.routeNamespaces`."""
+
+# ---- services around SR1's protected namespaces (docs/sr1-network-policies.md, "Where the facts come from")
+
+LITELLM_NAMESPACE = "litellm"
+"""LiteLLM, the tenants' only way to the models, and its CloudNativePG database (litellm-pg)."""
+LITELLM_PORT = 4000
+"""LiteLLM proxy container port (chart litellm-helm: `containerPort: 4000`)."""
+MONITORING_NAMESPACE = "monitoring"
+"""Prometheus (Operator), Grafana and the OpenTelemetry collector."""
+OTLP_PORTS: tuple[int, ...] = (4317, 4318)
+"""OpenTelemetry collector: OTLP gRPC and HTTP."""

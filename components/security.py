@@ -43,7 +43,12 @@ class Security(pulumi.ComponentResource):
         skip: Optional[list[pulumi.ResourceTransformation]] = [skip_policy_await] if s.kyverno.install.skip_await else None
         child = pulumi.ResourceOptions(parent=self, transformations=skip)
         self.network_policies = NetworkPolicies(
-            "sr1", NetworkPoliciesArgs(config=s.network_policy, namespaces=args.namespaces), opts=child
+            "sr1",
+            NetworkPoliciesArgs(
+                config=s.network_policy, namespaces=args.namespaces,
+                control_plane_cidr=s.cluster.control_plane_cidr if s.cluster is not None else None,
+            ),
+            opts=child,
         )
         self.kyverno = Kyverno(
             "sr2",
@@ -71,6 +76,12 @@ class Security(pulumi.ComponentResource):
             self.guardrails = Guardrails(
                 "guardrails", GuardrailsArgs(settings=s, depends_on=[self.kyverno.release]), opts=child
             )
+        # Tenant boundaries: NetworkPolicy writes in isolated namespaces, routes to the platform Gateways.
+        from components.tenant_boundaries import TenantBoundaries, TenantBoundariesArgs
+
+        self.tenant_boundaries = TenantBoundaries(
+            "boundaries", TenantBoundariesArgs(settings=s, depends_on=[self.kyverno.release]), opts=child
+        )
         # Agent isolation and the egress-locked serving profile (off by default: nothing registered).
         self.workload_isolation = None
         if s.agent_isolation.enabled or s.serving_egress.enabled:

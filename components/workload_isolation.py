@@ -18,15 +18,19 @@ A. Agent namespaces (``agentIsolation.namespaces``)
 B. Egress-locked serving namespaces (``servingEgress.namespaces``, each an SR1 protected namespace,
    whose ingress stays SR1's default-deny + allow-lists):
    * ``default-deny-egress``; ``allow-dns-egress`` (as above);
-   * ``allow-metadata-server-egress``: 169.254.169.254/32 TCP 80 and 169.254.169.252/32 TCP 988, the
-     addresses a pod's Workload Identity traffic has when policy sees it (docs/workload-isolation.md);
+   * ``allow-metadata-server-egress-<client>``: only ``metadataClients`` (Workload Identity users; none by
+     default) to 169.254.169.254/32 TCP 80 and 169.254.169.252/32 TCP 988, the addresses a pod's
+     Workload Identity traffic has when policy sees it (docs/workload-isolation.md);
    * ``allow-in-namespace-egress``: to the namespace's own pods (their SR1 ingress still decides);
    * ``allow-platform-egress-<client>``: the namespace's platform clients (``inNamespaceClients``:
      gateway proxy, pickers) to the other protected namespaces that trust this one (the gateway proxy
      in ``inference`` to ``serving``/``kserve``/``llm-d``), on SR1's ports for them;
    * ``allow-api-server-egress-<client>``: labelled API clients (endpoint pickers, KServe controller) to the
      API server endpoint CIDRs on 443;
-   * ``allow-model-hub-egress`` (``internet-443``) or the FQDNNetworkPolicy ``allow-model-hubs`` (``fqdn``).
+   * ``allow-model-hub-egress-<client>`` (``internet-443``) or the FQDNNetworkPolicy ``allow-model-hubs-<client>``
+     (``fqdn``), only for ``modelHubClients`` (the pods that download models or tokenizers);
+   * ``allow-benchmark-egress`` (in ``networkPolicy.benchmarkNamespace``): the benchmark Jobs to LiteLLM's
+     proxy port and the other protected namespaces' Gateway listeners.
 
 Namespaces are always selected by the immutable ``kubernetes.io/metadata.name`` label.
 """
@@ -40,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
-import yaml
 
+from components import yaml_io
 from components.config import (
     AgentIsolationConfig,
     ClusterDns,
@@ -52,13 +56,22 @@ from components.config import (
 )
 from components.kyverno import with_ready_wait
 from components.network_policy import (
-    KUBE_SYSTEM,
+    GATEWAY_CLASS_LABELS,
+    GATEWAY_LISTENER_PORTS,
+    LITELLM_PROXY_LABELS,
+    METADATA_SERVER,
+    benchmark_client,
+    client_selector,
+    dns_rules,
+    labels_peer,
     network_policy,
     ns_peer,
     ports_of,
+    public_443,
     resource_name,
     trusted_namespaces,
 )
+from components.platform_facts import LITELLM_NAMESPACE, LITELLM_PORT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
@@ -66,16 +79,8 @@ RUNTIME_CLASS = "gvisor"
 """The RuntimeClass GKE creates on clusters with a GKE Sandbox node pool."""
 TOKEN_REASON_ANNOTATION = "llm-platform/service-account-token-reason"
 
-KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
-NODE_LOCAL_DNS = "169.254.20.10/32"
-METADATA_SERVER = "169.254.169.254/32"
-"""Cloud DNS answers on the metadata server address, port 53; the metadata API is port 80."""
 GKE_METADATA_SERVER = "169.254.169.252/32"
 """gke-metadata-server's own address (port 988) on GKE >= 1.21."""
-PRIVATE_RANGES = [
-    "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
-]
-"""Excluded from ``internet-443``: RFC 1918, CGNAT, loopback, link-local (metadata server)."""
 
 LABELS = {
     "app.kubernetes.io/managed-by": "llm-platform",
@@ -86,20 +91,6 @@ LABELS = {
 def _policy(namespace: str, name: str, policy_types: list[str], egress: Optional[list[dict]] = None,
             pod_selector: Optional[dict] = None) -> dict[str, Any]:
     return network_policy(namespace, name, policy_types, egress=egress, pod_selector=pod_selector, labels=LABELS)
-
-
-def dns_rules(dns: ClusterDns) -> list[dict[str, Any]]:
-    """Egress rules for name resolution: kube-dns always, NodeLocal DNSCache / Cloud DNS when configured."""
-    dns_ports = ports_of([53], ("UDP", "TCP"))
-    rules = [{
-        "to": [{**ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
-        "ports": dns_ports,
-    }]
-    if dns.node_local_dns_cache:
-        rules.append({"to": [{"ipBlock": {"cidr": NODE_LOCAL_DNS}}], "ports": dns_ports})
-    if dns.cloud_dns:
-        rules.append({"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": dns_ports})
-    return rules
 
 
 # ---------------------------------------------------------------- A: agents
@@ -128,7 +119,7 @@ def agent_admission_policy(cfg: AgentIsolationConfig, failure_action: str) -> Op
         return None
     from components.kyverno import with_failure_action
 
-    policy = yaml.safe_load(AGENT_POLICY_FILE.read_text(encoding="utf-8"))
+    policy = yaml_io.load(AGENT_POLICY_FILE.read_text(encoding="utf-8"))
     for rule in policy["spec"]["rules"]:
         for flt in rule["match"]["any"]:
             flt["resources"]["namespaces"] = list(cfg.namespaces)
@@ -152,10 +143,7 @@ def api_server_cidrs(settings: StackConfig) -> list[str]:
     return []
 
 
-def _client_selector(c: InNamespaceClient) -> dict[str, Any]:
-    if c.values:
-        return {"matchExpressions": [{"key": c.label, "operator": "In", "values": list(c.values)}]}
-    return {"matchExpressions": [{"key": c.label, "operator": "Exists"}]}
+_client_selector = client_selector
 
 
 def build_serving_egress_policies(
@@ -167,10 +155,12 @@ def build_serving_egress_policies(
     for ns in se.namespaces:
         out.append(_policy(ns, "default-deny-egress", ["Egress"]))
         out.append(_policy(ns, "allow-dns-egress", ["Egress"], dns_rules(dns)))
-        out.append(_policy(ns, "allow-metadata-server-egress", ["Egress"], [
-            {"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": ports_of([80])},
-            {"to": [{"ipBlock": {"cidr": GKE_METADATA_SERVER}}], "ports": ports_of([988])},
-        ]))
+        # Credentials from the metadata server only for the pods that use Workload Identity.
+        for client in se.metadata_clients:
+            out.append(_policy(ns, f"allow-metadata-server-egress-{client.name}", ["Egress"], [
+                {"to": [{"ipBlock": {"cidr": METADATA_SERVER}}], "ports": ports_of([80])},
+                {"to": [{"ipBlock": {"cidr": GKE_METADATA_SERVER}}], "ports": ports_of([988])},
+            ], pod_selector=_client_selector(client)))
         out.append(_policy(ns, "allow-in-namespace-egress", ["Egress"], [{"to": [{"podSelector": {}}]}]))
         # Platform clients of this namespace (gateway proxy, pickers: `networkPolicy.inNamespaceClients`)
         # to the other protected namespaces that trust this one, on SR1's ports for them. SR1 trusts the
@@ -188,13 +178,28 @@ def build_serving_egress_policies(
                                    pod_selector=_client_selector(client)))
         if api_cidrs:
             out += [api_server_policy(ns, client, api_cidrs) for client in se.api_server_clients]
-        if se.model_hub_egress == "internet-443":
-            out.append(_policy(ns, "allow-model-hub-egress", ["Egress"], [
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], "ports": ports_of([443])}
-            ]))
-        elif se.model_hub_egress == "fqdn":
-            out.append(fqdn_policy(ns, list(se.model_hub_fqdns)))
+        # Model hubs only for the pods that download models or tokenizers.
+        for client in se.model_hub_clients if se.model_hub_egress != "none" else []:
+            if se.model_hub_egress == "internet-443":
+                out.append(_policy(ns, f"allow-model-hub-egress-{client.name}", ["Egress"], [public_443()],
+                                   pod_selector=_client_selector(client)))
+            else:
+                out.append(fqdn_policy(ns, list(se.model_hub_fqdns), client))
+        out += _benchmark_egress(np, ns)
     return out
+
+
+def _benchmark_egress(np: NetworkPolicyConfig, ns: str) -> list[dict[str, Any]]:
+    """The benchmark Jobs of a locked namespace to LiteLLM's proxy and the other Gateways' listeners."""
+    bench = benchmark_client(np)
+    if bench is None or ns != np.benchmark_namespace:
+        return []
+    rules = [{"to": [labels_peer(LITELLM_PROXY_LABELS, LITELLM_NAMESPACE)], "ports": ports_of([LITELLM_PORT])}]
+    rules += [
+        {"to": [labels_peer(GATEWAY_CLASS_LABELS, p)], "ports": ports_of(GATEWAY_LISTENER_PORTS)}
+        for p in np.protected_namespaces if p != ns
+    ]
+    return [_policy(ns, f"allow-{bench.name}-egress", ["Egress"], rules, pod_selector=_client_selector(bench))]
 
 
 def api_server_policy(namespace: str, client: InNamespaceClient, cidrs: list[str]) -> dict[str, Any]:
@@ -214,14 +219,15 @@ def endpoint_cidr(endpoint: str) -> str:
         ) from e
 
 
-def fqdn_policy(namespace: str, fqdns: list[str]) -> dict[str, Any]:
-    """GKE FQDNNetworkPolicy: HTTPS to the model hubs by name (GKE Dataplane V2 with FQDN policy on)."""
+def fqdn_policy(namespace: str, fqdns: list[str], client: InNamespaceClient) -> dict[str, Any]:
+    """GKE FQDNNetworkPolicy: HTTPS to the model hubs by name for ``client``'s pods (FQDN policy on)."""
     matches = [{"pattern": f} if f.startswith("*") else {"name": f} for f in fqdns]
     return {
         "apiVersion": "networking.gke.io/v1alpha1",
         "kind": "FQDNNetworkPolicy",
-        "metadata": {"name": "allow-model-hubs", "namespace": namespace, "labels": dict(LABELS)},
-        "spec": {"podSelector": {}, "egress": [{"matches": matches, "ports": [{"protocol": "TCP", "port": 443}]}]},
+        "metadata": {"name": f"allow-model-hubs-{client.name}", "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {"podSelector": _client_selector(client),
+                 "egress": [{"matches": matches, "ports": [{"protocol": "TCP", "port": 443}]}]},
     }
 
 

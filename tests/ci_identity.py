@@ -1,9 +1,9 @@
-"""Reads the CI trust rules from where they live: the workflows and the README's setup commands.
+"""Reads the CI trust rules from where they live: the workflows and the identities code (tools/ci_identities.py).
 
 - `credentialed_jobs(doc)`: every (job, matrix cell) that authenticates to Google, with the environment and
   the service account it resolves to (matrix and `env` expressions expanded as Actions would).
 - `workflow_problems(doc)`: the issue's rules for workflows, as a list of messages (empty = fine).
-- `readme_setup(text)`: the `gcloud` commands of README "CI identities", with shell variables expanded:
+- `run_identities(config)` / `setup_from(records)`: what the ci/identities program registers under Pulumi mocks:
   service accounts, role bindings, pools/providers (attribute conditions) and workloadIdentityUser bindings.
 - `condition_accepts(condition, claims)`: evaluates a provider's attribute condition with cel-expr-python
   (Google's attribute conditions are CEL over `assertion`); an evaluation error counts as a refusal, as in
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import pathlib
 import re
-import shlex
+import runpy
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import yaml
+from components import yaml_io
+from tools import mockrun
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STACKS = ("dev", "prod")
@@ -33,7 +35,7 @@ _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 
 @functools.cache
 def project_of(stack: str) -> str:
-    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    doc = yaml_io.load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     return doc["config"]["gcp:project"]
 
 
@@ -115,12 +117,12 @@ def credentialed_jobs(doc: dict, workflow: str = "") -> list[CredentialedJob]:
 
 
 def _secret_refs(value: Any) -> set[str]:
-    text = yaml.safe_dump(value) if not isinstance(value, str) else value
+    text = yaml_io.dump(value) if not isinstance(value, str) else value
     return set(re.findall(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)", text))
 
 
 def workflow_problems(doc: dict, workflow: str) -> list[str]:
-    """Every way this workflow breaks the CI identity rules (README "CI identities")."""
+    """Every way this workflow breaks the CI identity rules (docs/ci.md "CI identities")."""
     problems = []
     on = triggers(doc)
     if "pull_request_target" in on:
@@ -161,78 +163,110 @@ def workflow_problems(doc: dict, workflow: str) -> list[str]:
     return problems
 
 
-# ------------------------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------------------- the identities code
 
 @dataclass
 class Setup:
-    variables: dict[str, str]
-    commands: list[list[str]]
+    """What ci/identities registers, in the terms the checks read."""
+
+    records: list = field(default_factory=list)
     service_accounts: set[str] = field(default_factory=set)
     roles: dict[str, set[str]] = field(default_factory=dict)        # member SA -> roles (project and bucket)
+    project_roles: dict[str, set[str]] = field(default_factory=dict)  # member SA -> roles granted on a project
+    bucket_roles: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # member SA -> {(bucket, role)}
+    account_roles: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # member -> {(account, role)}
     conditions: dict[str, str] = field(default_factory=dict)        # pool -> provider attribute condition
     mappings: dict[str, str] = field(default_factory=dict)          # pool -> attribute mapping
     wif_bindings: list[tuple[str, str]] = field(default_factory=list)  # (service account, member)
 
 
-def readme_section(text: str, title: str = "### CI identities") -> str:
-    start = text.index(title)
-    nxt = re.search(r"^##+ ", text[start + len(title):], re.M)
-    return text[start: start + len(title) + nxt.start()] if nxt else text[start:]
+PROJECT_NUMBER = "123456789012"
 
 
-def _expand_shell(word: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), word)
+class _IdentityMocks(mockrun.Mocks):
+    """The shared mocks, plus the outputs GCP computes that the identities program reads."""
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        state = dict(state)
+        if args.typ == "gcp:serviceaccount/account:Account":
+            email = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
+            state.update(email=email, member=f"serviceAccount:{email}",
+                         name=f"projects/{args.inputs['project']}/serviceAccounts/{email}")
+        elif args.typ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+            state["name"] = (f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
+                             f"{args.inputs['workloadIdentityPoolId']}")
+        elif args.typ == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+            state["name"] = (f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
+                             f"{args.inputs['workloadIdentityPoolId']}/providers/{args.inputs['workloadIdentityPoolProviderId']}")
+        return rid, state
 
 
-def readme_setup(text: str) -> Setup:
-    section = readme_section(text)
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    variables: dict[str, str] = {}
-    commands: list[list[str]] = []
-    for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            substitution = re.fullmatch(r"(\w+)=\$\(.*\)", line)
-            if substitution:  # VAR=$(gcloud projects describe ...): a placeholder named after the variable
-                variables[substitution.group(1)] = f"<{substitution.group(1)}>"
-                continue
-            words = shlex.split(line, comments=True)
-            if len(words) == 1 and re.fullmatch(r"\w+=.*", words[0]):
-                key, _, value = words[0].partition("=")
-                variables[key] = _expand_shell(value, variables)
-                continue
-            commands.append([_expand_shell(w, variables) for w in words])
-    setup = Setup(variables, commands)
+def run_identities(config: Optional[dict] = None, root: pathlib.Path = ROOT, errors: Optional[list] = None,
+                   entry_point: bool = False) -> list:
+    """Run the ci/identities program under mocks with `config` (default: ci/identities/Pulumi.main.yaml) and
+    return what it registered. With `errors`, a ConfigError is appended there instead of raised."""
+    import pulumi
 
-    def flag(cmd: list[str], name: str) -> Optional[str]:
-        for i, w in enumerate(cmd):
-            if w == name and i + 1 < len(cmd):
-                return cmd[i + 1]
-            if w.startswith(name + "="):
-                return w.split("=", 1)[1]
-        return None
+    from tools import ci_identities
 
-    for cmd in commands:
-        if cmd[:1] != ["gcloud"]:
-            continue
-        verb = " ".join(w for w in cmd[1:6] if not w.startswith("-"))
-        if verb.startswith("iam service-accounts create "):
-            project = flag(cmd, "--project")
-            setup.service_accounts.add(f"{cmd[4]}@{project}.iam.gserviceaccount.com")
-        elif verb.startswith(("projects add-iam-policy-binding", "storage buckets add-iam-policy-binding")):
-            member = flag(cmd, "--member") or ""
-            if member.startswith("serviceAccount:"):
-                setup.roles.setdefault(member.split(":", 1)[1], set()).add(flag(cmd, "--role"))
-        elif verb.startswith("iam workload-identity-pools providers create-oidc"):
-            pool = flag(cmd, "--workload-identity-pool")
-            setup.conditions[pool] = flag(cmd, "--attribute-condition") or ""
-            setup.mappings[pool] = flag(cmd, "--attribute-mapping") or ""
-        elif verb.startswith("iam service-accounts add-iam-policy-binding"):
-            if flag(cmd, "--role") == "roles/iam.workloadIdentityUser":
-                sa = next(w for w in cmd[4:] if not w.startswith("-"))
-                setup.wif_bindings.append((sa, flag(cmd, "--member") or ""))
+    raw = config if config is not None else identities_config()
+    mocks = _IdentityMocks()
+    monitor = mockrun._RecordingMonitor(mocks)
+    mockrun._fresh_engine()
+    pulumi.runtime.set_mocks(mocks, project="llm-platform-ci-identities", stack="main", monitor=monitor)
+
+    @pulumi.runtime.test
+    def program():
+        if entry_point:  # as `pulumi up` runs it: ci/identities/__main__.py reading the stack's config
+            pulumi.runtime.set_all_config({f"llm-platform-ci-identities:{k}": v if isinstance(v, str) else json.dumps(v)
+                                           for k, v in raw.items()})
+            runpy.run_path(str(ROOT / "ci" / "identities" / "__main__.py"), run_name="__main__")
+        else:
+            ci_identities.program(ci_identities.load_settings(raw, root))
+
+    try:
+        program()
+    except ci_identities.ConfigError as err:
+        if errors is None:
+            raise
+        errors.append(err)
+    return list(monitor.records)
+
+
+def identities_config() -> dict:
+    """The committed config of ci/identities (Pulumi.main.yaml), keys without the project prefix."""
+    doc = yaml_io.load((ROOT / "ci" / "identities" / "Pulumi.main.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in (doc.get("config") or {}).items()}
+
+
+def setup_from(records: list) -> Setup:
+    setup = Setup(records=records)
+    accounts = {r.urn: f"{r.inputs['accountId']}@{r.inputs['project']}.iam.gserviceaccount.com"
+                for r in records if r.type == "gcp:serviceaccount/account:Account"}
+    buckets = {r.inputs["name"] for r in records if r.type == "gcp:storage/bucket:Bucket"}
+    for r in records:
+        member = str(r.inputs.get("member", ""))
+        sa = member.split(":", 1)[1] if member.startswith("serviceAccount:") else None
+        if r.type == "gcp:serviceaccount/account:Account":
+            setup.service_accounts.add(accounts[r.urn])
+        elif r.type == "gcp:projects/iAMMember:IAMMember" and sa:
+            setup.roles.setdefault(sa, set()).add(r.inputs["role"])
+            setup.project_roles.setdefault(sa, set()).add(r.inputs["role"])
+        elif r.type == "gcp:storage/bucketIAMMember:BucketIAMMember" and sa:
+            assert r.inputs["bucket"] in buckets, r.inputs
+            setup.roles.setdefault(sa, set()).add(r.inputs["role"])
+            setup.bucket_roles.setdefault(sa, set()).add((r.inputs["bucket"], r.inputs["role"]))
+        elif r.type == "gcp:serviceaccount/iAMMember:IAMMember":
+            target = r.inputs["serviceAccountId"].rsplit("/", 1)[-1]
+            if r.inputs["role"] == "roles/iam.workloadIdentityUser":
+                setup.wif_bindings.append((target, member))
+            else:
+                setup.account_roles.setdefault(sa or member, set()).add((target, r.inputs["role"]))
+        elif r.type == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+            pool = r.inputs["workloadIdentityPoolId"]
+            setup.conditions[pool] = r.inputs.get("attributeCondition", "")
+            setup.mappings[pool] = ",".join(f"{k}={v}" for k, v in r.inputs.get("attributeMapping", {}).items())
     return setup
 
 

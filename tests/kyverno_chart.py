@@ -7,10 +7,14 @@ is only needed to prove the vendored files are upstream's bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
+from typing import Any
 
 import pytest
+
+from components import yaml_io
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENDORED = ROOT / "vendor" / "kyverno" / "3.8.1"
@@ -31,6 +35,13 @@ def chart_dir() -> pathlib.Path:
         pytest.skip(f"Kyverno chart 3.8.1 data not at {path} (missing {', '.join(missing)}): restore "
                     f"vendor/kyverno/3.8.1 from git or set KYVERNO_CHART_DIR; {HOW_TO_GET}")
     return path
+
+
+@functools.cache
+def parsed(path: pathlib.Path) -> Any:
+    """A chart file (the ClusterPolicy CRD is 1.4 MB of YAML), parsed once per test process and shared by every
+    test that reads it: read-only, copy before changing it."""
+    return yaml_io.load(path.read_text(encoding="utf-8"))
 
 
 def upstream_dir() -> pathlib.Path:

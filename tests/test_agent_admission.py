@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from components import yaml_io
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,10 +24,12 @@ import kyverno_cel  # noqa: E402
 
 from components import workload_isolation as wi  # noqa: E402
 from components.config import AgentIsolationConfig  # noqa: E402
+from tests import kyverno_chart  # noqa: E402
 
 POLICY_DIR = ROOT / "policies" / "kyverno" / "agent-runtime-isolation"
 CRD = ROOT / "vendor" / "kyverno" / "3.8.1" / "crds" / "kyverno.io_clusterpolicies.yaml"
-RULES = {"require-gvisor-runtime", "no-service-account-token-without-reason", "no-host-path", "no-privileged-containers"}
+RULES = {"require-gvisor-runtime", "no-service-account-token-without-reason", "no-host-path", "no-privileged-containers",
+         "no-host-namespaces", "no-host-ports", "no-added-capabilities"}
 
 
 def _cases():
@@ -45,7 +48,8 @@ def test_every_rule_has_pass_fail_and_skip_cases():
     seen = {(p.values[1].rule, p.values[1].expected) for p in CASES}
     for rule in RULES:
         assert {(rule, "pass"), (rule, "fail")} <= seen, f"agent-runtime-isolation/{rule}: needs pass and fail cases"
-    assert {r for r, e in seen if e == "skip"} >= {"require-gvisor-runtime", "no-privileged-containers"}
+    assert {r for r, e in seen if e == "skip"} >= {"require-gvisor-runtime", "no-privileged-containers",
+                                                    "no-host-namespaces", "no-host-ports", "no-added-capabilities"}
 
 
 @pytest.mark.parametrize("suite,case", CASES)
@@ -89,13 +93,12 @@ def test_every_cel_expression_compiles():
         for item in cel_block.get("variables", []) + cel_block["expressions"]:
             kyverno_cel.compile_expr(item["expression"])
             count += 1
-    assert count >= 7
+    assert count >= 10
 
 
 @pytest.fixture(scope="module")
 def schema():
-    with CRD.open() as fh:
-        crd = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    crd = kyverno_chart.parsed(CRD)
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]
 
@@ -119,7 +122,7 @@ def test_schema_check_detects_errors(schema):
 
 def test_policy_follows_the_folder_layout():
     assert (POLICY_DIR / "agent-runtime-isolation.yaml") == wi.AGENT_POLICY_FILE
-    policy = yaml.safe_load(wi.AGENT_POLICY_FILE.read_text())
+    policy = yaml_io.load(wi.AGENT_POLICY_FILE.read_text())
     ann = policy["metadata"]["annotations"]
     for key in ("policies.kyverno.io/title", "policies.kyverno.io/category", "policies.kyverno.io/severity",
                 "policies.kyverno.io/description", kyverno_cel.AUTOGEN_ANNOTATION):

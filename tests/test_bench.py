@@ -3,15 +3,14 @@
 import subprocess
 import sys
 
-import yaml
-
+from components import yaml_io
 from tools import bench
 
 
 def test_stack_file_with_tenants_changes_only_the_tenants(tmp_path):
     path = bench.stack_file_with_tenants("prod", 3, tmp_path)
-    original = yaml.safe_load((bench.ROOT / "Pulumi.prod.yaml").read_text())["config"]
-    written = yaml.safe_load(path.read_text())["config"]
+    original = yaml_io.load((bench.ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    written = yaml_io.load(path.read_text())["config"]
     assert written["llm-platform:tenants"] == ["team-0000", "team-0001", "team-0002"], written["llm-platform:tenants"]
     del original["llm-platform:tenants"], written["llm-platform:tenants"]
     assert written == original, "bench stack file: every key but the tenants must be the stack's own"

@@ -1,25 +1,49 @@
-"""CI identities as the README sets them up: every workloadIdentityUser binding, its pool's attribute condition
-(evaluated with cel-expr-python against GitHub OIDC claims), the roles, the GitHub environment table, and the
-Kubernetes side of the preview identity (k8s/ci/preview-<stack>.yaml)."""
+"""CI identities as tools/ci_identities.py (the ci/identities program) registers them, under Pulumi mocks: every
+workloadIdentityUser binding, its pool's attribute condition (evaluated with cel-expr-python against GitHub OIDC
+claims, one negative token per clause), the roles and where they are granted, the stack files' node service
+account, the GitHub environment table of docs/ci.md, and the Kubernetes side of the preview identity
+(k8s/ci/preview-<stack>.yaml)."""
 
+import copy
 import pathlib
 import re
+import shutil
 
 import pytest
-import yaml
 
+from components import yaml_io
 from tests import ci_identity
 from tests.kyverno_cel import compile_expr
+from tools import ci_identities
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
-SETUP = ci_identity.readme_setup(README)
-REPO = SETUP.variables["REPO"]
-ENVIRONMENTS = ("dev", "prod", "dev-preview", "prod-preview")
+CONFIG = ci_identity.identities_config()
+REPO = CONFIG["repository"]
+MAINTAINER, OTHER = "1001", "2002"
+MAINTAINERS_CONFIG = {**CONFIG, "prodApproval": "maintainers", "maintainers": [MAINTAINER]}
 DEPLOY_WF = f"{REPO}/.github/workflows/deploy.yaml@refs/heads/main"
 
 
-def binding_for(sa, setup=SETUP):
+@pytest.fixture(scope="module")
+def setups():
+    """mode -> (Setup, identities): the committed config (reviewers) and the setup without reviewers."""
+    out = {}
+    for mode, config in (("reviewers", CONFIG), ("maintainers", MAINTAINERS_CONFIG)):
+        settings = ci_identities.load_settings(config)
+        out[mode] = (ci_identity.setup_from(ci_identity.run_identities(config)), ci_identities.identities(settings))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(setups):
+    return setups["reviewers"][0]
+
+
+def environments(idents):
+    return [i.environment for i in idents]
+
+
+def binding_for(sa, setup):
     found = [m for s, m in setup.wif_bindings if s == sa]
     assert len(found) == 1, f"{sa}: exactly one workloadIdentityUser binding, got {found}"
     member = ci_identity.parse_member(found[0])
@@ -53,8 +77,8 @@ def binding_problems(setup, environment):
     if environment in ("dev", "prod"):
         if claims_.get("ref") != "refs/heads/main":
             problems.append(f"{sa}: a deployer only from refs/heads/main: {condition}")
-        if claims_.get("event_name") != "push":
-            problems.append(f"{sa}: a deployer only on push: {condition}")
+        if claims_.get("ref_protected") != "true":
+            problems.append(f"{sa}: a deployer only from a protected main: {condition}")
         if claims_.get("job_workflow_ref") != DEPLOY_WF:
             problems.append(f"{sa}: a deployer only from deploy.yaml on main: {condition}")
     elif claims_.get("event_name") != "pull_request":
@@ -62,107 +86,147 @@ def binding_problems(setup, environment):
     return problems
 
 
-def test_readme_creates_one_identity_per_stack_and_purpose():
-    want = {ci_identity.expected_identity(env) for env in ENVIRONMENTS}
-    assert SETUP.service_accounts == want
-    assert {sa for sa, _ in SETUP.wif_bindings} == want, "every identity, and only these, is federated"
-    pools = [binding_for(sa)["pool"] for sa in want]
-    assert len(set(pools)) == 4, f"one pool per identity (a principalSet spans its whole pool): {pools}"
-    assert all(m.startswith("principalSet://iam.googleapis.com/projects/<") for _, m in SETUP.wif_bindings), \
-        "project numbers come from `gcloud projects describe`"
+@pytest.mark.parametrize("mode", ["reviewers", "maintainers"])
+def test_one_identity_per_stack_and_purpose_each_with_its_own_pool(setups, mode):
+    setup, idents = setups[mode]
+    want = {ci_identity.expected_identity(env) for env in environments(idents)}
+    node_accounts = {ci_identities.stack_facts(s)[1] for s in ci_identities.STACKS}
+    assert setup.service_accounts == want | node_accounts
+    assert {sa for sa, _ in setup.wif_bindings} == want, "every identity, and only these, is federated"
+    pools = [binding_for(sa, setup)["pool"] for sa in want]
+    assert len(set(pools)) == len(want), f"one pool per identity (a principalSet spans its whole pool): {pools}"
+    assert all(m.startswith(f"principalSet://iam.googleapis.com/projects/{ci_identity.PROJECT_NUMBER}/")
+               for _, m in setup.wif_bindings), "the member is built from the pool's resource name (project number)"
 
 
-@pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_each_binding_pins_repository_environment_and_for_deployers_ref(environment):
-    assert binding_problems(SETUP, environment) == []
+def test_without_reviewers_no_pull_request_identity_exists_for_prod(setups):
+    assert "prod-preview" in environments(setups["reviewers"][1])
+    assert environments(setups["maintainers"][1]) == ["dev", "dev-preview", "prod"]
 
 
-OLD_README_BINDING = (
-    "gcloud iam workload-identity-pools providers create-oidc github --project \"$PROD\" --location global "
-    "--workload-identity-pool github --issuer-uri \"$ISSUER\" --attribute-mapping "
-    "google.subject=assertion.sub,attribute.repository=assertion.repository "
-    "--attribute-condition \"assertion.repository == '${REPO}'\"\n"
-    "gcloud iam service-accounts add-iam-policy-binding \"pulumi-prod-deployer@${PROD}.iam.gserviceaccount.com\" "
-    "--project \"$PROD\" --role roles/iam.workloadIdentityUser --member "
-    "\"principalSet://iam.googleapis.com/projects/${PROD_NUMBER}/locations/global/workloadIdentityPools/github/"
-    "attribute.repository/${REPO}\"\n")
+@pytest.mark.parametrize("mode", ["reviewers", "maintainers"])
+def test_each_binding_pins_repository_environment_and_for_deployers_ref(setups, mode):
+    setup, idents = setups[mode]
+    for environment in environments(idents):
+        assert binding_problems(setup, environment) == []
+
+
+def _weaken(setup, pool, condition):
+    edited = copy.deepcopy(setup)
+    edited.conditions[pool] = condition
+    return edited
 
 
 @pytest.mark.parametrize("environment,edit,expected", [
-    ("prod", lambda t: t.replace("assertion.environment == 'prod' && ", ""), "must pin environment prod"),
-    ("prod", lambda t: t.replace("assertion.ref == 'refs/heads/main' && assertion.event_name == 'push' && assertion.job_workflow_ref == '${REPO}/.github/workflows/deploy.yaml@refs/heads/main'\"\ngcloud iam workload-identity-pools create github-prod-preview",
-                                 "assertion.event_name == 'push'\"\ngcloud iam workload-identity-pools create github-prod-preview"),
-     "only from refs/heads/main"),
-    ("prod-preview", lambda t: t.replace("assertion.repository == '${REPO}' && assertion.environment == 'prod-preview'",
-                                         "assertion.environment == 'prod-preview'"), "must pin the repository"),
-    ("prod", lambda t: t.replace("github-prod-deploy/attribute.environment/prod\"", "github-prod-deploy/*\""),
-     "binding itself must pin"),
-    ("prod", lambda t: t.replace("```bash\nREPO=", "```bash\n" + "REPO=", 1).replace(
-        "# Each service account trusts only its own pool", OLD_README_BINDING + "# Each service account trusts only its own pool"),
-     "exactly one workloadIdentityUser binding"),
+    ("prod", lambda c: c.replace("assertion.environment == 'prod' && ", ""), "must pin environment prod"),
+    ("prod", lambda c: c.replace("assertion.ref == 'refs/heads/main' && ", ""), "only from refs/heads/main"),
+    ("prod", lambda c: c.replace("assertion.ref_protected == 'true' && ", ""), "only from a protected main"),
+    ("prod-preview", lambda c: c.replace(f"assertion.repository == '{REPO}' && ", ""), "must pin the repository"),
+    ("dev-preview", lambda c: c.replace("'pull_request'", "'push'"), "serve pull requests only"),
 ])
-def test_binding_check_refuses_each_weakened_readme(environment, edit, expected):
-    edited = edit(README)
-    assert edited != README, "the edit must change the README"
-    problems = binding_problems(ci_identity.readme_setup(edited), environment)
+def test_binding_check_refuses_each_weakened_condition(setup, environment, edit, expected):
+    pool = binding_for(ci_identity.expected_identity(environment), setup)["pool"]
+    weakened = edit(setup.conditions[pool])
+    assert weakened != setup.conditions[pool], "the edit must change the condition"
+    problems = binding_problems(_weaken(setup, pool, weakened), environment)
     assert any(expected in p for p in problems), f"expected {expected!r}: {problems}"
 
 
+def test_binding_check_refuses_a_pool_wide_member_and_a_second_binding(setup):
+    sa = ci_identity.expected_identity("prod")
+    pool_wide = copy.deepcopy(setup)
+    pool_wide.wif_bindings = [(s, m.rsplit("/attribute.", 1)[0] + "/*" if s == sa else m) for s, m in setup.wif_bindings]
+    assert any("binding itself must pin" in p for p in binding_problems(pool_wide, "prod"))
+    second = copy.deepcopy(setup)
+    second.wif_bindings.append((sa, f"principalSet://iam.googleapis.com/projects/1/locations/global/"
+                                    f"workloadIdentityPools/github/attribute.repository/{REPO}"))
+    assert any("exactly one workloadIdentityUser binding" in p for p in binding_problems(second, "prod"))
+
+
+# ------------------------------------------------------------------------------------------ token matrix
+
 def claims(**over):
     base = {"repository": REPO, "repository_owner": REPO.split("/")[0], "ref": "refs/heads/main",
-            "event_name": "push", "environment": "prod", "job_workflow_ref": DEPLOY_WF,
-            "sub": f"repo:{REPO}:environment:prod"}
+            "ref_protected": "true", "event_name": "push", "environment": "prod", "job_workflow_ref": DEPLOY_WF,
+            "actor_id": OTHER, "sub": f"repo:{REPO}:environment:prod"}
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
 
-PR = dict(event_name="pull_request", ref="refs/pull/7/merge", base_ref="main",
+PR = dict(event_name="pull_request", ref="refs/pull/7/merge", ref_protected="false", base_ref="main",
           job_workflow_ref=f"{REPO}/.github/workflows/pr.yaml@refs/pull/7/merge")
+DISPATCH = dict(event_name="workflow_dispatch", actor_id=MAINTAINER)
+# name -> (claims, environments reached with reviewers, environments reached without reviewers (maintainers))
 TOKENS = {
-    "deploy.yaml on main, env prod": (claims(), {"prod"}),
-    "deploy.yaml on main, env dev": (claims(environment="dev"), {"dev"}),
-    "PR preview, env prod-preview": (claims(environment="prod-preview", **PR), {"prod-preview"}),
-    "PR preview, env dev-preview": (claims(environment="dev-preview", **PR), {"dev-preview"}),
-    "PR job claiming env prod": (claims(environment="prod", **PR), set()),
-    "PR job claiming env dev": (claims(environment="dev", **PR), set()),
-    "PR job without environment": (claims(environment=None, **PR), set()),
-    "PR edits deploy.yaml and runs it": (claims(**{**PR, "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yaml@refs/pull/7/merge"}), set()),
-    "push to a branch, env prod": (claims(ref="refs/heads/evil", job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"), set()),
-    "workflow_dispatch on main, env prod": (claims(event_name="workflow_dispatch"), set()),
-    "another workflow on main, env prod": (claims(job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"), set()),
-    "another repository, env prod": (claims(repository="someone/llm-platform"), set()),
-    "fork-named PR preview": (claims(environment="prod-preview", repository="someone/llm-platform", **PR), set()),
+    "deploy.yaml on main, env prod": (claims(), {"prod"}, set()),
+    "deploy.yaml on main, env dev": (claims(environment="dev"), {"dev"}, {"dev"}),
+    # what deploy.yaml's up-prod sends on push: without reviewers, only a maintainer's dispatch deploys prod
+    "push to main by a maintainer, env prod": (claims(actor_id=MAINTAINER), {"prod"}, set()),
+    "maintainer dispatches deploy.yaml on main, env prod": (claims(**DISPATCH), set(), {"prod"}),
+    "non-maintainer dispatches deploy.yaml on main, env prod": (claims(**{**DISPATCH, "actor_id": OTHER}), set(), set()),
+    "maintainer dispatches on a branch, env prod": (claims(**DISPATCH, ref="refs/heads/evil", ref_protected="false",
+                                                           job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"),
+                                                    set(), set()),
+    "maintainer dispatches another workflow on main, env prod": (
+        claims(**DISPATCH, job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"), set(), set()),
+    "maintainer dispatches a protected branch calling deploy.yaml@main, env prod": (
+        claims(**DISPATCH, ref="refs/heads/release"), set(), set()),
+    "maintainer dispatch while main is unprotected, env prod": (claims(**DISPATCH, ref_protected="false"), set(), set()),
+    "maintainer dispatch from another repository, env prod": (claims(**DISPATCH, repository="someone/llm-platform"),
+                                                              set(), set()),
+    "maintainer dispatch, env dev": (claims(**DISPATCH, environment="dev"), set(), set()),
+    "push to main while main is unprotected, env prod": (claims(ref_protected="false"), set(), set()),
+    "push to main while main is unprotected, env dev": (claims(environment="dev", ref_protected="false"), set(), set()),
+    "PR preview, env prod-preview": (claims(environment="prod-preview", **PR), {"prod-preview"}, set()),
+    "PR preview, env dev-preview": (claims(environment="dev-preview", **PR), {"dev-preview"}, {"dev-preview"}),
+    "PR job claiming env prod": (claims(environment="prod", **PR), set(), set()),
+    "PR job claiming env dev": (claims(environment="dev", **PR), set(), set()),
+    "PR job without environment": (claims(environment=None, **PR), set(), set()),
+    "PR edits deploy.yaml and runs it": (claims(**{**PR, "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yaml@refs/pull/7/merge"}),
+                                         set(), set()),
+    "push to a branch, env prod": (claims(ref="refs/heads/evil", ref_protected="false",
+                                          job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"), set(), set()),
+    # a protected release branch is still not main
+    "push to a protected branch, env prod": (claims(ref="refs/heads/release",
+                                                    job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/release"),
+                                             set(), set()),
+    "workflow_dispatch on main, env dev": (claims(environment="dev", **{**DISPATCH, "actor_id": OTHER}), set(), set()),
+    "another workflow on main, env prod": (claims(job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"),
+                                           set(), set()),
+    "another repository, env prod": (claims(repository="someone/llm-platform"), set(), set()),
+    "fork-named PR preview": (claims(environment="prod-preview", repository="someone/llm-platform", **PR), set(), set()),
     "PR into another base branch, env prod-preview": (claims(environment="prod-preview", **{**PR, "base_ref": "release"}),
-                                                      set()),
+                                                      set(), set()),
     "PR into another base branch, env dev-preview": (claims(environment="dev-preview", **{**PR, "base_ref": "release"}),
-                                                     set()),
+                                                     set(), set()),
     "another workflow in a PR, env prod-preview": (claims(environment="prod-preview", **{
-        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set()),
+        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set(), set()),
     "another workflow in a PR, env dev-preview": (claims(environment="dev-preview", **{
-        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set()),
-    "another repository, env dev": (claims(environment="dev", repository="someone/llm-platform"), set()),
-    "push to a branch, env dev": (claims(environment="dev", ref="refs/heads/evil",
-                                         job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"), set()),
-    "workflow_dispatch on main, env dev": (claims(environment="dev", event_name="workflow_dispatch"), set()),
+        **PR, "job_workflow_ref": f"{REPO}/.github/workflows/evil.yaml@refs/pull/7/merge"}), set(), set()),
+    "another repository, env dev": (claims(environment="dev", repository="someone/llm-platform"), set(), set()),
+    "push to a branch, env dev": (claims(environment="dev", ref="refs/heads/evil", ref_protected="false",
+                                         job_workflow_ref=f"{REPO}/.github/workflows/deploy.yaml@refs/heads/evil"), set(), set()),
     "another workflow on main, env dev": (claims(environment="dev",
                                                  job_workflow_ref=f"{REPO}/.github/workflows/other.yaml@refs/heads/main"),
-                                          set()),
+                                          set(), set()),
     # a branch workflow calling deploy.yaml@main as a reusable workflow: only the ref pin keeps it out
-    "branch calls deploy.yaml@main, env prod": (claims(ref="refs/heads/evil"), set()),
-    "branch calls deploy.yaml@main, env dev": (claims(environment="dev", ref="refs/heads/evil"), set()),
+    "branch calls deploy.yaml@main, env prod": (claims(ref="refs/heads/evil", ref_protected="false"), set(), set()),
+    "protected branch calls deploy.yaml@main, env prod": (claims(ref="refs/heads/release"), set(), set()),
+    "branch calls deploy.yaml@main, env dev": (claims(environment="dev", ref="refs/heads/evil"), set(), set()),
     "another repository PR, env dev-preview": (claims(environment="dev-preview", repository="someone/llm-platform", **PR),
-                                               set()),
+                                               set(), set()),
     # pull_request_target runs in the base repository's context with its secrets: not a preview trigger
     "pull_request_target, env prod-preview": (claims(environment="prod-preview",
-                                                     **{**PR, "event_name": "pull_request_target"}), set()),
+                                                     **{**PR, "event_name": "pull_request_target"}), set(), set()),
     "pull_request_target, env dev-preview": (claims(environment="dev-preview",
-                                                    **{**PR, "event_name": "pull_request_target"}), set()),
+                                                    **{**PR, "event_name": "pull_request_target"}), set(), set()),
 }
+MODES = {"reviewers": 1, "maintainers": 2}
 
 
-def _reached(setup, claim_set):
+def _reached(setup, idents, claim_set):
     got = set()
-    for environment in ENVIRONMENTS:
+    for environment in environments(idents):
         member = binding_for(ci_identity.expected_identity(environment), setup)
         accepted = ci_identity.condition_accepts(setup.conditions[member["pool"]], claim_set)
         if accepted and claim_set.get(member["attr"]) == member["value"]:
@@ -170,81 +234,222 @@ def _reached(setup, claim_set):
     return got
 
 
-_CONDITIONS = re.findall(r'--attribute-condition "([^"]+)"', README)
-CLAUSES = [(i, clause) for i, cond in enumerate(_CONDITIONS) for clause in cond.split(" && ")]
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("token", TOKENS)
+def test_only_the_intended_tokens_reach_each_identity(setups, mode, token):
+    """Google STS accepts a token for a pool when the provider's condition is true and the binding's attribute
+    matches; each pool's condition is evaluated as CEL over the token's claims."""
+    setup, idents = setups[mode]
+    claim_set, want = TOKENS[token][0], TOKENS[token][MODES[mode]]
+    got = _reached(setup, idents, claim_set)
+    assert got == want, f"{mode}: {token}: reaches {sorted(got) or 'nothing'}, must reach {sorted(want) or 'nothing'}"
 
 
-@pytest.mark.parametrize("index,clause", CLAUSES, ids=[f"{i}:{c.split(' ')[0]}" for i, c in CLAUSES])
-def test_the_token_matrix_notices_each_condition_clause_dropped(index, clause):
-    """Every clause of every pool's condition has a token in TOKENS that only that clause keeps out.
+def _clauses():
+    return list(_each_clause())
+
+
+def _each_clause():
+    for mode, config in (("reviewers", CONFIG), ("maintainers", MAINTAINERS_CONFIG)):
+        for ident in ci_identities.identities(ci_identities.load_settings(config)):
+            for clause in ident.clauses:
+                yield pytest.param(mode, ident.environment, clause, id=f"{mode}:{ident.environment}:{clause.claim}")
+
+
+@pytest.mark.parametrize("mode,environment,clause", _clauses())
+def test_the_token_matrix_notices_each_condition_clause_dropped(setups, mode, environment, clause):
+    """Every clause of every pool's condition, as the code writes it, has a token in TOKENS that only that clause
+    keeps out: dropping it from the registered condition changes who gets in.
 
     The environment clause is the exception: the binding's principalSet pins attribute.environment too, so
     dropping it from the condition alone lets nothing through; the binding's own pin is checked instead."""
-    pinned_env = re.fullmatch(r"assertion\.environment == '([a-z-]+)'", clause)
-    if pinned_env:
-        member = binding_for(ci_identity.expected_identity(pinned_env.group(1)))
-        assert (member["attr"], member["value"]) == ("environment", pinned_env.group(1)), member
+    setup, idents = setups[mode]
+    member = binding_for(ci_identity.expected_identity(environment), setup)
+    (ident,) = [i for i in idents if i.environment == environment]
+    assert setup.conditions[member["pool"]] == ident.condition, "the registered condition is the code's"
+    if clause.claim == "environment":
+        assert (member["attr"], member["value"]) == ("environment", environment), member
         return
-    weakened_condition = " && ".join(c for c in _CONDITIONS[index].split(" && ") if c != clause)
-    edited = README.replace(f'"{_CONDITIONS[index]}"', f'"{weakened_condition}"', 1)
-    assert edited != README
-    setup = ci_identity.readme_setup(edited)
-    leaks = [name for name, (claim_set, want) in TOKENS.items() if _reached(setup, claim_set) != want]
-    assert leaks, f"dropping {clause!r} from condition {index} lets no token of TOKENS through: add one"
+    weakened = " && ".join(c.cel() for c in ident.clauses if c != clause)
+    edited = _weaken(setup, member["pool"], weakened)
+    leaks = [name for name, row in TOKENS.items() if _reached(edited, idents, row[0]) != row[MODES[mode]]]
+    assert leaks, f"{mode}: dropping {clause.cel()!r} from {environment}'s condition lets no token of TOKENS through: add one"
 
 
-@pytest.mark.parametrize("token", TOKENS)
-def test_only_the_intended_tokens_reach_each_identity(token):
-    """Google STS accepts a token for a pool when the provider's condition is true and the binding's attribute
-    matches; each pool's condition is evaluated as CEL over the token's claims."""
-    claim_set, want = TOKENS[token]
-    got = _reached(SETUP, claim_set)
-    assert got == want, f"{token}: reaches {sorted(got) or 'nothing'}, must reach {sorted(want) or 'nothing'}"
-
-
-def test_the_old_repository_wide_binding_is_refused():
-    """The previous setup: condition on the repository only, binding on attribute.repository."""
+def test_the_old_repository_wide_binding_is_refused(setup):
+    """The first setup: condition on the repository only, binding on attribute.repository."""
     old = f"assertion.repository == '{REPO}'"
     pr_claims = claims(environment="prod", **PR)
     assert ci_identity.condition_accepts(old, pr_claims), "sanity: the old condition let a PR through"
     assert ci_identity.pinned_claims(old).get("environment") is None
-    assert not ci_identity.condition_accepts(SETUP.conditions["github-prod-deploy"], pr_claims)
+    assert not ci_identity.condition_accepts(setup.conditions["github-prod-deploy"], pr_claims)
 
 
-def test_preview_identities_hold_no_write_role_and_deployers_no_owner_role():
-    for environment in ENVIRONMENTS:
-        sa = ci_identity.expected_identity(environment)
-        roles = SETUP.roles.get(sa, set())
-        assert roles, f"{sa}: no roles granted in the README"
-        if environment.endswith("-preview"):
-            assert all(r.endswith(("Viewer", "viewer")) for r in roles), f"{sa}: preview roles must be viewers: {roles}"
-        else:
-            assert "roles/storage.objectAdmin" in roles and "roles/container.admin" in roles, roles
-        assert not roles & {"roles/owner", "roles/editor", "roles/iam.serviceAccountTokenCreator",
-                            "roles/iam.workloadIdentityUser"}, f"{sa}: {roles}"
+# ------------------------------------------------------------------------------------- least privilege
+
+NEVER = {"roles/owner", "roles/editor", "roles/iam.serviceAccountTokenCreator", "roles/iam.workloadIdentityUser",
+         "roles/iam.serviceAccountAdmin", "roles/resourcemanager.projectIamAdmin", "roles/iam.securityAdmin",
+         "roles/iam.serviceAccountUser"}
+# What the deployer needs for each cloud type the platform stacks may register. Creating the node service
+# account or granting its role needs IAM administration: that is ci/identities' job, never the deployer's.
+REQUIRED_ROLE = {
+    "gcp:container/cluster:Cluster": "roles/container.admin",
+    "gcp:container/nodePool:NodePool": "roles/container.admin",
+    "gcp:compute/firewall:Firewall": "roles/compute.securityAdmin",
+    "gcp:compute/router:Router": "roles/compute.networkAdmin",
+    "gcp:compute/routerNat:RouterNat": "roles/compute.networkAdmin",
+    "gcp:serviceaccount/account:Account": "roles/iam.serviceAccountAdmin",
+    "gcp:projects/iAMMember:IAMMember": "roles/resourcemanager.projectIamAdmin",
+}
 
 
-def test_environment_table_points_each_environment_at_its_own_pool():
-    section = ci_identity.readme_section(README)
+def privilege_problems(setup, stack):
+    """Where `stack`'s CI identities hold more than they need, or hold it on more than the resource."""
+    problems = []
+    project, node = ci_identities.stack_facts(stack)
+    for purpose, env in (("deployer", stack), ("preview", f"{stack}-preview")):
+        sa = ci_identity.expected_identity(env)
+        if sa not in setup.service_accounts:
+            continue
+        project_roles = setup.project_roles.get(sa, set())
+        if project_roles & NEVER:
+            problems.append(f"{sa}: project-level {sorted(project_roles & NEVER)}")
+        if purpose == "preview" and not all(r.lower().endswith("viewer") for r in setup.roles.get(sa, set())):
+            problems.append(f"{sa}: preview roles must be viewers: {sorted(setup.roles.get(sa, set()))}")
+        buckets = {b for b, _ in setup.bucket_roles.get(sa, set())}
+        if buckets != {ci_identities.state_bucket(stack)}:
+            problems.append(f"{sa}: state access only on its own stack's bucket, got {sorted(buckets)}")
+        acts_as = setup.account_roles.get(sa, set())
+        want = {(node, "roles/iam.serviceAccountUser")} if purpose == "deployer" else set()
+        if acts_as != want:
+            problems.append(f"{sa}: roles on service accounts must be {sorted(want)}, got {sorted(acts_as)}")
+    return problems
+
+
+@pytest.mark.parametrize("stack", ci_identities.STACKS)
+def test_ci_identities_hold_least_privilege_on_the_resource(setup, stack):
+    assert privilege_problems(setup, stack) == []
+    deployer = ci_identity.expected_identity(stack)
+    assert {"roles/container.admin", "roles/storage.objectAdmin"} <= setup.roles[deployer]
+
+
+@pytest.mark.parametrize("grant,expected", [
+    (lambda s, sa: s.project_roles.setdefault(sa, set()).add("roles/iam.serviceAccountUser"), "project-level"),
+    (lambda s, sa: s.project_roles.setdefault(sa, set()).add("roles/resourcemanager.projectIamAdmin"), "project-level"),
+    (lambda s, sa: s.project_roles.setdefault(sa, set()).add("roles/iam.serviceAccountAdmin"), "project-level"),
+    (lambda s, sa: s.bucket_roles.setdefault(sa, set()).add(("llm-platform-prod-pulumi-state", "roles/storage.objectAdmin")),
+     "own stack's bucket"),
+    (lambda s, sa: s.account_roles.setdefault(sa, set()).add(("x@llm-platform-dev.iam.gserviceaccount.com",
+                                                              "roles/iam.serviceAccountUser")), "roles on service accounts"),
+])
+def test_privilege_check_refuses_the_old_grants(setup, grant, expected):
+    """The old setup: serviceAccountUser on the project, the IAM admin roles for the stack to create the node account."""
+    edited = copy.deepcopy(setup)
+    grant(edited, ci_identity.expected_identity("dev"))
+    assert any(expected in p for p in privilege_problems(edited, "dev")), privilege_problems(edited, "dev")
+
+
+def deployer_gaps(types, roles):
+    return sorted(f"{t} needs {REQUIRED_ROLE.get(t, 'an entry in REQUIRED_ROLE')}" for t in types
+                  if REQUIRED_ROLE.get(t) not in roles)
+
+
+@pytest.mark.parametrize("stack", ci_identities.STACKS)
+def test_the_deployer_can_apply_everything_its_stack_registers(setup, program_run, stack):
+    """With cluster.nodeServiceAccount set, the stack registers no IAM: the deployer's roles cover it all."""
+    types = {r.type for r in program_run(stack) if r.type.startswith("gcp:")}
+    assert deployer_gaps(types, setup.roles[ci_identity.expected_identity(stack)]) == []
+    # The old stacks created the node account themselves: that needs the IAM admin roles.
+    old = types | {"gcp:serviceaccount/account:Account", "gcp:projects/iAMMember:IAMMember"}
+    assert len(deployer_gaps(old, setup.roles[ci_identity.expected_identity(stack)])) == 2
+
+
+@pytest.mark.parametrize("stack", ci_identities.STACKS)
+def test_every_node_runs_as_the_account_the_identities_create(setup, program_run, stack):
+    """Pools and the cluster's temporary default pool run as cluster.nodeServiceAccount, which ci/identities
+    creates with GKE's node role: the deployer needs actAs on that account only."""
+    _, node = ci_identities.stack_facts(stack)
+    assert node in setup.service_accounts
+    assert setup.project_roles[node] == set(ci_identities.NODE_ROLES)
+    records = program_run(stack)
+    (cluster,) = [r for r in records if r.type == "gcp:container/cluster:Cluster"]
+    assert cluster.inputs["nodeConfig"]["serviceAccount"] == node
+    pools = [r for r in records if r.type == "gcp:container/nodePool:NodePool"]
+    assert pools and all(p.inputs["nodeConfig"]["serviceAccount"] == node for p in pools)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+def _root_with(tmp_path, stack, edit):
+    for s in ci_identities.STACKS:
+        shutil.copy(ROOT / f"Pulumi.{s}.yaml", tmp_path / f"Pulumi.{s}.yaml")
+    path = tmp_path / f"Pulumi.{stack}.yaml"
+    doc = yaml_io.load(path.read_text())
+    edit(doc["config"])
+    path.write_text(yaml_io.dump(doc))
+    return tmp_path
+
+
+@pytest.mark.parametrize("config,stack_edit,expected", [
+    ({"repository": "llm-platform"}, None, "`repository`"),
+    ({**CONFIG, "prodApproval": "nobody"}, None, "`prodApproval`"),
+    ({**CONFIG, "prodApproval": "maintainers"}, None, "`maintainers` is empty"),
+    ({**CONFIG, "prodApproval": "maintainers", "maintainers": ["octocat"]}, None, "numeric GitHub user ids"),
+    (CONFIG, lambda c: c["llm-platform:cluster"].pop("nodeServiceAccount"), "nodeServiceAccount` is missing"),
+    (CONFIG, lambda c: c["llm-platform:cluster"].update(nodeServiceAccount="n@other.iam.gserviceaccount.com"),
+     "of the stack's project"),
+])
+def test_bad_config_is_one_clear_error_and_registers_nothing(tmp_path, config, stack_edit, expected):
+    root = _root_with(tmp_path, "prod", stack_edit) if stack_edit else ROOT
+    with pytest.raises(ci_identities.ConfigError, match=re.escape(expected)):
+        ci_identities.load_settings(config, root)
+    # The settings are loaded before the first resource: a bad config registers nothing.
+    errors = []
+    assert ci_identity.run_identities(config, root, errors=errors) == [] and len(errors) == 1
+
+
+def test_the_program_runs_from_its_entry_point_with_the_committed_config(setup):
+    """ci/identities/__main__.py reads Pulumi.main.yaml's keys through pulumi.Config and registers the same."""
+    direct = setup.records
+    via_main = ci_identity.run_identities(entry_point=True)
+    assert sorted((r.type, r.name) for r in via_main) == sorted((r.type, r.name) for r in direct)
+    maintainers = ci_identity.run_identities(MAINTAINERS_CONFIG, entry_point=True)
+    conditions = [r.inputs["attributeCondition"] for r in maintainers if r.type.endswith("WorkloadIdentityPoolProvider")]
+    assert any(f"assertion.actor_id in ['{MAINTAINER}']" in c for c in conditions), conditions
+
+
+# -------------------------------------------------------------------------------------- docs and GitHub
+
+def test_docs_environment_table_points_each_environment_at_its_own_pool(setup):
+    text = (ROOT / "docs" / "ci.md").read_text()
+    section = text[text.index("### GitHub settings"):]
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z-]+)` \|.*$", section, re.M)
-            if m.group(1) in ENVIRONMENTS}
-    assert set(rows) == set(ENVIRONMENTS), f"README environment table rows: {sorted(rows)}"
+            if m.group(1) in ("dev", "prod", "dev-preview", "prod-preview")}
+    assert set(rows) == {"dev", "prod", "dev-preview", "prod-preview"}, f"docs/ci.md environment rows: {sorted(rows)}"
     for environment, row in rows.items():
-        pool = binding_for(ci_identity.expected_identity(environment))["pool"]
-        assert f"/workloadIdentityPools/{pool}/providers/github" in row, f"{environment}: provider must be {pool}"
+        pool = binding_for(ci_identity.expected_identity(environment), setup)["pool"]
+        assert f"pool `{pool}`" in row, f"{environment}: provider must be in pool {pool}"
         stack = environment.split("-")[0]
-        assert f"gs://llm-platform-{stack}-pulumi-state" in row, f"{environment}: its own stack's state bucket"
+        assert f"gs://{ci_identities.state_bucket(stack)}" in row, f"{environment}: its own stack's state bucket"
         if environment in ("prod", "prod-preview"):
             assert "required reviewers" in row, f"{environment} needs required reviewers"
         if environment in ("dev", "prod"):
             assert "`main` only" in row, f"{environment}: deployment branches main only"
-    assert "no repository-level secrets" in section
+    assert "no repository-level secrets" in text
+
+
+def test_the_conditions_live_only_in_the_code():
+    """No second copy of the trust rules to drift: README.md and docs/ carry no gcloud setup."""
+    for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        text = path.read_text()
+        assert "--attribute-condition" not in text and "add-iam-policy-binding" not in text, \
+            f"{path.relative_to(ROOT)}: the identity setup is ci/identities (tools/ci_identities.py)"
 
 
 # ------------------------------------------------------------------------- Kubernetes side of previews
 
 def manifests(stack):
-    return [d for d in yaml.safe_load_all((ROOT / "k8s" / "ci" / f"preview-{stack}.yaml").read_text()) if d]
+    return [d for d in yaml_io.load_all((ROOT / "k8s" / "ci" / f"preview-{stack}.yaml").read_text()) if d]
 
 
 def by_kind(docs, kind):
@@ -334,11 +539,11 @@ def test_admission_policy_denies_the_preview_identity_anything_but_dry_run(stack
     assert run(validation["expression"], sa, None) is False, "a request without dryRun is denied"
 
 
-def test_workflow_identities_are_the_readme_identities():
-    """The service account each workflow job uses is the one the README federates for that environment."""
+def test_workflow_identities_are_the_federated_identities(setup):
+    """The service account each workflow job uses is the one ci/identities federates for that environment."""
     for wf in ("pr.yaml", "deploy.yaml"):
-        doc = yaml.safe_load((ROOT / ".github" / "workflows" / wf).read_text())
+        doc = yaml_io.load((ROOT / ".github" / "workflows" / wf).read_text())
         for job in ci_identity.credentialed_jobs(doc, wf):
-            member = binding_for(job.service_account)
+            member = binding_for(job.service_account, setup)
             assert member["value"] == job.environment, \
                 f"{wf} job {job.job} {job.matrix}: {job.service_account} is federated for {member['value']}, runs in {job.environment}"

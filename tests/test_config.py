@@ -172,4 +172,4 @@ def test_in_namespace_client_label_values_must_be_non_empty_label_values(values)
 def test_a_tenant_listed_as_trusted_or_protected_is_refused(where):
     # A tenant in allowedFrom would reach every protected namespace directly, bypassing LiteLLM.
     with pytest.raises(ConfigError, match="tenant 'team-a' is also listed in networkPolicy"):
-        parse(raw(security=True, tenants=["team-a"], networkPolicy={where: ["litellm", "team-a"]}))
+        parse(raw(security=True, tenants=["team-a"], networkPolicy={where: ["inference", "team-a"]}))

@@ -6,9 +6,8 @@ import json
 import pathlib
 
 import pytest
-import yaml
 
-from components import config
+from components import config, yaml_io
 from tools import e2e, e2e_kube, e2e_psa, e2e_webhook, mockrun
 
 KUBECONFIG = "/tmp/llm-platform-e2e-test/cluster/kubeconfig"
@@ -23,7 +22,7 @@ def test_defaults_run_every_scenario_in_order():
     assert args.only is None and args.keep_logs is None and not args.list
     assert e2e.selected(args.only) == list(e2e.NAMES)
     assert e2e.NAMES == ("preview", "up", "up-idempotent", "pod-security", "webhook-config", "security-off",
-                         "destroy-clean", "first-deploy-plan")
+                         "destroy-clean", "first-deploy-plan", "apiserver-parity")
 
 
 def test_only_adds_what_a_scenario_needs():
@@ -81,7 +80,7 @@ def cfg():
 
 
 def test_stack_config_is_dev_on_the_local_cluster(cfg):
-    dev = yaml.safe_load(e2e.SOURCE_STACK.read_text())["config"]
+    dev = yaml_io.load(e2e.SOURCE_STACK.read_text())["config"]
     assert set(dev) - set(cfg) == set(e2e.DROPPED), "only what a GKE cluster alone has is dropped"
     for key in set(dev) - set(e2e.DROPPED) - {"llm-platform:kyverno"}:
         assert cfg[key] == dev[key], f"{key} is dev's"
@@ -115,8 +114,8 @@ def test_stack_config_passes_the_strict_model_and_registers_what_the_e2e_needs(c
         assert annotations["pulumi.com/skipAwait"] == "true" and annotations["pulumi.com/waitFor"] == "condition=Ready", p.name
 
 
-def test_dev_registers_no_skip_await_anywhere():
-    records = mockrun.run_stack("dev")
+def test_dev_registers_no_skip_await_anywhere(program_run):
+    records = program_run("dev")
     assert not [r.name for r in records if "pulumi.com/skipAwait" in str(r.inputs.get("metadata", {}))]
     (release,) = [r for r in records if r.type == "kubernetes:helm.sh/v3:Release"]
     assert release.inputs["skipAwait"] is False and release.inputs["chart"] == "kyverno"
@@ -149,12 +148,12 @@ def test_prepare_chart_drops_only_missing_and_disabled_subcharts(tmp_path):
         {"name": "crds", "condition": "crds.install"},
         {"name": "extra-api", "condition": "crds.install"},
         {"name": "server", "condition": "server.enabled"}]}
-    (src / "Chart.yaml").write_text(yaml.safe_dump(meta))
-    (src / "values.yaml").write_text(yaml.safe_dump({"crds": {"install": True}, "server": {"enabled": False}}))
+    (src / "Chart.yaml").write_text(yaml_io.dump(meta))
+    (src / "values.yaml").write_text(yaml_io.dump({"crds": {"install": True}, "server": {"enabled": False}}))
     (tmp_path / "out").mkdir()
     chart, dropped = e2e.prepare_chart(tmp_path / "mod", tmp_path / "out", {"crds": {"install": False}})
     assert dropped == ["extra-api (crds.install=false)", "server (server.enabled=false)"]
-    assert [d["name"] for d in yaml.safe_load((chart / "Chart.yaml").read_text())["dependencies"]] == ["crds"]
+    assert [d["name"] for d in yaml_io.load((chart / "Chart.yaml").read_text())["dependencies"]] == ["crds"]
     (tmp_path / "out2").mkdir()
     with pytest.raises(e2e.E2EError, match="extra-api is not in"):
         e2e.prepare_chart(tmp_path / "mod", tmp_path / "out2", {})
@@ -229,14 +228,35 @@ def test_make_target_puts_the_engines_first_on_path():
     assert '$(PULUMI_CLI_DIR):$(PULUMI_K8S_DIR):$$PATH' in mk and "-m tools.e2e" in mk
 
 
-def test_strict_model_cases_get_the_model_verdicts_the_scenario_compares():
+def test_apiserver_parity_cases_get_the_model_verdict_each_case_states():
     from tools import e2e_model
 
+    cases = e2e_model.cases("/charts/e2e-model")
     verdicts = e2e_model.model_verdicts("/charts/e2e-model")
-    assert verdicts == {
-        "ns-new": [], "ns-existing-adopting": [], "ns-existing-strict": ["exists"], "patch-missing": ["exists"],
-        "netpol-missing-namespace": ["namespace"], "custom-resource-no-crd": ["crd"], "release-a": [],
-        "release-b": ["exists"], "release-missing-namespace": ["namespace"],
-    }
-    assert e2e.selected(["strict-model"]) == ["strict-model"], "opt-in, needs nothing"
-    assert "strict-model" not in e2e.selected(None)
+    wrong = {c.resource: verdicts[c.resource] for c in cases if bool(verdicts[c.resource]) != c.model}
+    assert wrong == {}, "tools/apiserver.py decides otherwise than the parity cases say"
+    refused = {rule for c in cases for rule in verdicts[c.resource]}
+    assert refused == {"namespace", "crd", "exists"}, "every kept rule the e2e can run has a case the model refuses"
+    assert verdicts["unknown-name"] == [], "an object whose name is unknown at preview is not refused (rule retired)"
+    assert {c.verdict for c in cases if c.rule.startswith("exists (")} == {"retire"}
+    assert "apiserver-parity" in e2e.selected(None), "a default scenario: CI runs it"
+    assert e2e.selected(["apiserver-parity"]) == ["apiserver-parity"], "needs nothing"
+
+
+def test_apiserver_parity_reports_a_real_outcome_the_case_does_not_state():
+    from tools import e2e_model
+
+    chart = "/charts/e2e-model"
+    agree = {c.resource: "refused" for c in e2e_model.cases(chart) if c.real == "fails"}
+    rows, problems = e2e_model.compare(chart, agree)
+    assert problems == [] and len(rows) == len(e2e_model.cases(chart)) + 1
+    # A real up that decided otherwise: the strict create of an existing namespace failed (as 4.34 would), and the
+    # second Helm release of a name went through.
+    changed = {**agree, "ns-existing-strict": "AlreadyExists"}
+    del changed["release-b"]
+    _, problems = e2e_model.compare(chart, changed)
+    assert len(problems) == 2 and any("existing namespace" in p for p in problems), problems
+    # A race is reported, never a problem.
+    _, problems = e2e_model.compare(chart, {**agree, "race-netpol-0": "NotFound"})
+    assert problems == []
+    assert any("1 of 4" in row for row in e2e_model.compare(chart, {**agree, "race-netpol-0": "NotFound"})[0])

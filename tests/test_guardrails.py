@@ -17,11 +17,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from components import config as cfgmod
-from components import guardrails
+from components import guardrails, yaml_io
 from components.quantity import QuantityError, parse_quantity
+from tests import kyverno_chart
 from tools import guardrail_report
 from tools import kyverno_eval as ge
 
@@ -53,7 +53,7 @@ def test_kyverno_case(suite, case):
         f"policy {case.policy} rule {case.rule} on {case.kind}/{case.resource} ({suite.path.relative_to(ROOT)}): "
         f"expected {case.expected}, got {outcome.result}: {outcome.message}")
     if case.generated_resource is not None:
-        want = yaml.safe_load(case.generated_resource.read_text())
+        want = yaml_io.load(case.generated_resource.read_text())
         assert outcome.generated == want, (
             f"policy {case.policy} rule {case.rule}: generated resource differs from {case.generated_resource.name}")
 
@@ -253,7 +253,7 @@ def test_cel_errors_surface_as_error_outcome():
 @pytest.fixture(scope="module")
 def crd_validator():
     def validator(file: str, version: str):
-        crd = yaml.load((CRD_DIR / file).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        crd = kyverno_chart.parsed(CRD_DIR / file)
         (v,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
         return jsonschema.Draft7Validator(v["schema"]["openAPIV3Schema"])
     return validator
@@ -314,7 +314,7 @@ def test_policy_annotations_and_narrow_match(name):
 # ------------------------------------------------------------ config + component
 
 def _stack(stack: str) -> cfgmod.StackConfig:
-    raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    raw = yaml_io.load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     return cfgmod.parse({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, stack)
 
 
@@ -794,7 +794,7 @@ def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
     from tests.kyverno_chart import chart_dir
 
     values_file = chart_dir() / "values.yaml"
-    chart = yaml.safe_load(values_file.read_text())
+    chart = yaml_io.load(values_file.read_text())
     assert set(chart["features"]["policyExceptions"]) >= {"enabled", "namespace"}, "keys exist in chart 3.8.1"
     for e in guardrails.build_exceptions(_settings()):
         assert e["metadata"]["namespace"] == "kyverno", "exceptions live where Kyverno honours them"
@@ -814,13 +814,13 @@ def _nca_egress(policy_cfg: dict):
         pytest.skip("network-config-analyzer (package `nca`, requirements.txt) is not installed in this Python")
     policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
     (rule,) = policy["spec"]["rules"]
-    namespaces = yaml.safe_load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
+    namespaces = yaml_io.load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
     generated = [ge.evaluate_rule(rule, ns).generated for ns in namespaces]
     generated = [g for g in generated if g]
     assert [g["metadata"]["namespace"] for g in generated] == ["ai-locked"], "only the labelled namespace"
     with tempfile.TemporaryDirectory() as tmp:
         pol = Path(tmp) / "policies.yaml"
-        pol.write_text(yaml.safe_dump_all(generated))
+        pol.write_text(yaml_io.dump_all(generated))
         rc, stdout, stderr = nca.run_nca(nca.nca_args(pol, NETPOL_DIR / "pods.yaml", NETPOL_DIR / "namespaces.yaml"))
     assert rc == 0, stdout[-2000:] + stderr[-2000:]
     # nca prints several protocols as "protocols:TCP, UDP"; the SR1 parser expects no space.

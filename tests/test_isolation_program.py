@@ -13,9 +13,8 @@ import copy
 import json
 
 import pytest
-import yaml
 
-from components import observability
+from components import observability, yaml_io
 from components.config import NetworkPolicyLoggingConfig
 from tools import mockrun
 
@@ -25,7 +24,7 @@ CLUSTER_KEYS = ("datapathObservability", "fqdnNetworkPolicy")
 
 
 def _stack(stack: str) -> dict:
-    return (yaml.safe_load((mockrun.ROOT / f"Pulumi.{stack}.yaml").read_text()) or {})["config"]
+    return (yaml_io.load((mockrun.ROOT / f"Pulumi.{stack}.yaml").read_text()) or {})["config"]
 
 
 def _without(cfg: dict) -> dict:
@@ -46,8 +45,12 @@ def _explicitly_off(cfg: dict) -> dict:
     return cfg
 
 
+def _engine_config(cfg: dict) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()}
+
+
 def _run(stack: str, cfg: dict) -> list[mockrun.Registration]:
-    return mockrun.run(stack, {k: v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()})
+    return mockrun.run(stack, _engine_config(cfg))
 
 
 def _fingerprint(records):
@@ -58,13 +61,14 @@ def _fingerprint(records):
 
 
 @pytest.fixture(scope="module")
-def dev_on():
-    return mockrun.run_stack("dev")
+def dev_on(program_run):
+    return program_run("dev")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_features_off_leave_the_program_unchanged(stack):
-    absent = _run(stack, _without(_stack(stack)))
+def test_features_off_leave_the_program_unchanged(stack, program_run):
+    # prod sets none of the keys: its plain run is the session's, which other modules read too
+    absent = program_run(stack, config=_engine_config(_without(_stack(stack))))
     off = _run(stack, _explicitly_off(_stack(stack)))
     assert len(absent) > 30, f"{stack}: the program registered too little to compare ({len(absent)})"
     a, b = _fingerprint(absent), _fingerprint(off)
@@ -98,7 +102,7 @@ def test_dev_registers_agent_isolation_after_kyverno(dev_on):
     names = {r.inputs["metadata"]["namespace"] + "/" + r.inputs["metadata"]["name"]
              for r in dev_on if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
     assert {"agents/agent-default-deny", "agents/agent-allow-dns", "agents/agent-allow-model-gateway",
-            "agents/agent-allow-telemetry", "serving/default-deny-egress", "serving/allow-model-hub-egress"} <= names
+            "agents/agent-allow-telemetry", "serving/default-deny-egress", "serving/allow-model-hub-egress-model-server"} <= names
 
 
 def test_dev_enables_observability(dev_on):

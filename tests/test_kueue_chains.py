@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-import yaml
 
-from components import kueue_policy  # noqa: E402
+from components import kueue_policy, yaml_io  # noqa: E402
 from components import kyverno as kyverno_component  # noqa: E402
 from components.config import KUEUE_DEFAULT_FRAMEWORKS, KyvernoConfig, TrustedControllers  # noqa: E402
 from tests import kyverno_cel  # noqa: E402
@@ -68,7 +67,7 @@ ELASTIC = kueue_policy.ELASTIC_GATE
 def resource_filters() -> list[tuple[str, str, str]]:
     """Kyverno's effective resourceFilters: chart 3.8.1 defaults, minus/plus the project's values."""
     chart = chart_dir()
-    config = yaml.safe_load((chart / "values.yaml").read_text())["config"]
+    config = yaml_io.load((chart / "values.yaml").read_text())["config"]
     ours = kyverno_component.helm_values(KyvernoConfig()).get("config", {})
     entries = [e for e in config["resourceFilters"] if e not in ours.get("resourceFiltersExclude", [])]
     entries += ours.get("resourceFiltersInclude", [])
@@ -320,7 +319,7 @@ def _docs(folder: Path) -> list[dict]:
     for f in sorted(folder.rglob("*.yaml")):
         if f.name == "kustomization.yaml":
             continue
-        out += [d for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict) and d.get("kind")]
+        out += [d for d in yaml_io.load_all(f.read_text()) if isinstance(d, dict) and d.get("kind")]
     return out
 
 
@@ -429,7 +428,7 @@ def test_reference_serving_workloads_are_out_of_scope(policy, resource_filters):
     """The platform's own GPU model servers (serving, kserve, llm-d) never depend on SR2."""
     ref = _reference()
     docs = [d for d in _docs(ref / "serving") if isinstance(d.get("metadata"), dict)]
-    gpu = [d for d in docs if "nvidia.com/gpu" in yaml.safe_dump(d)]
+    gpu = [d for d in docs if "nvidia.com/gpu" in yaml_io.dump(d)]
     assert gpu, "expected GPU model servers in the reference serving manifests"
     for doc in docs:
         ok, why = admit(policy, resource_filters, _create(TENANT, doc))

@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from components import kueue_policy  # noqa: E402
+from components import kueue_policy, yaml_io  # noqa: E402
 from components.config import KUEUE_DEFAULT_FRAMEWORKS, ConfigError, KyvernoConfig, parse  # noqa: E402
-from tests import kyverno_cel  # noqa: E402
+from tests import kyverno_cel, kyverno_chart  # noqa: E402
 from tests.kyverno_chart import chart_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,7 +296,7 @@ def test_stack_rendering_follows_config():
         "trustedControllers": {"kuberay": "system:serviceaccount:ray:ray-operator"},
     })
     policy = kueue_policy.render_policy(config)
-    text = yaml.safe_dump(policy)
+    text = yaml_io.dump(policy)
     assert "amd.com/gpu" in text and "google.com/tpu" not in text, "acceleratorResources not applied"
     assert "system:serviceaccount:ray:ray-operator" in text
     assert "kuberay-system:kuberay-operator" not in text, "a replaced identity must not stay trusted"
@@ -365,9 +364,7 @@ def _find_crd(chart_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def clusterpolicy_schema() -> dict:
     crd_file = _find_crd(_chart_dir())
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(crd_file) as fh:
-        crd = yaml.load(fh, Loader=loader)
+    crd = kyverno_chart.parsed(crd_file)
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]
 
@@ -563,8 +560,8 @@ def test_validating_policy_folder_copy_is_the_default_rendering():
 
 def test_validating_policy_matches_its_crd_schema():
     """Against the vendored policies.kyverno.io CRD (v1 is served from Kyverno 1.18.1 on)."""
-    crd = yaml.safe_load((ROOT / "vendor" / "kyverno" / "3.8.1" / "crds" /
-                          "policies.kyverno.io_validatingpolicies.yaml").read_text())
+    crd = kyverno_chart.parsed(ROOT / "vendor" / "kyverno" / "3.8.1" / "crds" /
+                               "policies.kyverno.io_validatingpolicies.yaml")
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     errors = _schema_errors(version["schema"]["openAPIV3Schema"], _load_validating_policy())
     assert not errors, "\n".join(errors)

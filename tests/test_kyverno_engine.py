@@ -4,9 +4,8 @@ import filecmp
 import json
 
 import pytest
-import yaml
 
-from components import kyverno
+from components import kyverno, yaml_io
 from tests.kyverno_chart import chart_dir, upstream_dir
 
 
@@ -29,10 +28,12 @@ def sr2(records):
     crds = by_type(records, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
     cleanup = [r for r in by_type(records, "command:local:Command") if r.name == "kyverno-webhook-cleanup"]
     release = by_type(records, "kubernetes:helm.sh/v3:Release")
-    # SR2's own policies; the guardrail catalog's and agent isolation's have their own components.
+    # SR2's own policies; the guardrail catalog's, agent isolation's and the tenant boundaries' have their own
+    # components.
     policies = [p for p in by_type(records, "kubernetes:kyverno.io/v1:ClusterPolicy")
                 if "llm-platform:security:Guardrails" not in p.parent
-                and "llm-platform:security:WorkloadIsolation" not in p.parent]
+                and "llm-platform:security:WorkloadIsolation" not in p.parent
+                and "llm-platform:security:TenantBoundaries" not in p.parent]
     return ns, crds, cleanup, release, policies
 
 
@@ -98,7 +99,7 @@ def _leaf_paths(value, prefix=()):
 
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_every_values_key_exists_in_the_chart(replicas):
-    upstream = yaml.safe_load((chart_dir() / "values.yaml").read_text())
+    upstream = yaml_io.load((chart_dir() / "values.yaml").read_text())
     values = kyverno.helm_values(kyverno.KyvernoConfig(admission_replicas=replicas))
     for path in _leaf_paths(values):
         node = upstream
@@ -112,7 +113,7 @@ def test_every_values_key_exists_in_the_chart(replicas):
 
 
 def test_chart_metadata_matches_pin():
-    chart = yaml.safe_load((chart_dir() / "Chart.yaml").read_text())
+    chart = yaml_io.load((chart_dir() / "Chart.yaml").read_text())
     assert chart["version"] == kyverno.CHART_VERSION
     assert chart["appVersion"] == "v1.18.1"
     conditions = {d["name"]: d.get("condition") for d in chart["dependencies"]}
@@ -162,7 +163,7 @@ def test_failure_action_per_stack(stack, action, prod, dev):
 
 def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     rendered = sr2(prod)[4][0].inputs
-    source = yaml.safe_load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
+    source = yaml_io.load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
     assert rendered["spec"]["rules"] == kyverno.with_failure_action(source, "Enforce")["spec"]["rules"]
     assert rendered["metadata"]["annotations"] == {**source["metadata"]["annotations"], **kyverno.POLICY_READY_ANNOTATIONS}
 

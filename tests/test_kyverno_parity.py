@@ -11,8 +11,8 @@ import json
 import pathlib
 
 import pytest
-import yaml
 
+from components import yaml_io
 from tests import kyverno_parity
 from tools import kyverno_eval
 
@@ -74,14 +74,14 @@ def test_written_suite(tmp_path: pathlib.Path):
     suite = kyverno_parity.group_cases([_case(new, old=old, expected="fail",
                                               ns_labels={"team-a": {"k": "v"}})])[0]
     kyverno_parity.write_suite(suite, tmp_path / "s")
-    test = yaml.safe_load((tmp_path / "s" / "kyverno-test.yaml").read_text())
+    test = yaml_io.load((tmp_path / "s" / "kyverno-test.yaml").read_text())
     assert test["results"] == [{"policy": "p", "rule": "r", "resources": ["x"], "kind": "Pod", "result": "fail"}]
-    values = yaml.safe_load((tmp_path / "s" / "values.yaml").read_text())
+    values = yaml_io.load((tmp_path / "s" / "values.yaml").read_text())
     assert values["namespaceSelector"] == [{"name": "team-a", "labels": {"k": "v"}}]
     (entry,) = values["policies"][0]["resources"]
     assert entry["values"] == {"request.operation": "UPDATE", "request.object": new, "request.oldObject": old}
-    assert yaml.safe_load((tmp_path / "s" / "userinfo.yaml").read_text())["userInfo"]["username"] == "alice"
-    policy = yaml.safe_load((tmp_path / "s" / "policy.yaml").read_text())
+    assert yaml_io.load((tmp_path / "s" / "userinfo.yaml").read_text())["userInfo"]["username"] == "alice"
+    policy = yaml_io.load((tmp_path / "s" / "policy.yaml").read_text())
     assert "matchConditions" not in policy["spec"]["webhookConfiguration"], "the CLI panics on them (#15833)"
     assert POLICY["spec"]["webhookConfiguration"]["matchConditions"], "the recorded policy is left as it was"
 

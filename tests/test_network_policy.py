@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-import yaml
+
+from components import yaml_io
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,8 +151,8 @@ PLATFORM_FLOWS = [
     # the API server's admission calls to the KServe controller, via the Konnectivity agent in kube-system
     Expect("kube-system->kserve-controller:9443", KUBE_SYSTEM, KSERVE_CTRL, True, (9443,), rule="kserve/allow-api-server-webhooks"),
     # tenants use LiteLLM
-    Expect("team-a->litellm:4000", TEAM_A, LITELLM, True, (4000,), rule="no policy on litellm"),
-    Expect("team-b->litellm:4000", TEAM_B, LITELLM, True, (4000,), rule="no policy on litellm"),
+    Expect("team-a->litellm:4000", TEAM_A, LITELLM, True, (4000,), rule="litellm/allow-proxy"),
+    Expect("team-b->litellm:4000", TEAM_B, LITELLM, True, (4000,), rule="litellm/allow-proxy"),
 ]
 
 DENIALS = [
@@ -182,10 +183,11 @@ DENIALS = [
     Expect("qwen-cpu-x-qwen-oci", QWEN_CPU, QWEN_OCI, False, rule="kserve/default-deny-ingress"),
     Expect("qwen-cpu-x-kserve-controller", QWEN_CPU, KSERVE_CTRL, False, rule="kserve/default-deny-ingress"),
     Expect("kserve-controller-x-qwen-cpu", KSERVE_CTRL, QWEN_CPU, False, rule="kserve/default-deny-ingress"),
-    # protected namespaces are not trusted by each other, except `inference` (gateway proxy, allowedFrom)
-    Expect("serving-x-inference", "serving", "inference", False, rule="inference/default-deny-ingress"),
-    Expect("serving-x-kserve", "serving", "kserve", False, rule="kserve/default-deny-ingress"),
-    Expect("serving-x-llm-d", "serving", "llm-d", False, rule="llm-d/default-deny-ingress"),
+    # protected namespaces are not trusted by each other, except `inference` (gateway proxy, allowedFrom);
+    # from `serving` only the benchmark Jobs reach the other Gateways (tests/test_platform_doors.py)
+    Expect("raw-vllm-x-inference", RAW_VLLM, "inference", False, rule="inference/default-deny-ingress"),
+    Expect("raw-vllm-x-kserve", RAW_VLLM, "kserve", False, rule="kserve/default-deny-ingress"),
+    Expect("embeddings-x-llm-d", EMBEDDINGS, "llm-d", False, rule="llm-d/default-deny-ingress"),
     Expect("kserve-x-serving", "kserve", "serving", False, rule="serving/default-deny-ingress"),
     Expect("kserve-x-llm-d", "kserve", "llm-d", False, rule="llm-d/default-deny-ingress"),
     Expect("llm-d-x-serving", "llm-d", "serving", False, rule="serving/default-deny-ingress"),
@@ -303,8 +305,12 @@ def test_options_off_by_default():
     assert cfg.gke_l7_proxy_ranges == [] and cfg.control_plane_ranges == [] and cfg.intra_namespace == []
     assert cfg.protected_namespace_names == list(PROTECTED)
     names = {resource_name(m) for m in build_policies(cfg)}
-    assert names == {f"{ns}-{n}" for ns in PROTECTED for n in ("default-deny-ingress", NS, IN)} | {
-        "kserve-allow-api-server-webhooks"
+    assert names == {f"{ns}-{n}" for ns in PROTECTED for n in ("default-deny-ingress", NS, IN, "allow-gateway-proxy-egress")} | {
+        "kserve-allow-api-server-webhooks", "inference-allow-gateway-internet-egress",
+        *(f"{ns}-allow-benchmarks-to-gateways" for ns in PROTECTED if ns != "serving"),
+        "litellm-default-deny-ingress", "litellm-allow-proxy", "litellm-allow-database-clients",
+        *(f"monitoring-{n}" for n in ("default-deny-ingress", "allow-in-namespace", "allow-otlp", "allow-grafana",
+                                      "allow-prometheus-queries", "allow-api-server-webhooks")),
     }, sorted(names)
 
 
@@ -342,7 +348,7 @@ def test_intra_namespace_opens_one_namespace(default_conn):
 def test_protected_namespaces_are_configurable():
     cfg = NetworkPolicyConfig(protected_namespaces=["serving", "inference"])
     policies = build_policies(cfg)
-    assert {m["metadata"]["namespace"] for m in policies} == {"serving", "inference"}
+    assert {m["metadata"]["namespace"] for m in policies} == {"serving", "inference", "litellm", "monitoring"}
     conn = nca.analyse(policies, [])
     assert conn.between(TEAM_A, QWEN_CPU), "an unprotected kserve is open (why the stacks protect it)"
     _check(conn, Expect("team-a-x-serving", TEAM_A, "serving", False, rule="serving still protected"))
@@ -356,7 +362,8 @@ def test_kube_system_reaches_only_the_webhook_port(default_conn):
 
 def test_webhook_allow_only_for_protected_namespaces():
     names = {resource_name(m) for m in build_policies(NetworkPolicyConfig(protected_namespaces=["serving"]))}
-    assert not any("webhooks" in n for n in names), "the default kserve webhook entry applies only while kserve is protected"
+    assert "kserve-allow-api-server-webhooks" not in names, "the default kserve entry applies only while kserve is protected"
+    assert "monitoring-allow-api-server-webhooks" in names, "the Prometheus Operator's webhook in monitoring"
     names = {resource_name(m) for m in build_policies(NetworkPolicyConfig(webhook_ports={}))}
     assert "kserve-allow-api-server-webhooks" not in names
 
@@ -391,9 +398,9 @@ def _deployments(ref: Path) -> list[tuple[str, dict]]:
     """(namespace, Deployment) of the reference's plain Deployments the model must contain."""
     out = []
     for f in sorted((ref / "serving").glob("*/deployment.yaml")):
-        d = yaml.safe_load(f.read_text())
+        d = yaml_io.load(f.read_text())
         out.append((d["metadata"]["namespace"], d))
-    sim = yaml.safe_load((ref / "routing/gateway-api-inference/demo/sim.yaml").read_text())
+    sim = yaml_io.load((ref / "routing/gateway-api-inference/demo/sim.yaml").read_text())
     out.append(("inference", sim))  # namespace from clusters/ai-dev/catalog/demos/inference-demo.yaml
     return out
 
@@ -427,22 +434,22 @@ def test_model_has_the_reference_gateways_pools_and_namespaces():
         ("llm-d", ref / "serving/llm-d/gateway.yaml"),
     ]
     for ns, f in gateways:
-        gw = yaml.safe_load(f.read_text())
+        gw = yaml_io.load(f.read_text())
         assert gw["spec"]["gatewayClassName"] == "agentgateway"
         assert (ns, "gateway.networking.k8s.io/gateway-name", gw["metadata"]["name"]) in by_label, (
             f"model lacks the proxy of Gateway {ns}/{gw['metadata']['name']}"
         )
     # InferencePools: the picker `<release>-epp` in the Application's destination namespace.
     for app in ("routing-core/inference-pool-raw-vllm.yaml", "demos/inference-pool.yaml"):
-        a = yaml.safe_load((ref / "clusters/ai-dev/catalog" / app).read_text())
+        a = yaml_io.load((ref / "clusters/ai-dev/catalog" / app).read_text())
         ns = a["spec"]["destination"]["namespace"]
         release = a["spec"]["sources"][0]["helm"]["releaseName"]
         assert (ns, "inferencepool", f"{release}-epp") in by_label, f"model lacks the picker of pool {release} in {ns}"
     # KServe predictors listen on 8080 in kserve; the benchmark Jobs run in serving.
-    kust = yaml.safe_load((ref / "serving/kserve/kustomization.yaml").read_text())
+    kust = yaml_io.load((ref / "serving/kserve/kustomization.yaml").read_text())
     assert kust["namespace"] == "kserve"
     for f in ("benchmarks/job.yaml", "benchmarks/guidellm-job.yaml"):
-        job = yaml.safe_load((ref / f).read_text())
+        job = yaml_io.load((ref / f).read_text())
         name = job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
         assert (job["metadata"]["namespace"], "app.kubernetes.io/name", name) in by_label, f"model lacks {f}"
     assert ("llm-d", "app.kubernetes.io/part-of", "llminferenceservice") in by_label
@@ -493,7 +500,7 @@ def test_manifest_shape(cfg):
     assert policies == build_policies(cfg), "build_policies must be deterministic"
     names = [resource_name(m) for m in policies]
     assert len(names) == len(set(names))
-    for ns in cfg.protected_namespaces:
+    for ns in [*cfg.protected_namespaces, *cfg.platform_services.namespaces]:
         deny = [m for m in policies if m["metadata"]["namespace"] == ns and m["metadata"]["name"] == "default-deny-ingress"]
         assert len(deny) == 1 and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     for m in policies:
@@ -503,13 +510,18 @@ def test_manifest_shape(cfg):
             "app.kubernetes.io/managed-by": "llm-platform",
             "app.kubernetes.io/part-of": "llm-platform-security",
         }
-        assert ns in cfg.protected_namespaces
+        assert ns in cfg.protected_namespaces + cfg.platform_services.namespaces
+        if ns not in cfg.protected_namespaces or m["metadata"]["name"] in DOOR_POLICIES:
+            _door_shape(m)  # litellm, monitoring, gateway egress, benchmarks: tests/test_platform_doors.py
+            continue
         assert m["spec"]["policyTypes"] == ["Ingress"] and "egress" not in m["spec"]
         for rule in m["spec"].get("ingress", []):
             assert rule.get("from"), f"{resource_name(m)}: a rule without `from` allows every source"
             if m["metadata"]["name"] == "allow-api-server-webhooks":
                 assert rule["ports"] == [{"protocol": "TCP", "port": p} for p in cfg.webhook_ports[ns]], resource_name(m)
-                assert rule["from"] == [{"namespaceSelector": {"matchLabels": {NAME_LABEL: "kube-system"}}}], resource_name(m)
+                assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {NAME_LABEL: "kube-system"}}}, resource_name(m)
+                assert rule["from"][1:] == [{"ipBlock": {"cidr": c}} for c in cfg.control_plane_ranges], resource_name(m)
+                continue
             elif cfg.ports is None:
                 assert "ports" not in rule, f"{resource_name(m)}: without `ports` config every rule is any-port"
             else:
@@ -529,6 +541,33 @@ def test_manifest_shape(cfg):
                     assert set(peer) == {"ipBlock"} and m["metadata"]["name"] == "allow-external-ranges"
 
 
+DOOR_POLICIES = ("allow-gateway-proxy-egress", "allow-gateway-internet-egress", "allow-benchmarks-to-gateways")
+OPEN_TO_ALL = ("allow-proxy", "allow-otlp", "allow-grafana")
+"""Ingress rules without `from` (every source): each on one labelled workload and its ports only."""
+
+
+def _door_shape(m: dict) -> None:
+    name = resource_name(m)
+    spec = m["spec"]
+    if m["metadata"]["name"] == "default-deny-ingress":
+        return
+    for rule in spec.get("ingress", []):
+        if "from" not in rule:
+            assert m["metadata"]["name"] in OPEN_TO_ALL and rule.get("ports") and spec["podSelector"], name
+        for peer in rule.get("from", []):
+            if "namespaceSelector" in peer:
+                assert list(peer["namespaceSelector"]["matchLabels"]) == [NAME_LABEL], f"{name}: namespaces by name label only"
+        if m["metadata"]["name"] != "allow-in-namespace":
+            assert rule.get("ports"), f"{name}: names its ports"
+    for rule in spec.get("egress", []):
+        assert rule.get("to"), f"{name}: an egress rule without `to` allows every destination"
+        for peer in rule["to"]:
+            if "namespaceSelector" in peer:
+                assert list(peer["namespaceSelector"]["matchLabels"]) == [NAME_LABEL], f"{name}: namespaces by name label only"
+    if spec.get("egress"):
+        assert spec["podSelector"], f"{name}: egress limits only the labelled platform clients"
+
+
 def _raw(**extra: object) -> dict[str, str]:
     raw = {
         "gcp:project": "p",
@@ -542,7 +581,7 @@ def _raw(**extra: object) -> dict[str, str]:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_policy_count_does_not_grow_with_tenants(stack):
-    stack_cfg = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    stack_cfg = yaml_io.load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     base = {k.split(":", 1)[1]: v for k, v in stack_cfg.items() if k.startswith("llm-platform:") and k != "llm-platform:tenants"}
     one = parse(_raw(**base, tenants=["team-a"]))
     many = parse(_raw(**base, tenants=[f"tenant-{i:04d}" for i in range(1000)]))
@@ -551,8 +590,10 @@ def test_policy_count_does_not_grow_with_tenants(stack):
         f"Pulumi.{stack}.yaml must protect every namespace that runs model servers: {list(PROTECTED)}"
     )
     a, b = build_policies(one.network_policy), build_policies(many.network_policy)
-    # 3 per protected namespace (default-deny, platform namespaces, in-namespace clients) + kserve's webhook allow.
-    assert len(a) == len(b) == 13, f"NetworkPolicy count: 1 tenant {len(a)}, 1,000 tenants {len(b)}"
+    # 4 per protected namespace (default-deny, platform namespaces, in-namespace clients, gateway-proxy egress),
+    # benchmarks -> the 3 other Gateways, inference-gateway's internet egress, kserve's webhook allow;
+    # litellm 3; monitoring 5 + its webhook allow.
+    assert len(a) == len(b) == 30, f"NetworkPolicy count: 1 tenant {len(a)}, 1,000 tenants {len(b)}"
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     text = json.dumps(b)
     assert "tenant-0" not in text and "team-a" not in text, "SR1 policies must never name a tenant"
@@ -616,10 +657,12 @@ def test_write_matrix_is_deterministic_and_lists_tenants(tmp_path):
     md = (tmp_path / "a" / "connectivity.md").read_text()
     svg = (tmp_path / "a" / "connectivity.svg").read_text()
     for t in tenants:
-        assert f"| `{t}` | — | — | — | — | all |" in md, md  # computed by nca: denied every protected namespace
+        # computed by nca: denied every protected namespace, LiteLLM's proxy port, OTLP and Grafana only
+        assert f"| `{t}` | — | — | — | — | 4000 | 3000, 4317-4318 |" in md, md
         assert f">{t}<" in svg
-    assert "| `litellm` | all | all | all | all | n/a |" in md, md
-    assert "| `kube-system` | — | — | 9443 | — | all |" in md, md
+    assert "| `litellm` | all | all | all | all | 4000, 5432, 8000 |" in md, md
+    assert "| `kube-system` | — | — | 9443 | — | 4000 | 3000, 4317-4318, 10250 |" in md, md
+    assert "| `cnpg-system` | — | — | — | — | 4000, 5432, 8000 |" in md, md
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     import xml.etree.ElementTree as ET
 
@@ -707,4 +750,4 @@ def test_component_creates_one_resource_per_manifest():
     for m in build_policies(cfg):
         inputs = by_name[resource_name(m)]
         assert inputs["metadata"]["namespace"] == m["metadata"]["namespace"], resource_name(m)
-        assert inputs["spec"]["podSelector"] == {}, resource_name(m)
+        assert inputs["spec"]["podSelector"] == m["spec"]["podSelector"], resource_name(m)

@@ -7,9 +7,8 @@ import sys
 
 import kubernetes_validate
 import pytest
-import yaml
 
-from components import config
+from components import config, yaml_io
 from components.tenants import pod_security_labels, tenant_metadata
 from tests import reference_platform
 from tools import mockrun, pod_security
@@ -54,7 +53,7 @@ def stack_settings(stack):
 def rendered_tenant_namespaces(out, tenants):
     found = {}
     for path in sorted((out / "k8s").glob("Namespace._cluster.*.yaml")):
-        obj = yaml.safe_load(path.read_text())
+        obj = yaml_io.load(path.read_text())
         if obj["metadata"]["name"] in tenants:
             found[obj["metadata"]["name"]] = obj
     return found
@@ -210,7 +209,7 @@ def reference_dir():
 def reference_workloads():
     out = []
     for path in sorted((reference_dir() / "workloads").rglob("*.yaml")):
-        for obj in yaml.safe_load_all(path.read_text()):
+        for obj in yaml_io.load_all(path.read_text()):
             if isinstance(obj, dict) and pod_security.pod_of(obj) is not None:
                 out.append((path, obj))
     return out
@@ -250,7 +249,7 @@ def test_cli_passes_the_reference_jobs_and_fails_an_escape(tmp_path):
                         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.count("PASS") == len(jobs), ok.stdout + ok.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump_all([ESCAPES["host-pid"][0], pod("fine")]))
+    bad.write_text(yaml_io.dump_all([ESCAPES["host-pid"][0], pod("fine")]))
     res = subprocess.run([sys.executable, "-m", "tools.pod_security", "--level", "baseline", str(bad)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "FAIL" in res.stdout and "hostPID" in res.stdout, res.stdout

@@ -105,10 +105,10 @@ def test_every_kubernetes_resource_uses_the_one_provider(stacks, stack):
         assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name} must use provider {provider.name}, got {r.provider}"
 
 
-def test_existing_cluster_creates_no_gke_resources():
-    records = mockrun.run_stack(
+def test_existing_cluster_creates_no_gke_resources(program_run):
+    records = program_run(
         "dev",
-        {
+        overrides={
             "llm-platform:cluster": None,
             "llm-platform:existingCluster": {
                 "context": "platform-team",
@@ -137,9 +137,12 @@ def test_security_off_registers_nothing_of_the_group():
     assert one(records, "gcp:container/cluster:Cluster").inputs["datapathProvider"] == "ADVANCED_DATAPATH"
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_nodes_run_as_a_least_privilege_service_account(stacks, stack):
-    records = stacks[stack]
+def test_without_a_node_service_account_the_stack_creates_a_least_privilege_one():
+    """The fallback for a stack run by a project owner; the CI stacks name the one ci/identities creates."""
+    stack = "dev"
+    cfg = json.loads(mockrun.stack_config(stack)["llm-platform:cluster"])
+    del cfg["nodeServiceAccount"]
+    records = mockrun.run_stack(stack, {"llm-platform:cluster": cfg})
     account = one(records, "gcp:serviceaccount/account:Account")
     members = of_type(records, "gcp:projects/iAMMember:IAMMember")
     assert [m.inputs["role"] for m in members] == ["roles/container.defaultNodeServiceAccount"], (
@@ -153,15 +156,32 @@ def test_nodes_run_as_a_least_privilege_service_account(stacks, stack):
         assert {account.urn, *(m.urn for m in members)} <= set(pool.dependencies), (
             f"{stack} pool {pool.name}: nodes boot after their identity has its roles"
         )
+    cluster = one(records, "gcp:container/cluster:Cluster")
+    assert cluster.inputs["nodeConfig"]["serviceAccount"] == "llm-dev-nodes@llm-platform-dev.iam.gserviceaccount.com"
+    assert {account.urn, *(m.urn for m in members)} <= set(cluster.dependencies), "the temporary default pool runs as it"
 
 
-def test_given_node_service_account_is_used_and_nothing_is_created():
-    cfg = json.loads(mockrun.stack_config("prod")["llm-platform:cluster"])
-    cfg["nodeServiceAccount"] = "gke-nodes@llm-platform-prod.iam.gserviceaccount.com"
-    records = mockrun.run_stack("prod", {"llm-platform:cluster": cfg})
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_given_node_service_account_is_used_and_nothing_is_created(stacks, stack):
+    """Both stacks name the account ci/identities creates: the deployer then needs no IAM admin role."""
+    cfg = json.loads(mockrun.stack_config(stack)["llm-platform:cluster"])
+    assert cfg["nodeServiceAccount"].endswith(f"@llm-platform-{stack}.iam.gserviceaccount.com")
+    records = stacks[stack]
     assert of_type(records, "gcp:serviceaccount/account:Account") == [] and of_type(records, "gcp:projects/iAMMember:IAMMember") == []
     for pool in of_type(records, "gcp:container/nodePool:NodePool"):
         assert pool.inputs["nodeConfig"]["serviceAccount"] == cfg["nodeServiceAccount"], f"pool {pool.name}"
+
+
+def test_a3_pools_get_gvnic_and_no_other_pool_changes(stacks):
+    """GKE Standard turns gVNIC on only when asked (docs/deploy.md "gVNIC on A3 pools")."""
+    for stack in ("dev", "prod"):
+        for pool in of_type(stacks[stack], "gcp:container/nodePool:NodePool"):
+            gvnic = pool.inputs["nodeConfig"].get("gvnic")
+            if pool.inputs["nodeConfig"]["machineType"].startswith("a3-"):
+                assert gvnic == {"enabled": True}, f"{stack} pool {pool.name}: A3 needs gVNIC"
+            else:
+                assert gvnic is None, f"{stack} pool {pool.name}: no gVNIC change (it would recreate the nodes)"
+    assert any(p.inputs["nodeConfig"]["machineType"].startswith("a3-") for p in of_type(stacks["prod"], "gcp:container/nodePool:NodePool"))
 
 
 def test_regional_gpu_pools_have_their_own_zones(stacks):

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
+from components import yaml_io
 from tools import mockrun
 
 ROOT = mockrun.ROOT
@@ -34,7 +34,7 @@ def _load(text):
     # YAML too): json reads them in C, where YAML would take seconds.
     if text.startswith("{"):
         return json.loads(text)
-    return yaml.load(text, Loader=yaml.CSafeLoader)
+    return yaml_io.load(text)
 
 
 def tree(path):
@@ -82,7 +82,7 @@ def test_bad_config_writes_nothing(tmp_path, capsys):
     stack_file = tmp_path / "Pulumi.bad.yaml"
     good = _load((ROOT / "Pulumi.dev.yaml").read_text())
     good["config"]["llm-platform:cluster"]["nodePools"][1]["gpu"].pop("count")
-    stack_file.write_text(yaml.safe_dump(good))
+    stack_file.write_text(yaml_io.dump(good))
     out = tmp_path / "out"
     result = synth_here(capsys, "bad", out, "--stack-file", str(stack_file))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -129,7 +129,7 @@ def test_render_refuses_what_the_strict_model_refuses(tmp_path, capsys):
     stack_file = tmp_path / "Pulumi.nonat.yaml"
     cfg = _load((ROOT / "Pulumi.prod.yaml").read_text())
     cfg["config"]["llm-platform:cluster"]["cloudNat"] = False
-    stack_file.write_text(yaml.safe_dump(cfg))
+    stack_file.write_text(yaml_io.dump(cfg))
     out = tmp_path / "out"
     frozen = gc.get_freeze_count()
     result = synth_here(capsys, "nonat", out, "--stack-file", str(stack_file))
@@ -158,5 +158,5 @@ def test_rendered_crds_are_the_vendored_crds(prod_render):
     for name, crd in vendored.items():
         assert rendered[name] == crd, f"rendered CRD {name} differs from vendor/kyverno/3.8.1/crds"
     smallest = min((out / "k8s").glob("CustomResourceDefinition._cluster.*.yaml"), key=lambda p: p.stat().st_size)
-    as_yaml = yaml.load(smallest.read_text(), Loader=yaml.CSafeLoader)
+    as_yaml = yaml_io.load(smallest.read_text())
     assert as_yaml == rendered[as_yaml["metadata"]["name"]], f"{smallest.name}: the JSON must read the same as YAML"

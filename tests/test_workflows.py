@@ -6,8 +6,8 @@ import re
 import subprocess
 
 import pytest
-import yaml
 
+from components import yaml_io
 from tests import ci_identity
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def test_actionlint_flags_script_injection(tmp_path):
 
 
 def runs(workflow):
-    doc = yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text())
+    doc = yaml_io.load((ROOT / ".github" / "workflows" / workflow).read_text())
     steps = [s for job in doc["jobs"].values() for s in job["steps"]]
     return doc, steps, "\n".join(s.get("run", "") for s in steps)
 
@@ -182,7 +182,7 @@ def test_plan_check_refuses_an_up_outside_the_gated_sequence():
 def test_every_policy_pack_use_comes_after_make_pack():
     """The CLI installs nothing for a local pack: the venv PulumiPolicy.yaml names must exist first."""
     for wf in WORKFLOWS:
-        doc = yaml.safe_load(wf.read_text())
+        doc = yaml_io.load(wf.read_text())
         for name, job in doc["jobs"].items():
             steps = job["steps"]
             uses_pack = [i for i, s in enumerate(steps)
@@ -194,10 +194,10 @@ def test_every_policy_pack_use_comes_after_make_pack():
 
 def test_workflows_follow_the_identity_rules():
     for wf in WORKFLOWS:
-        doc = yaml.safe_load(wf.read_text())
+        doc = yaml_io.load(wf.read_text())
         assert ci_identity.workflow_problems(doc, wf.name) == []
-    pr = yaml.safe_load((ROOT / ".github/workflows/pr.yaml").read_text())
-    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yaml").read_text())
+    pr = yaml_io.load((ROOT / ".github/workflows/pr.yaml").read_text())
+    deploy = yaml_io.load((ROOT / ".github/workflows/deploy.yaml").read_text())
     got = {(j.environment, j.service_account) for j in
            ci_identity.credentialed_jobs(pr, "pr.yaml") + ci_identity.credentialed_jobs(deploy, "deploy.yaml")}
     want = {(env, ci_identity.expected_identity(env)) for env in ("dev", "prod", "dev-preview", "prod-preview")}
@@ -205,7 +205,7 @@ def test_workflows_follow_the_identity_rules():
 
 
 def _mutated(workflow, change):
-    doc = yaml.safe_load((ROOT / ".github/workflows" / workflow).read_text())
+    doc = yaml_io.load((ROOT / ".github/workflows" / workflow).read_text())
     change(doc)
     return ci_identity.workflow_problems(doc, workflow)
 

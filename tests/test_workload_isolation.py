@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from components import yaml_io
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -204,16 +205,20 @@ def test_locked_profile_keeps_every_server_flow(locked_conn, src, dst, port, rul
 
 
 @needs_nca
-@pytest.mark.parametrize("src", [RAW_VLLM, EMBEDDINGS, SIM_0])
-def test_model_servers_reach_only_dns_metadata_and_hubs(locked_conn, src):
+@pytest.mark.parametrize("src, downloads", [(RAW_VLLM, True), (EMBEDDINGS, True), (SIM_0, False)])
+def test_model_servers_reach_only_dns_and_hubs(locked_conn, src, downloads):
     for dst in ("litellm", "team-a", "monitoring", "agents", "kserve", "llm-d", "default"):
         got = locked_conn.between(src, dst)
         assert not got, f"{src.split('/')[0]}/default-deny-egress: {src} must not reach {dst}, nca says {got}"
     assert locked_conn.between(src, KUBE_DNS).allows(53, "UDP"), f"allow-dns-egress: {src} -> kube-dns UDP 53"
-    assert locked_conn.to_ip(src, "169.254.169.254").allows(80), f"allow-metadata-server-egress: {src} -> 169.254.169.254:80"
-    assert locked_conn.to_ip(src, "169.254.169.252").allows(988), f"allow-metadata-server-egress: {src} -> 169.254.169.252:988"
+    # No metadataClients by default: no reference serving pod uses Workload Identity.
+    assert not locked_conn.to_ip(src, "169.254.169.254"), f"{src}: no metadata server (no Workload Identity user)"
+    assert not locked_conn.to_ip(src, "169.254.169.252"), f"{src}: no gke-metadata-server"
     hub = locked_conn.to_ip(src, "18.164.174.10")  # a public address (huggingface.co's CDN range)
-    assert hub == nca.Allowed(tcp=((443, 443),)), f"allow-model-hub-egress: public 443 only, nca says {hub}"
+    if downloads:  # modelHubClients: the vLLM and TEI servers download their weights
+        assert hub == nca.Allowed(tcp=((443, 443),)), f"allow-model-hub-egress-model-server: public 443 only, nca says {hub}"
+    else:
+        assert not hub, f"{src} downloads nothing: no internet, nca says {hub}"
     for private in ("10.128.0.5", "172.16.0.34", "192.168.1.1", "100.64.0.1", "169.254.169.254"):
         assert not locked_conn.to_ip(src, private).allows(443), f"allow-model-hub-egress: {private}:443 excluded"
 
@@ -236,7 +241,7 @@ def test_platform_egress_only_for_platform_clients(locked_conn):
 def test_model_hub_none_closes_the_internet():
     conn = _analyse(_locked_policies(se=ServingEgressConfig(namespaces=["serving"])))
     assert not conn.to_ip(RAW_VLLM, "18.164.174.10"), "modelHubEgress none: no internet"
-    assert conn.to_ip(RAW_VLLM, "169.254.169.254").allows(80), "metadata server still open"
+    assert not conn.to_ip(RAW_VLLM, "169.254.169.254"), "no metadataClients: metadata server closed"
 
 
 @needs_nca
@@ -259,11 +264,13 @@ def test_fqdn_choice_renders_an_fqdn_network_policy():
         ServingEgressConfig(namespaces=["serving"], model_hub_egress="fqdn"), NetworkPolicyConfig(), ClusterDns(), []
     )
     fqdn = [m for m in policies if m["kind"] == "FQDNNetworkPolicy"]
-    assert len(fqdn) == 1 and fqdn[0]["apiVersion"] == "networking.gke.io/v1alpha1"
+    # One per modelHubClients entry, selecting only those pods.
+    assert [m["metadata"]["name"] for m in fqdn] == ["allow-model-hubs-model-server", "allow-model-hubs-benchmark"]
+    assert fqdn[0]["apiVersion"] == "networking.gke.io/v1alpha1" and fqdn[0]["spec"]["podSelector"]
     assert fqdn[0]["spec"]["egress"][0]["matches"] == [
         {"name": "huggingface.co"}, {"pattern": "*.huggingface.co"}, {"pattern": "*.hf.co"}, {"pattern": "*.xethub.hf.co"}
     ]
-    assert not any(m["metadata"]["name"] == "allow-model-hub-egress" for m in policies), "no ipBlock with fqdn"
+    assert not any(m["metadata"]["name"].startswith("allow-model-hub-egress") for m in policies), "no ipBlock with fqdn"
 
 
 # ---------------------------------------------------------------- manifests
@@ -390,7 +397,7 @@ def test_private_cluster_api_server_default():
 
 
 def test_dev_stack_turns_everything_on():
-    cfg = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    cfg = yaml_io.load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     s = parse({k: v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()}, "dev")
     assert s.agent_isolation.enabled and s.cluster.sandbox_pools, "Pulumi.dev.yaml: agent isolation with a sandbox pool"
     assert s.serving_egress.enabled, "Pulumi.dev.yaml: egress-locked serving profile on"
@@ -403,8 +410,9 @@ def test_matrix_shows_the_agent_namespace(tmp_path):
     policies = build_policies(NetworkPolicyConfig()) + wi.build_agent_policies(AGENTS_ON, ClusterDns())
     matrix.write_matrix(policies, ["team-a"], tmp_path)
     md = (tmp_path / "connectivity.md").read_text()
-    assert "| `agents` | — | — | — | — | n/a | 4000 |" in md, md  # computed by nca: agents reach LiteLLM:4000 only
-    assert "| `team-a` | — | — | — | — | — | all |" in md, md  # nothing reaches the agents
+    # computed by nca: agents reach LiteLLM:4000 and the OTLP collector only
+    assert "| `agents` | — | — | — | — | 4000 | 4317-4318 | n/a |" in md, md
+    assert "| `team-a` | — | — | — | — | 4000 | 3000, 4317-4318 | — |" in md, md  # nothing reaches the agents
 
 
 def test_dns_facts_agree_with_the_guardrail_egress_lockdown():

@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import yaml
+from components import yaml_io
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -80,10 +80,10 @@ def floor_script(modules: list[str]) -> str:
 
 def stack_file_with_tenants(stack: str, n: int, directory: pathlib.Path) -> pathlib.Path:
     """Pulumi.<stack>.yaml with `n` tenants (team-0000 ...), written under `directory`."""
-    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    doc = yaml_io.load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
     doc["config"]["llm-platform:tenants"] = [f"team-{i:04d}" for i in range(n)]
     path = directory / f"Pulumi.{stack}.{n}.yaml"
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    path.write_text(yaml_io.dump(doc), encoding="utf-8")
     return path
 
 

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
+from components import yaml_io
 from tools.matrix import build_matrix, policy_columns, render_markdown, split_tenants, write_matrix
 from tools.nca import NcaError, analyse
 
@@ -29,7 +28,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--raw", action="store_true", help="print nca's raw output")
     args = ap.parse_args(argv)
     if args.policies:
-        policies = [d for d in yaml.safe_load_all(args.policies.read_text()) if d]
+        policies = [d for d in yaml_io.load_all(args.policies.read_text()) if d]
     else:
         from components.config import NetworkPolicyConfig
         from components.network_policy import build_policies

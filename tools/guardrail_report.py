@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import yaml
 
+from components import yaml_io
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FOLDERS = ("serving", "workloads", "benchmarks", "routing")
 POD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
@@ -51,7 +53,7 @@ def _kustomize_namespace(folder: pathlib.Path) -> Optional[str]:
     k = folder / "kustomization.yaml"
     if k.is_file():
         with k.open(encoding="utf-8") as fh:
-            doc = yaml.load(fh, Loader=yaml.CSafeLoader) or {}
+            doc = yaml_io.load(fh) or {}
         return doc.get("namespace")
     return None
 
@@ -65,7 +67,7 @@ def load_manifests(base: pathlib.Path) -> list[Manifest]:
                 continue
             try:
                 with path.open(encoding="utf-8") as fh:
-                    docs = [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+                    docs = [d for d in yaml_io.load_all(fh) if isinstance(d, dict)]
             except yaml.YAMLError:
                 continue
             for doc in docs:

@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_optional, ext_strings
 
+from components import yaml_io
 from tools import k8s_cel_library
 
 AUTOGEN_ANNOTATION = "pod-policies.kyverno.io/autogen-controllers"
@@ -108,7 +108,7 @@ def _check_keys(obj: dict, allowed: set[str], where: str, profile: Profile = FUL
 
 def load_yaml_docs(path: Path) -> list[dict]:
     with open(path) as fh:
-        return [d for d in yaml.safe_load_all(fh) if d]
+        return [d for d in yaml_io.load_all(fh) if d]
 
 
 @dataclass
@@ -508,7 +508,7 @@ def _substitute(value: Any, resource: dict) -> Any:
 
 def _generate(rule: dict, resource: dict) -> Outcome:
     gen = rule["generate"]
-    if "{{" in yaml.safe_dump(_substitute(gen, resource)):
+    if "{{" in yaml_io.dump(_substitute(gen, resource)):
         raise UnsupportedPolicyError("generate uses variables other than request.object.metadata.name/namespace")
     gen = _substitute(gen, resource)
     obj = {"apiVersion": gen["apiVersion"], "kind": gen["kind"],

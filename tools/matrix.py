@@ -20,7 +20,7 @@ COLUMNS = (*DEFAULT_PROTECTED_NAMESPACES, "litellm")
 """Default destination namespaces of the matrix (``write_matrix`` uses the policies' namespaces + litellm)."""
 PLATFORM_ROWS = (
     "litellm", "inference", "serving", "kserve", "llm-d", "agentgateway-system", "monitoring", "gmp-system",
-    "kube-system", "default",
+    "cnpg-system", "keda", "kube-system", "default",
 )
 """Source namespaces shown first, in this order."""
 TENANT_CAP = 6
@@ -77,7 +77,8 @@ def render_markdown(m: Matrix) -> str:
         "# SR1 connectivity (computed by network-config-analyzer)",
         "",
         "Allowed TCP destination ports from pods in a source namespace (rows) to pods in the "
-        "protected namespaces and `litellm` (columns), the union over all pod pairs; `—` = no "
+        "namespaces the policies select (the protected ones, `litellm`, `monitoring`, ...; columns), the union "
+        "over all pod pairs; `—` = no "
         "connection; `n/a` = the synthetic namespace has a single pod, so there is no pod-to-pod pair "
         "to analyse. A namespace's own cell (e.g. `serving` → `serving`) comes only from its labelled "
         "platform clients (gateway proxies, endpoint pickers, llm-d pods, benchmarks); other pods there "

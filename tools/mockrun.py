@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
-import yaml
 from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource_runtime
@@ -27,6 +26,8 @@ from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from components import yaml_io
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = "llm-platform"
@@ -224,7 +225,7 @@ def stack_config(
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}; stacks: {', '.join(available_stacks())}")
     with path.open(encoding="utf-8") as fh:
-        raw = (yaml.load(fh, Loader=yaml.CSafeLoader) or {}).get("config", {}) or {}
+        raw = (yaml_io.load(fh) or {}).get("config", {}) or {}
     raw.update(overrides or {})
     out = {}
     for key, value in raw.items():

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components import yaml_io
 from tools.platform_model import synthetic_cluster
 
 _LINE = re.compile(r"^(?P<src>\S+) => (?P<dst>\S+) : (?P<conn>.+)$")
@@ -264,9 +263,9 @@ def analyse(policies: list[dict[str, Any]], tenants: Iterable[str] = ()) -> Conn
     namespaces, pods = synthetic_cluster(tenants)
     with tempfile.TemporaryDirectory(prefix="sr1-nca-") as tmp:
         d = Path(tmp)
-        (d / "namespaces.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "NamespaceList", "items": namespaces}))
-        (d / "pods.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "PodList", "items": pods}))
-        (d / "policies.yaml").write_text(yaml.safe_dump_all([copy.deepcopy(p) for p in policies]) if policies else "")
+        (d / "namespaces.yaml").write_text(yaml_io.dump({"apiVersion": "v1", "kind": "NamespaceList", "items": namespaces}))
+        (d / "pods.yaml").write_text(yaml_io.dump({"apiVersion": "v1", "kind": "PodList", "items": pods}))
+        (d / "policies.yaml").write_text(yaml_io.dump_all([copy.deepcopy(p) for p in policies]) if policies else "")
         args = nca_args(d / "policies.yaml", d / "pods.yaml", d / "namespaces.yaml")
         try:
             rc, stdout, stderr = run_nca(args)

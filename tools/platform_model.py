@@ -6,11 +6,13 @@ ports); :func:`synthetic_cluster` adds one Namespace and one Pod per configured 
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from components import yaml_io
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / "data" / "netpol-cluster"
@@ -22,9 +24,14 @@ class ModelError(ValueError):
     """The cluster model is inconsistent (e.g. a forged namespace name label)."""
 
 
+@functools.cache
+def _parsed(path: Path) -> Any:
+    # Every nca analysis starts from these files: parsed once per process, copied per call.
+    return yaml_io.load(path.read_text())
+
+
 def _load_items(path: Path) -> list[dict[str, Any]]:
-    doc = yaml.safe_load(path.read_text())
-    return list(doc["items"])
+    return copy.deepcopy(list(_parsed(path)["items"]))
 
 
 def fixture_tenants() -> list[str]:

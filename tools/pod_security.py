@@ -541,7 +541,7 @@ def admit(namespace_labels: dict, obj: dict) -> Decision:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    import yaml
+    from components import yaml_io
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--level", choices=LEVELS[1:], required=True)
@@ -550,7 +550,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     failed = False
     for path in args.files:
-        for obj in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
+        for obj in yaml_io.load_all(path.read_text()):
             if not isinstance(obj, dict) or pod_of(obj) is None:
                 continue
             name = f"{path}: {obj['kind']} {(obj.get('metadata') or {}).get('name')}"

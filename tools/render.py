@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import yaml
 
+from components import yaml_io
 from components.config import StackConfig, parse
 from tools import mockrun
 
@@ -48,8 +48,8 @@ def _safe(text: str) -> str:
 
 
 def _dump(data: Any) -> str:
-    # libyaml's C emitter: the pure-Python one spends seconds on the 650 KB of CRDs.
-    return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False, width=120)
+    # libyaml's C emitter (yaml_io): the pure-Python one spends seconds on the 650 KB of CRDs.
+    return yaml_io.dump(data, sort_keys=True, default_flow_style=False, width=120)
 
 
 def _dump_json(data: Any) -> str:

@@ -1,0 +1,153 @@
+"""Tenant boundaries: admission rules that keep tenants from undoing the platform's isolation.
+
+Two ClusterPolicies, each a file under ``policies/kyverno/`` holding the defaults, adapted here to the
+stack (docs/workload-isolation.md, "Doors around the policies"):
+
+* ``restrict-network-policy-writes``: NetworkPolicies are additive, so in the agent namespaces
+  (``agentIsolation.namespaces``) and the egress-locked namespaces (the ``guardrails.egressLockdown``
+  label) only the platform's identities may create, change or delete one: ``tenantBoundaries.
+  networkPolicyWriters`` plus Kyverno's background controller, the namespace controller, the garbage
+  collector and ``system:masters``. Registered when agent isolation or the egress lockdown is on.
+* ``restrict-platform-gateway-routes``: HTTPRoutes and GRPCRoutes outside the platform's namespaces
+  (``networkPolicy.protectedNamespaces`` + ``tenantBoundaries.routeNamespaces``) may not name a platform
+  Gateway (``tenantBoundaries.platformGateways``) in ``spec.parentRefs``. Registered with ``security``.
+
+Both take the stack's ``kyverno.failureAction`` and make ``pulumi up`` wait until Kyverno reports them Ready.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+
+from components import yaml_io
+from components.config import (
+    BUILTIN_NETWORK_POLICY_WRITER_GROUPS,
+    BUILTIN_NETWORK_POLICY_WRITERS,
+    StackConfig,
+)
+from components.kyverno import with_failure_action, with_ready_wait
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "policies" / "kyverno"
+NETWORK_POLICY_GUARD = "restrict-network-policy-writes"
+ROUTE_GUARD = "restrict-platform-gateway-routes"
+AGENT_RULE = "agent-namespaces"
+LOCKDOWN_RULE = "egress-locked-namespaces"
+
+
+def policy_file(name: str) -> pathlib.Path:
+    return POLICY_DIR / name / f"{name}.yaml"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return yaml_io.load(policy_file(name).read_text(encoding="utf-8"))
+
+
+def _cel(value: Any) -> str:
+    # JSON strings and lists are CEL literals.
+    return json.dumps(value)
+
+
+def _set_variables(rule: dict[str, Any], values: dict[str, Any]) -> None:
+    found = set()
+    for var in rule["validate"]["cel"]["variables"]:
+        if var["name"] in values:
+            var["expression"] = _cel(values[var["name"]])
+            found.add(var["name"])
+    if found != set(values):
+        raise KeyError(f"rule {rule['name']}: no CEL variable named {sorted(set(values) - found)}")
+
+
+def network_policy_writers(settings: StackConfig) -> tuple[list[str], list[str]]:
+    """User names and groups that may write NetworkPolicies in agent and egress-locked namespaces."""
+    users = list(dict.fromkeys([*BUILTIN_NETWORK_POLICY_WRITERS, *settings.tenant_boundaries.network_policy_writers]))
+    return users, list(BUILTIN_NETWORK_POLICY_WRITER_GROUPS)
+
+
+def network_policy_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
+    """``restrict-network-policy-writes`` for this stack, or None when no namespace needs it."""
+    ai = settings.agent_isolation
+    lockdown = settings.guardrails.enabled and settings.guardrails.egress_lockdown.enabled
+    if not settings.security or not (ai.enabled or lockdown):
+        return None
+    policy = _load(NETWORK_POLICY_GUARD)
+    users, groups = network_policy_writers(settings)
+    rules = []
+    for rule in policy["spec"]["rules"]:
+        (flt,) = rule["match"]["any"]
+        if rule["name"] == AGENT_RULE:
+            if not ai.enabled:
+                continue
+            flt["resources"]["namespaces"] = list(ai.namespaces)
+        elif rule["name"] == LOCKDOWN_RULE:
+            if not lockdown:
+                continue
+            flt["resources"]["namespaceSelector"] = {
+                "matchLabels": dict(settings.guardrails.egress_lockdown.namespace_selector)}
+        _set_variables(rule, {"writers": users, "writerGroups": groups})
+        rules.append(rule)
+    policy["spec"]["rules"] = rules
+    (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
+    cond["expression"] = (f"!(request.userInfo.username in {_cel(users)}) && "
+                          f"!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {_cel(groups)}))")
+    return with_failure_action(policy, settings.kyverno.failure_action)
+
+
+def route_namespaces(settings: StackConfig) -> list[str]:
+    """Namespaces whose routes may attach to the platform Gateways."""
+    return list(dict.fromkeys([*settings.network_policy.protected_namespaces,
+                               *settings.tenant_boundaries.route_namespaces]))
+
+
+def route_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
+    """``restrict-platform-gateway-routes`` for this stack (None with ``security: false``)."""
+    if not settings.security:
+        return None
+    policy = _load(ROUTE_GUARD)
+    namespaces = route_namespaces(settings)
+    gateways = [f"{g.namespace}/{g.name}" for g in settings.tenant_boundaries.platform_gateways]
+    (rule,) = policy["spec"]["rules"]
+    _set_variables(rule, {"platformGateways": gateways, "routeNamespaces": namespaces})
+    (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
+    cond["expression"] = f"!(request.namespace in {_cel(namespaces)})"
+    return with_failure_action(policy, settings.kyverno.failure_action)
+
+
+def build_all(settings: StackConfig) -> list[dict[str, Any]]:
+    """The stack's tenant-boundary ClusterPolicies, each waiting for Kyverno's Ready."""
+    return [with_ready_wait(p) for p in (network_policy_guard(settings), route_guard(settings)) if p is not None]
+
+
+@dataclass
+class TenantBoundariesArgs:
+    """Inputs of :class:`TenantBoundaries`."""
+
+    settings: StackConfig
+    """The validated stack config."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """The Kyverno release (CRDs and admission controller first)."""
+
+
+class TenantBoundaries(pulumi.ComponentResource):
+    """The tenant-boundary ClusterPolicies of :func:`build_all`."""
+
+    def __init__(self, name: str, args: TenantBoundariesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:TenantBoundaries", name, None, opts)
+        import pulumi_kubernetes as k8s
+
+        policies = build_all(args.settings)
+        self.policies = [
+            k8s.apiextensions.CustomResource(
+                p["metadata"]["name"], api_version=p["apiVersion"], kind=p["kind"], metadata=p["metadata"],
+                spec=copy.deepcopy(p["spec"]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            )
+            for p in policies
+        ]
+        self.register_outputs({"policies": [p["metadata"]["name"] for p in policies]})
