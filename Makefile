@@ -53,8 +53,8 @@ lint: venv
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
 
-# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); each worker runs the session
-# fixtures it needs (tests/conftest.py) once.
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); the workers share the session's
+# mock runs and renders (tests/conftest.py).
 TEST_WORKERS ?= auto
 test: venv pack lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
