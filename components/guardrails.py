@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from components import yaml_io
 from components.config import GuardrailPolicy, GuardrailsConfig, ReserveAcceleratorNodesPolicy, StackConfig
 from components.kyverno import with_ready_wait
+from components.platform_facts import KUBE_DNS_LABELS, KUBE_DNS_NAMESPACE, METADATA_SERVER_ADDRESS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies" / "kyverno"
@@ -30,7 +31,7 @@ EGRESS_POLICY = "guardrail-egress-lockdown"
 STAMP_OWNER_POLICY = "guardrail-stamp-owner"
 NODE_LOCAL_DNS_PORT = 53
 # Cloud DNS for GKE answers pod queries at the metadata server address.
-CLOUD_DNS_ADDRESS = "169.254.169.254"
+CLOUD_DNS_ADDRESS = METADATA_SERVER_ADDRESS
 
 # config field -> policy name (folder and file), in catalog order
 CATALOG: dict[str, str] = {
@@ -173,8 +174,8 @@ def egress_rules(cfg: Any) -> list[dict[str, Any]]:
     (CIDRs, or namespace/pod peers for in-cluster services)."""
     dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     rules = [{
-        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": KUBE_DNS_NAMESPACE}},
+                "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
         "ports": dns_ports,
     }]
     local = [a for a in (cfg.node_local_dns, CLOUD_DNS_ADDRESS if cfg.cloud_dns else None) if a]

@@ -53,7 +53,16 @@ from typing import Any, Iterable, Optional
 import pulumi
 
 from components.config import BENCHMARK_CLIENT, ClusterDns, InNamespaceClient, NetworkPolicyConfig
-from components.platform_facts import LITELLM_NAMESPACE, LITELLM_PORT, MONITORING_NAMESPACE, OTLP_PORTS
+from components.platform_facts import (
+    KUBE_DNS_LABELS,
+    KUBE_DNS_NAMESPACE,
+    LITELLM_NAMESPACE,
+    LITELLM_PORT,
+    METADATA_SERVER_ADDRESS,
+    MONITORING_NAMESPACE,
+    NODE_LOCAL_DNS_ADDRESS,
+    OTLP_PORTS,
+)
 
 MANAGED_PROMETHEUS = "gmp-system"
 """GKE Managed Prometheus collectors (only with ``managedPrometheus: true``)."""
@@ -62,9 +71,8 @@ KUBE_SYSTEM = "kube-system"
 NAME_LABEL = "kubernetes.io/metadata.name"
 """Immutable namespace-name label set by the API server (Kubernetes >= 1.21)."""
 
-KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
-NODE_LOCAL_DNS = "169.254.20.10/32"
-METADATA_SERVER = "169.254.169.254/32"
+NODE_LOCAL_DNS = f"{NODE_LOCAL_DNS_ADDRESS}/32"
+METADATA_SERVER = f"{METADATA_SERVER_ADDRESS}/32"
 """Cloud DNS answers on the metadata server address, port 53; the metadata API is port 80."""
 PRIVATE_RANGES = [
     "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
@@ -161,7 +169,8 @@ def labels_peer(labels: dict[str, str], namespace: Optional[str] = None) -> dict
 def dns_rules(dns: ClusterDns) -> list[dict[str, Any]]:
     """Egress rules for name resolution: kube-dns always, NodeLocal DNSCache / Cloud DNS when configured."""
     dns_ports = ports_of([53], ("UDP", "TCP"))
-    rules = [{"to": [{**ns_peer(KUBE_SYSTEM), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}], "ports": dns_ports}]
+    rules = [{"to": [{**ns_peer(KUBE_DNS_NAMESPACE), "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
+              "ports": dns_ports}]
     if dns.node_local_dns_cache:
         rules.append({"to": [{"ipBlock": {"cidr": NODE_LOCAL_DNS}}], "ports": dns_ports})
     if dns.cloud_dns:

@@ -42,3 +42,15 @@ MONITORING_NAMESPACE = "monitoring"
 """Prometheus (Operator), Grafana and the OpenTelemetry collector."""
 OTLP_PORTS: tuple[int, ...] = (4317, 4318)
 """OpenTelemetry collector: OTLP gRPC and HTTP."""
+
+# ---- name resolution and the metadata server, as a GKE pod sees them
+
+KUBE_DNS_NAMESPACE = "kube-system"
+KUBE_DNS_LABELS: dict[str, str] = {"k8s-app": "kube-dns"}
+"""kube-dns pods (GKE's default cluster DNS), in KUBE_DNS_NAMESPACE, on port 53."""
+NODE_LOCAL_DNS_ADDRESS = "169.254.20.10"
+"""NodeLocal DNSCache's address on every node (GKE), port 53."""
+METADATA_SERVER_ADDRESS = "169.254.169.254"
+"""The metadata server: its API on port 80, and Cloud DNS for GKE's resolver on port 53."""
+GKE_METADATA_SERVER_ADDRESS = "169.254.169.252"
+"""GKE's metadata server for Workload Identity, port 988."""

@@ -71,7 +71,7 @@ from components.network_policy import (
     resource_name,
     trusted_namespaces,
 )
-from components.platform_facts import LITELLM_NAMESPACE, LITELLM_PORT
+from components.platform_facts import GKE_METADATA_SERVER_ADDRESS, LITELLM_NAMESPACE, LITELLM_PORT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
@@ -79,7 +79,7 @@ RUNTIME_CLASS = "gvisor"
 """The RuntimeClass GKE creates on clusters with a GKE Sandbox node pool."""
 TOKEN_REASON_ANNOTATION = "llm-platform/service-account-token-reason"
 
-GKE_METADATA_SERVER = "169.254.169.252/32"
+GKE_METADATA_SERVER = f"{GKE_METADATA_SERVER_ADDRESS}/32"
 """gke-metadata-server's own address (port 988) on GKE >= 1.21."""
 
 LABELS = {
