@@ -148,7 +148,7 @@ def test_binding_check_refuses_a_pool_wide_member_and_a_second_binding(setup):
 def claims(**over):
     base = {"repository": REPO, "repository_owner": REPO.split("/")[0], "ref": "refs/heads/main",
             "ref_protected": "true", "event_name": "push", "environment": "prod", "job_workflow_ref": DEPLOY_WF,
-            "actor_id": OTHER, "sub": f"repo:{REPO}:environment:prod"}
+            "actor_id": OTHER, "run_attempt": "1", "sub": f"repo:{REPO}:environment:prod"}
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -175,6 +175,13 @@ TOKENS = {
     "maintainer dispatch from another repository, env prod": (claims(**DISPATCH, repository="someone/llm-platform"),
                                                               set(), set()),
     "maintainer dispatch, env dev": (claims(**DISPATCH, environment="dev"), set(), set()),
+    # a re-run keeps the first run's actor_id, whoever starts it: it would replay the maintainer's old commit
+    "re-run of a maintainer's dispatch, env prod": (claims(**DISPATCH, run_attempt="2"), set(), set()),
+    # with reviewers a re-run waits for the prod environment's reviewers again
+    "re-run of a push to main, env prod": (claims(run_attempt="2"), {"prod"}, set()),
+    "re-run of a push to main, env dev": (claims(environment="dev", run_attempt="2"), {"dev"}, {"dev"}),
+    "re-run of a PR preview, env dev-preview": (claims(environment="dev-preview", run_attempt="3", **PR),
+                                                {"dev-preview"}, {"dev-preview"}),
     "push to main while main is unprotected, env prod": (claims(ref_protected="false"), set(), set()),
     "push to main while main is unprotected, env dev": (claims(environment="dev", ref_protected="false"), set(), set()),
     "PR preview, env prod-preview": (claims(environment="prod-preview", **PR), {"prod-preview"}, set()),
@@ -243,6 +250,82 @@ def test_only_the_intended_tokens_reach_each_identity(setups, mode, token):
     claim_set, want = TOKENS[token][0], TOKENS[token][MODES[mode]]
     got = _reached(setup, idents, claim_set)
     assert got == want, f"{mode}: {token}: reaches {sorted(got) or 'nothing'}, must reach {sorted(want) or 'nothing'}"
+
+
+# The runs of deploy.yaml and pr.yaml, simulated from the workflow files (tests/ci_identity.py: which jobs their
+# `if`s start under the mode variable, and the OIDC claims each credentialed job's token carries), and what each
+# token reaches. job -> environment reached, or None: the job runs and Google STS refuses its token (fails closed).
+PR_RUN = dict(ref="refs/pull/7/merge", ref_protected="false", base_ref="main")
+WORKFLOW_RUNS = {
+    # name: (event, ref, actor_id, extra, with reviewers, without reviewers (maintainers))
+    "push to main": ("push", "refs/heads/main", OTHER, {},
+                     {"up-dev": "dev", "up-prod": "prod"}, {"up-dev": "dev"}),
+    "maintainer's push to main": ("push", "refs/heads/main", MAINTAINER, {},
+                                  {"up-dev": "dev", "up-prod": "prod"}, {"up-dev": "dev"}),
+    "re-run of a push to main": ("push", "refs/heads/main", OTHER, {"run_attempt": "2"},
+                                 {"up-dev": "dev", "up-prod": "prod"}, {"up-dev": "dev"}),
+    "maintainer dispatches main": ("workflow_dispatch", "refs/heads/main", MAINTAINER, {}, {}, {"up-prod": "prod"}),
+    "non-maintainer dispatches main": ("workflow_dispatch", "refs/heads/main", OTHER, {}, {}, {"up-prod": None}),
+    "re-run of a maintainer's dispatch": ("workflow_dispatch", "refs/heads/main", MAINTAINER, {"run_attempt": "2"},
+                                          {}, {}),
+    "maintainer dispatches a branch": ("workflow_dispatch", "refs/heads/evil", MAINTAINER,
+                                       {"ref_protected": "false"}, {}, {}),
+    "maintainer dispatches a protected branch": ("workflow_dispatch", "refs/heads/release", MAINTAINER, {}, {}, {}),
+    "pull request": ("pull_request", PR_RUN["ref"], OTHER, PR_RUN,
+                     {"preview": "dev-preview", "preview-prod": "prod-preview"}, {"preview": "dev-preview"}),
+    "maintainer's pull request": ("pull_request", PR_RUN["ref"], MAINTAINER, PR_RUN,
+                                  {"preview": "dev-preview", "preview-prod": "prod-preview"}, {"preview": "dev-preview"}),
+    "fork pull request": ("pull_request", PR_RUN["ref"], OTHER, {**PR_RUN, "head_repository": "someone/llm-platform"},
+                          {}, {}),
+}
+
+
+def workflow_tokens(mode, event, ref, actor, extra):
+    variables = ((ci_identities.PROD_APPROVAL_VARIABLE, mode),) if mode else ()
+    run_ = ci_identity.Run(event, ref, actor, variables, **{k: v for k, v in extra.items() if k != "ref"})
+    for wf in ("deploy.yaml", "pr.yaml"):
+        doc = yaml_io.load((ROOT / ".github" / "workflows" / wf).read_text())
+        yield from ci_identity.run_tokens(doc, wf, run_, REPO)
+
+
+@pytest.mark.parametrize("variable", ["", "reviewers", "maintainers"])
+@pytest.mark.parametrize("name", WORKFLOW_RUNS)
+def test_the_workflow_runs_tokens_reach_what_the_mode_allows(setups, variable, name):
+    """Each run starts the jobs its mode allows, and each started job's token reaches its own identity, except a
+    non-maintainer's dispatch, which STS refuses. The variable unset means reviewers."""
+    mode = variable or "reviewers"
+    setup, idents = setups[mode]
+    event, ref, actor, extra, with_reviewers, without = WORKFLOW_RUNS[name]
+    got = {}
+    for cj, claim_set in workflow_tokens(variable, event, ref, actor, extra):
+        reached = _reached(setup, idents, claim_set)
+        assert len(reached) <= 1 and reached <= {cj.environment}, f"{cj.job}: reaches {reached}"
+        got[cj.job] = next(iter(reached), None)
+    want = with_reviewers if mode == "reviewers" else without
+    assert got == want, f"{mode}: {name}: {got}, must be {want}"
+
+
+def test_a_mode_mismatch_between_variable_and_identities_fails_closed(setups):
+    """The variable and `prodApproval` disagree: the jobs the workflow starts for prod get nothing."""
+    for variable, identities_mode in (("maintainers", "reviewers"), ("", "maintainers")):
+        setup, idents = setups[identities_mode]
+        for name, (event, ref, actor, extra, _, _) in WORKFLOW_RUNS.items():
+            for cj, claim_set in workflow_tokens(variable, event, ref, actor, extra):
+                if cj.environment.startswith("prod"):
+                    assert _reached(setup, idents, claim_set) == set(), f"{variable} vs {identities_mode}: {name}, {cj.job}"
+
+
+def test_the_identities_export_the_mode_variable(monkeypatch):
+    """`pulumi stack output PROD_APPROVAL` is what the repository variable takes (docs/ci.md)."""
+    import pulumi
+
+    for config in (CONFIG, MAINTAINERS_CONFIG):
+        exported = {}
+        monkeypatch.setattr(pulumi, "export", lambda key, value, _e=exported: _e.__setitem__(key, value))
+        ci_identity.run_identities(config)
+        assert exported[ci_identities.PROD_APPROVAL_VARIABLE] == config.get("prodApproval", "reviewers")
+    for wf in ("deploy.yaml", "pr.yaml"):
+        assert f"vars.{ci_identities.PROD_APPROVAL_VARIABLE}" in (ROOT / ".github" / "workflows" / wf).read_text()
 
 
 def _clauses():
@@ -415,7 +498,7 @@ def test_the_program_runs_from_its_entry_point_with_the_committed_config(setup):
     assert sorted((r.type, r.name) for r in via_main) == sorted((r.type, r.name) for r in direct)
     maintainers = ci_identity.run_identities(MAINTAINERS_CONFIG, entry_point=True)
     conditions = [r.inputs["attributeCondition"] for r in maintainers if r.type.endswith("WorkloadIdentityPoolProvider")]
-    assert any(f"assertion.actor_id in ['{MAINTAINER}']" in c for c in conditions), conditions
+    assert any(f"assertion.actor_id in ['{MAINTAINER}'] && assertion.run_attempt == '1'" in c for c in conditions), conditions
 
 
 # -------------------------------------------------------------------------------------- docs and GitHub

@@ -4,11 +4,13 @@ import copy
 import pathlib
 import re
 import subprocess
+from typing import get_args
 
 import pytest
 
 from components import yaml_io
 from tests import ci_identity
+from tools import ci_identities
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yaml"))
@@ -75,10 +77,14 @@ def test_pr_workflow_runs_every_gate():
     triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` key as True
     assert set(triggers) == {"pull_request"}
     assert doc["permissions"] == {"contents": "read"}, "no workflow-level id-token: only the preview job gets one"
-    checks, preview = doc["jobs"]["checks"], doc["jobs"]["preview"]
+    checks, preview, preview_prod = doc["jobs"]["checks"], doc["jobs"]["preview"], doc["jobs"]["preview-prod"]
     assert checks["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert [c["stack"] for c in preview["strategy"]["matrix"]["include"]] == ["dev", "prod"]
-    for job in (checks, preview):
+    assert [c["stack"] for c in preview["strategy"]["matrix"]["include"]] == ["dev"]
+    # prod's preview is a job of its own (its `if` skips it without reviewers), otherwise the same job.
+    assert [c["stack"] for c in preview_prod["strategy"]["matrix"]["include"]] == ["prod"]
+    for key in ("name", "needs", "environment", "permissions", "concurrency", "env", "steps"):
+        assert preview_prod[key] == preview[key], f"preview-prod differs from preview in {key}"
+    for job in (checks, preview, preview_prod):
         group = job["concurrency"]["group"]
         assert "github.event.pull_request.number" in group and "matrix.stack" in group, "one concurrency group per PR and stack"
 
@@ -127,17 +133,83 @@ def test_no_key_files_or_untrusted_input_in_scripts():
         assert "${{" not in scripts, f"{wf.name}: pass contexts to run: scripts through env, never inline"
 
 
+MODE_VARIABLE = ci_identities.PROD_APPROVAL_VARIABLE
+REPO = "owner/repo"
+
+
+def run(event, ref="refs/heads/main", mode=None, **kw):
+    variables = ((MODE_VARIABLE, mode),) if mode else ()
+    return ci_identity.Run(event, ref, actor_id="1", variables=variables, **kw)
+
+
 def test_deploy_gates_prod_behind_dev_and_an_environment():
     doc, steps, scripts = runs("deploy.yaml")
     triggers = doc.get("on", doc.get(True))
-    assert set(triggers) == {"push"} and triggers["push"]["branches"] == ["main"]
+    assert set(triggers) == {"push", "workflow_dispatch"} and triggers["push"]["branches"] == ["main"]
+    assert not (triggers["workflow_dispatch"] or {}).get("inputs"), "a dispatch deploys main as it is"
     assert doc["permissions"] == {"contents": "read"}
     dev, prod = doc["jobs"]["up-dev"], doc["jobs"]["up-prod"]
     assert dev["env"]["STACK"] == "dev" and prod["env"]["STACK"] == "prod"
-    assert prod["needs"] == "up-dev", "prod runs only after dev succeeded"
     assert dev["environment"] == "dev" and prod["environment"] == "prod", "each deployer runs in its environment"
     assert doc["concurrency"]["cancel-in-progress"] is False, "never cancel a running pulumi up"
     assert "tools.deploy" in scripts and "make test" in scripts
+    # reviewers (the variable unset or set): a push deploys dev, then prod only after dev succeeded.
+    for mode in (None, "reviewers"):
+        assert ci_identity.job_results(doc, run("push", mode=mode), REPO) == {"up-dev": "success", "up-prod": "success"}
+        for failed in ("failure", "cancelled"):
+            got = ci_identity.job_results(doc, run("push", mode=mode), REPO, outcomes={"up-dev": failed})
+            assert got["up-prod"] == "skipped", f"{mode}: prod ran after dev ended in {failed}"
+        assert set(ci_identity.job_results(doc, run("workflow_dispatch", mode=mode), REPO).values()) == {"skipped"}
+    # maintainers: a push deploys dev only, a dispatch of main prod only.
+    assert ci_identity.job_results(doc, run("push", mode="maintainers"), REPO) == {"up-dev": "success", "up-prod": "skipped"}
+    assert ci_identity.job_results(doc, run("workflow_dispatch", mode="maintainers"), REPO) == \
+        {"up-dev": "skipped", "up-prod": "success"}
+
+
+@pytest.mark.parametrize("mode", [None, *get_args(ci_identities.ProdApproval)])
+@pytest.mark.parametrize("ref", ["refs/heads/feature", "refs/heads/release", "refs/tags/v1", "refs/heads/main-old"])
+def test_a_dispatch_on_another_ref_cannot_reach_up_prod(mode, ref):
+    doc, _, _ = runs("deploy.yaml")
+    got = ci_identity.job_results(doc, run("workflow_dispatch", ref, mode), REPO)
+    assert got == {"up-dev": "skipped", "up-prod": "skipped"}, f"dispatch on {ref} ({mode}): {got}"
+
+
+def test_a_re_run_of_a_dispatch_cannot_reach_up_prod():
+    """A re-run keeps the first run's actor: it would let anyone with write access replay a maintainer's deploy."""
+    doc, _, _ = runs("deploy.yaml")
+    assert ci_identity.job_results(doc, run("workflow_dispatch", mode="maintainers"), REPO)["up-prod"] == "success"
+    got = ci_identity.job_results(doc, run("workflow_dispatch", mode="maintainers", run_attempt="2"), REPO)
+    assert got["up-prod"] == "skipped", got
+
+
+def test_in_maintainers_mode_no_pr_job_requests_prod_credentials():
+    doc, _, _ = runs("pr.yaml")
+    pr = dict(ref="refs/pull/7/merge", ref_protected="false", base_ref="main")
+    for attempt in ("1", "2"):
+        got = [cj.environment for cj, _ in
+               ci_identity.run_tokens(doc, "pr.yaml", run("pull_request", mode="maintainers", run_attempt=attempt, **pr), REPO)]
+        assert got == ["dev-preview"], f"maintainers: a pull request authenticates in {got}"
+    # the same PR with reviewers previews both stacks, prod behind prod-preview's reviewers
+    for mode in (None, "reviewers"):
+        got = [cj.environment for cj, _ in ci_identity.run_tokens(doc, "pr.yaml", run("pull_request", mode=mode, **pr), REPO)]
+        assert got == ["dev-preview", "prod-preview"], f"{mode}: {got}"
+
+
+@pytest.mark.parametrize("value,ok", [("", True), ("reviewers", True), ("maintainers", True),
+                                      ("maintainer", False), ("Maintainers", False), ("none", False)])
+def test_deploy_refuses_an_unknown_mode_variable(value, ok):
+    """A mistyped variable stops the deploy with an error naming it, before any credential is requested."""
+    doc, _, _ = runs("deploy.yaml")
+    for name in ("up-dev", "up-prod"):
+        steps = doc["jobs"][name]["steps"]
+        (i, check), = [(i, s) for i, s in enumerate(steps) if f"vars.{MODE_VARIABLE}" in str(s.get("env"))]
+        assert i < next(j for j, s in enumerate(steps) if s.get("uses", "").startswith("google-github-actions/auth"))
+    result = subprocess.run(["bash", "-c", check["run"]], env={MODE_VARIABLE: value, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    if not ok:
+        assert MODE_VARIABLE in result.stdout and "reviewers or maintainers" in result.stdout
+    assert set(get_args(ci_identities.ProdApproval)) <= set(re.findall(r"\b(reviewers|maintainers)\b", check["run"]))
 
 
 def _plan_flow(job):
@@ -223,8 +295,28 @@ def _mutated(workflow, change):
     ("pr.yaml", lambda d: d["jobs"]["preview"].update(environment="prod"), "deployer identity is used by a workflow"),
     ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(environment="prod-preview"), "must use pulumi-prod-preview"),
     ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main", "release/*"]}}}), "outside push to main"),
-    ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main"]}, "workflow_dispatch": None}}),
-     "triggered on"),
+    ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main"]}, "workflow_dispatch": None,
+                                               "schedule": [{"cron": "0 3 * * *"}]}}), "triggered on"),
+    ("deploy.yaml", lambda d: d.update({True: {"push": {"branches": ["main"]}, "workflow_dispatch": {
+        "inputs": {"ref": {"type": "string"}}}}}), "workflow_dispatch inputs"),
+    # a dispatch on any ref would deploy prod from it
+    ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(
+        {"if": d["jobs"]["up-prod"]["if"].replace("github.ref == 'refs/heads/main' &&", "")}),
+     "a deployer runs on dispatch on a branch"),
+    ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(
+        {"if": d["jobs"]["up-prod"]["if"].replace("&& github.run_attempt == '1'", "")}), "deploys prod on a re-run"),
+    ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(
+        {"if": d["jobs"]["up-prod"]["if"].replace("vars.PROD_APPROVAL != 'maintainers' &&", "")}),
+     "maintainers mode deploys prod on push to main"),
+    ("deploy.yaml", lambda d: d["jobs"]["up-prod"].update(
+        {"if": d["jobs"]["up-prod"]["if"].replace("vars.PROD_APPROVAL == 'maintainers' &&", "")}),
+     "reviewers mode deploys prod on dispatch on main"),
+    # the prod preview without reviewers: PR code would run with prod credentials and passphrase
+    ("pr.yaml", lambda d: d["jobs"]["preview-prod"].update(
+        {"if": d["jobs"]["preview-prod"]["if"].replace(" && vars.PROD_APPROVAL != 'maintainers'", "")}),
+     "requests prod credentials in a pull request run"),
+    ("pr.yaml", lambda d: d["jobs"]["preview"]["strategy"]["matrix"]["include"].append(
+        {"stack": "prod", "project": "llm-platform-prod"}), "requests prod credentials in a pull request run"),
 ])
 def test_identity_rules_catch_each_violation(workflow, change, expected):
     problems = _mutated(workflow, change)
@@ -242,3 +334,28 @@ def test_actionlint_checks_the_action_inputs_we_rely_on(tmp_path):
     assert result.returncode == 1, result.stdout
     assert 'input "policy-packs" is not defined in action "pulumi/actions@v7"' in result.stdout
     assert 'input "workload_identity_pool" is not defined in action "google-github-actions/auth@v3"' in result.stdout
+
+
+@pytest.mark.parametrize("expr,ctx,want", [
+    ("github.ref == 'REFS/heads/MAIN'", {"github": {"ref": "refs/heads/main"}}, True),  # strings ignore case
+    ("vars.PROD_APPROVAL != 'maintainers'", {"vars": {}}, True),                           # unset is null
+    ("github.run_attempt == 1", {"github": {"run_attempt": "1"}}, True),                   # coerced to numbers
+    ("vars.X == ''", {"vars": {}}, True),                                                  # null and '' are both 0
+    ("'a' && ''", {}, ""),                                                                 # && returns an operand
+    ("!cancelled() && (false || github.event_name == 'push')", {"github": {"event_name": "push"}}, True),
+    ("${{ github.event.pull_request.head.repo.full_name == github.repository }}",
+     {"github": {"repository": "o/r", "event": {"pull_request": {"head": {"repo": {"full_name": "x/r"}}}}}}, False),
+])
+def test_the_expression_evaluator_follows_github(expr, ctx, want):
+    """The run simulation reads each `if` the way Actions does (docs: "Evaluate expressions", operators)."""
+    assert ci_identity.evaluate(expr, ctx, {"cancelled": False}) == want
+
+
+def test_the_simulation_refuses_what_it_cannot_read():
+    with pytest.raises(ci_identity.ExpressionError):
+        ci_identity.evaluate("contains(github.ref, 'main')", {"github": {"ref": "refs/heads/main"}})
+    with pytest.raises(ci_identity.ExpressionError):
+        ci_identity.evaluate("github.ref = 'x'", {})
+    # a job without a status function is skipped when a job it needs was skipped
+    doc = {True: {"push": None}, "jobs": {"a": {"if": "false", "steps": []}, "b": {"needs": "a", "steps": []}}}
+    assert ci_identity.job_results(doc, run("push"), REPO) == {"a": "skipped", "b": "skipped"}

@@ -51,6 +51,8 @@ NODE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"
 WORKLOAD_IDENTITY_USER_ROLE = "roles/iam.workloadIdentityUser"
 
 ProdApproval = Literal["reviewers", "maintainers"]
+# The repository variable that tells the workflows which `prodApproval` the identities enforce (docs/ci.md).
+PROD_APPROVAL_VARIABLE = "PROD_APPROVAL"
 
 
 class ConfigError(ValueError):
@@ -206,6 +208,9 @@ def _deployer_clauses(s: Settings, stack: str) -> tuple[Clause, ...]:
     ]
     if on_dispatch:
         clauses.append(Clause("actor_id", "in", s.maintainers))
+        # A re-run keeps the first run's actor_id: without this, anyone with write access could re-run a
+        # maintainer's old dispatch and roll prod back to that commit. A failed deploy is dispatched again.
+        clauses.append(Clause("run_attempt", "==", "1"))
     return tuple(clauses)
 
 
@@ -287,6 +292,8 @@ def program(s: Settings) -> None:
         # What the GitHub environment's variables take (docs/ci.md, "GitHub settings").
         pulumi.export(f"{ident.environment}.GCP_WORKLOAD_IDENTITY_PROVIDER", provider.name)
         pulumi.export(f"{ident.environment}.PULUMI_BACKEND_URL", f"gs://{state_bucket(ident.stack)}")
+    # What the repository variable takes: the workflows skip the jobs these identities would refuse.
+    pulumi.export(PROD_APPROVAL_VARIABLE, s.prod_approval)
 
 
 def main(config: Optional[dict[str, Any]] = None) -> None:
