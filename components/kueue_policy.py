@@ -62,18 +62,29 @@ class Workload:
     """Kueue integration (`integrations.frameworks` name) that manages this kind; when it is not enabled
     (config `kyverno.kueue.frameworks`), accelerated objects of the kind are denied unless their controller
     owner is an enabled Kueue parent."""
+    version: str = "v1"
+    """The API version Kueue's integration is built on (its `gvk`): Kueue knows an owner only by this exact
+    apiVersion (`ownerReferenceMatchingGVK`), so an owner at another version is not a Kueue parent."""
+    scale: bool = False
+    """The kind has a `/scale` subresource (built in, or the CRD's `subresources.scale`)."""
+
+    @property
+    def parent_id(self) -> str:
+        """apiVersion/Kind as in a controller ownerReference (core group: `v1/Pod`)."""
+        group, kind = self.key.split("/")
+        return f"{group}/{self.version}/{kind}" if group else f"{self.version}/{kind}"
 
 
 def _tmpl(path: str) -> str:
     return f"[o.?{path}.orValue({{}})]"
 
 
-def _kubeflow(kind: str, replica_specs: str) -> Workload:
-    """A Kubeflow training-operator job: a map of replica types to pod templates, runPolicy.suspend."""
+def _kubeflow(kind: str, replica_specs: str, scale: bool = False) -> Workload:
+    """A Kubeflow training-operator v1 job: a map of replica types to pod templates, runPolicy.suspend."""
     return Workload(f"kubeflow.org/*/{kind}", f"kubeflow.org/{kind}",
                     f"o.?spec.?{replica_specs}.orValue({{}}).map(k, "
                     f"o.spec.{replica_specs}[k].?template.?spec.orValue({{}}))",
-                    suspend="spec.?runPolicy.?suspend", framework=f"kubeflow.org/{kind.lower()}")
+                    suspend="spec.?runPolicy.?suspend", framework=f"kubeflow.org/{kind.lower()}", scale=scale)
 
 
 def _ray_cluster_specs(spec: str) -> str:
@@ -81,7 +92,9 @@ def _ray_cluster_specs(spec: str) -> str:
             f"o.?{spec}.?workerGroupSpecs.orValue([]).map(w, w.?template.?spec.orValue({{}}))")
 
 
-# EDIT HERE to add a Kueue integration.
+# EDIT HERE to add a Kueue integration. `version`: Kueue v0.18.1's `gvk` of the integration
+# (pkg/controller/jobs/**/*_controller.go; the same in v0.19.2). `scale`: kind has a /scale subresource
+# (apps: StatefulSet, Deployment; CRDs: LeaderWorkerSet; training-operator v1.9 PyTorchJob, PaddleJob, JAXJob).
 WORKLOADS: tuple[Workload, ...] = (
     Workload("Pod", "/Pod", "[o.?spec.orValue({})]", framework="pod"),
     Workload("batch/v1/Job", "batch/Job", _tmpl("spec.?template.?spec"), suspend="spec.?suspend",
@@ -89,11 +102,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("batch/v1/CronJob", "batch/CronJob", _tmpl("spec.?jobTemplate.?spec.?template.?spec"),
              queue_label="spec.?jobTemplate.?metadata", kueue_parent=False, framework="batch/job"),
     Workload("apps/v1/Deployment", "apps/Deployment", _tmpl("spec.?template.?spec"), kueue_parent=False,
-             framework="deployment"),
-    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec"), framework="statefulset"),
+             framework="deployment", scale=True),
+    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec"), framework="statefulset",
+             scale=True),
     Workload("jobset.x-k8s.io/*/JobSet", "jobset.x-k8s.io/JobSet",
              "o.?spec.?replicatedJobs.orValue([]).map(r, r.?template.?spec.?template.?spec.orValue({}))",
-             suspend="spec.?suspend", framework="jobset.x-k8s.io/jobset"),
+             suspend="spec.?suspend", framework="jobset.x-k8s.io/jobset", version="v1alpha2"),
     Workload("ray.io/*/RayJob", "ray.io/RayJob",
              "[o.?spec.?submitterPodTemplate.?spec.orValue({})] + " + _ray_cluster_specs("spec.?rayClusterSpec"),
              suspend="spec.?suspend", framework="ray.io/rayjob"),
@@ -104,25 +118,25 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("leaderworkerset.x-k8s.io/*/LeaderWorkerSet", "leaderworkerset.x-k8s.io/LeaderWorkerSet",
              "[o.?spec.?leaderWorkerTemplate.?leaderTemplate.?spec.orValue({}), "
              "o.?spec.?leaderWorkerTemplate.?workerTemplate.?spec.orValue({})]",
-             framework="leaderworkerset.x-k8s.io/leaderworkerset"),
-    _kubeflow("PyTorchJob", "pytorchReplicaSpecs"),
+             framework="leaderworkerset.x-k8s.io/leaderworkerset", scale=True),
+    _kubeflow("PyTorchJob", "pytorchReplicaSpecs", scale=True),
     Workload("kubeflow.org/*/MPIJob", "kubeflow.org/MPIJob",
              "o.?spec.?mpiReplicaSpecs.orValue({}).map(k, o.spec.mpiReplicaSpecs[k].?template.?spec.orValue({}))",
-             suspend="spec.?runPolicy.?suspend", framework="kubeflow.org/mpijob"),
+             suspend="spec.?runPolicy.?suspend", framework="kubeflow.org/mpijob", version="v2beta1"),
     _kubeflow("TFJob", "tfReplicaSpecs"),
     _kubeflow("XGBoostJob", "xgbReplicaSpecs"),
-    _kubeflow("PaddleJob", "paddleReplicaSpecs"),
-    _kubeflow("JAXJob", "jaxReplicaSpecs"),
+    _kubeflow("PaddleJob", "paddleReplicaSpecs", scale=True),
+    _kubeflow("JAXJob", "jaxReplicaSpecs", scale=True),
     Workload("trainer.kubeflow.org/*/TrainJob", "trainer.kubeflow.org/TrainJob",
              "[dyn({'containers': [{'env': o.?spec.?trainer.?env.orValue([]), "
              "'resources': o.?spec.?trainer.?resourcesPerNode.orValue({})}]})]",
-             suspend="spec.?suspend", opaque=True, framework="trainer.kubeflow.org/trainjob"),
+             suspend="spec.?suspend", opaque=True, framework="trainer.kubeflow.org/trainjob", version="v1alpha1"),
     Workload("workload.codeflare.dev/*/AppWrapper", "workload.codeflare.dev/AppWrapper", "[]",
-             suspend="spec.?suspend", opaque=True, framework="workload.codeflare.dev/appwrapper"),
+             suspend="spec.?suspend", opaque=True, framework="workload.codeflare.dev/appwrapper", version="v1beta2"),
 )
 
 # Owner kinds Kueue does not know: their children are top-level workloads for Kueue.
-EXTRA_OWNERS = {"apps/ReplicaSet": False}
+EXTRA_OWNERS = {"apps/v1/ReplicaSet": False}
 
 
 @dataclass(frozen=True)
@@ -160,19 +174,28 @@ TRUST: tuple[Edge, ...] = (
 
 
 def kueue_parents() -> list[str]:
-    """Owner kinds whose children Kueue admits through the parent (no queue label needed).
+    """Owners (apiVersion/Kind, as Kueue matches them) whose children Kueue admits through the parent (no
+    queue label needed). An owner at another version of the same kind is not one: Kueue does not know it.
 
     Kinds of disabled frameworks stay here: an accelerated object of such a kind is only admitted as the
     child of an enabled Kueue parent (:func:`disabled_kinds`), so its own children are inside that quota."""
-    out = [w.key for w in WORKLOADS if w.kueue_parent]
+    out = [w.parent_id for w in WORKLOADS if w.kueue_parent]
     out += [k for k, managed in EXTRA_OWNERS.items() if managed]
     return sorted(set(out))
 
 
 def enabled_parents(kueue: KueueConfig) -> list[str]:
-    """Kueue parents whose framework Kueue runs (`kyverno.kueue.frameworks`)."""
+    """Kueue parents (apiVersion/Kind) whose framework Kueue runs (`kyverno.kueue.frameworks`)."""
     enabled = kueue.enabled()
-    return sorted({w.key for w in WORKLOADS if w.kueue_parent and w.framework in enabled})
+    return sorted({w.parent_id for w in WORKLOADS if w.kueue_parent and w.framework in enabled})
+
+
+def scaled_kinds() -> list[str]:
+    """Kueue parents with a /scale subresource: scaling one that is itself a Kueue child (an LWS's
+    StatefulSet, an AppWrapper's PyTorchJob) adds Pods its controller creates outside Kueue's count.
+    Deployments are not here: their Pods come through a ReplicaSet, so each needs the label and
+    Kueue's gate (`ungatedAtCreate`) however many there are."""
+    return sorted(w.key for w in WORKLOADS if w.scale and w.kueue_parent)
 
 
 def disabled_kinds(kueue: KueueConfig) -> list[str]:
@@ -246,6 +269,11 @@ def _owner_key(r: str) -> str:
             f"+ '/' + {r}.?kind.orValue(''))")
 
 
+def _owner_gvk(r: str) -> str:
+    """apiVersion/Kind of an ownerReference, exactly as Kueue compares it (`ownerReferenceMatchingGVK`)."""
+    return f"({r}.?apiVersion.orValue('') + '/' + {r}.?kind.orValue(''))"
+
+
 def _owner_id(r: str) -> str:
     """The whole controller reference: apiVersion, kind, name and uid."""
     return (f"({r}.?apiVersion.orValue('') + '/' + {r}.?kind.orValue('') + '/' + {r}.?name.orValue('') + "
@@ -269,12 +297,13 @@ def _trusted_map(ids: TrustedControllers) -> str:
 
 
 def _relevant_condition(config: KyvernoConfig) -> str:
-    """Webhook matchCondition: the object or old object asks for accelerators, devices or claims."""
+    """Webhook matchCondition: a scale request (its Scale body shows no pods), or the object or old object
+    asks for accelerators, devices or claims."""
     kind = "request.kind.group + '/' + request.kind.kind"
     accel = _list(config.accelerator_resources)
     specs = _pod_specs("rk")
     return (
-        f"[{kind}].exists(rk, rk in {_opaque_list()} ||\n"
+        f"[{kind}].exists(rk, rk in {_opaque_list()} || request.?subResource.orValue('') == 'scale' ||\n"
         "[object, oldObject].exists(o, o != null && (\n"
         f"{specs}\n"
         f").exists(s, {_has_claims('s')} || {_containers('s')}.exists(c,\n"
@@ -315,6 +344,7 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
             _queue_name("metadata")) + ")"),
         ("owners", f"variables.objects.map(o, {_controller_refs('o')}.map(r, {_owner_key('r')}))"),
         ("ownerIds", f"variables.objects.map(o, {_controller_refs('o')}.map(r, {_owner_id('r')}))"),
+        ("ownerGvks", f"variables.objects.map(o, {_controller_refs('o')}.map(r, {_owner_gvk('r')}))"),
         ("accelerated", f"variables.podSpecs.map(specs, variables.kind in {_opaque_list()} ||\n"
                         f"  specs.exists(s, {accelerated}))"),
         ("gpuEnv", f"variables.podSpecs.map(specs, specs.exists(s, {_containers('s')}.exists(c,\n"
@@ -322,7 +352,8 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
         ("claims", f"variables.podSpecs.map(specs, specs.exists(s, {_has_claims('s')}))"),
         ("suspended", "variables.objects.map(o,\n" + _dispatch(
             "variables.kind", [(w.key, _suspended(w.suspend)) for w in WORKLOADS if w.suspend], "false") + ")"),
-        ("parentOwned", "variables.owners.map(os, size(os) > 0 && os[0] in variables.kueueParents)"),
+        # Owner version: Kueue knows a parent only at its integration's exact apiVersion.
+        ("parentOwned", "variables.ownerGvks.map(os, size(os) > 0 && os[0] in variables.kueueParents)"),
         ("needsLabel", "[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
                        "  variables.accelerated[i] && variables.queueNames[i] == '' && !variables.parentOwned[i])"),
         ("trustedEdges", "variables.trustedControllers[?request.userInfo.username].orValue([])"),
@@ -359,9 +390,16 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
         # Finding 4: a kind whose Kueue framework is off is only admitted as the child of an enabled parent.
         ("disabledFramework", "[0, 1].filter(i, i < size(variables.objects)).map(i,\n"
                               "  variables.kind in variables.disabledKinds && variables.accelerated[i] &&\n"
-                              "  !(size(variables.owners[i]) > 0 && variables.owners[i][0] in variables.enabledParents))"),
+                              "  !(size(variables.ownerGvks[i]) > 0 && variables.ownerGvks[i][0] in variables.enabledParents))"),
         ("newDisabledFramework", f"variables.disabledFramework[0] && !({two} && variables.disabledFramework[1])"),
         ("byKueue", "request.userInfo.username == variables.kueueController"),
+        # A write to <kind>/scale: its Scale body names no owner, so only a trusted controller or Kueue may
+        # scale these kinds (the tenant changes spec.replicas on the object, which `childRespec` judges).
+        # Kyverno's ClusterPolicy CEL gets the top-level kind and no request.subResource
+        # (validate_cel.go), so the body's shape tells a Scale: a spec with nothing but replicas.
+        ("scaleWrite", f"request.operation == 'UPDATE' && (request.?subResource.orValue('') == 'scale' ||\n"
+                       f"  variables.kind in {_list(scaled_kinds())} &&\n"
+                       "  object.?spec.orValue({}).all(k, k == 'replicas'))"),
     ]
     return [{"name": n, "expression": e} for n, e in v]
 
@@ -402,6 +440,11 @@ MESSAGES = {
     "suspend": (
         "only Kueue (or the controller of a Kueue-managed parent) may unsuspend an accelerator "
         f"workload; wait for the workload (label {QUEUE_LABEL}) to be admitted"),
+    "scale": (
+        "the scale subresource of this kind is only for its trusted controller and Kueue in Kueue-managed "
+        "namespaces (a Scale names no owner, and scaling a child Kueue admitted through its parent would "
+        "run more Pods than the parent's quota); change spec.replicas on the object instead, or scale "
+        f"the parent (label {QUEUE_LABEL})"),
     "respec": (
         "the spec of an accelerator workload that Kueue admitted through its parent (controller "
         "owner) may only be changed by that parent's controller or Kueue (more replicas would run "
@@ -425,7 +468,8 @@ def render_policy(config: Optional[KyvernoConfig] = None,
         {"name": "accelerator-request", "expression": _relevant_condition(config)},
     ]
     scope = {"namespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}}
-    kinds = [w.match for w in WORKLOADS] + ["Pod/ephemeralcontainers"]
+    kinds = ([w.match for w in WORKLOADS] + ["Pod/ephemeralcontainers"]
+             + [f"{k.split('/')[1]}/scale" for k in scaled_kinds()])
     return {
         "apiVersion": "kyverno.io/v1",
         "kind": "ClusterPolicy",
@@ -448,8 +492,10 @@ def render_policy(config: Optional[KyvernoConfig] = None,
                     f"must carry {QUEUE_LABEL} where Kueue reads it (Pods: and arrive gated by Kueue), or come "
                     "from the controller trusted for their controller owner, which alone may change that owner "
                     "or the child's spec; only Kueue lifts its gates or unsuspends; kinds whose Kueue "
-                    "integration is off run only inside an enabled one; NVIDIA_VISIBLE_DEVICES and DRA claims "
-                    "cannot bypass the quota. UPDATEs are denied only when they introduce a violation. See "
+                    "integration is off run only inside an enabled one; a controller owner counts as a Kueue "
+                    "parent only at the apiVersion Kueue knows; the scale subresource of Kueue-parent kinds is "
+                    "for trusted controllers and Kueue; NVIDIA_VISIBLE_DEVICES and DRA claims cannot bypass the "
+                    "quota. UPDATEs are denied only when they introduce a violation. See "
                     "docs/decisions/0002-sr2-kueue-bypasses.md."),
             },
         },
@@ -482,6 +528,8 @@ def render_policy(config: Optional[KyvernoConfig] = None,
                              "message": MESSAGES["suspend"]},
                             {"expression": "!variables.childRespec || variables.byKueue || variables.ownerTrusted",
                              "message": MESSAGES["respec"]},
+                            {"expression": "!variables.scaleWrite || variables.byKueue || size(variables.trustedEdges) > 0",
+                             "message": MESSAGES["scale"]},
                         ],
                     },
                 },
@@ -500,6 +548,9 @@ def _resource_rules() -> list[dict[str, Any]]:
         group, kind = w.key.split("/")
         groups.setdefault(group, []).append(kind.lower() + "s")
     groups[""].append("pods/ephemeralcontainers")
+    for k in scaled_kinds():
+        group, kind = k.split("/")
+        groups[group].append(kind.lower() + "s/scale")
     return [{"apiGroups": [g], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": r}
             for g, r in groups.items()]
 

@@ -100,21 +100,32 @@ class Step:
     obj: dict
     old: Optional[dict] = None
     what: str = ""
+    scale_of: Optional[dict] = None
+    """For a write to `<kind>/scale`: the scaled object (obj and old are the Scale bodies)."""
 
     @property
     def operation(self) -> str:
         return "CREATE" if self.old is None else "UPDATE"
 
+    @property
+    def subresource(self) -> str:
+        return "scale" if self.scale_of else ""
+
 
 def admit(policy: dict, filters, step: Step, ns_labels: Optional[dict] = None) -> tuple[bool, str]:
     """(admitted, why) for one request, as the cluster would decide it."""
-    if filtered(filters, step.obj):
+    if filtered(filters, step.obj, step.subresource):
         return True, "resourceFilters: not evaluated"
-    if not kyverno_cel.webhook_matches(policy, step.obj, step.operation, step.old, step.user):
+    if not kyverno_cel.webhook_matches(policy, step.obj, step.operation, step.old, step.user,
+                                       subresource=step.subresource):
         return True, "matchConditions: Kyverno not called"
     (rule,) = policy["spec"]["rules"]
-    outcome = kyverno_cel.evaluate_rule(rule, step.obj, step.operation, step.user, [],
-                                        NS_LABELS if ns_labels is None else ns_labels, old=step.old)
+    obj, old = step.obj, step.old
+    if step.scale_of:  # Kyverno's rule sees the Scale under the request's top-level kind
+        obj, old = (dict(b, apiVersion=step.scale_of["apiVersion"], kind=step.scale_of["kind"]) for b in (obj, old))
+    outcome = kyverno_cel.evaluate_rule(rule, obj, step.operation, step.user, [],
+                                        NS_LABELS if ns_labels is None else ns_labels, old=old,
+                                        subresource=step.subresource)
     if outcome.error:
         pytest.fail(f"CEL error on {step.what}: {outcome.message}")
     return outcome.result != "fail", outcome.message
@@ -525,6 +536,67 @@ def test_resizing_an_admitted_child_is_stopped(child, path, controller, policy, 
     assert not ok and "parent" in why, why
     assert admit(policy, resource_filters, Step(controller, bigger, child, "its controller scales it"))[0]
     assert admit(policy, resource_filters, Step(T.kueue, bigger, child, "Kueue changes it"))[0]
+
+
+def _scale_step(user: str, target: dict, replicas: int) -> Step:
+    """`kubectl scale` (or an HPA) on `target`: an UPDATE of <kind>/scale whose Scale body carries the
+    target's name and namespace, never its owner or labels."""
+    def body(n):
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": target["metadata"]["name"], "namespace": target["metadata"]["namespace"]},
+                "spec": {"replicas": n} if n else {}, "status": {"replicas": 1}}
+    return Step(user, body(replicas), body(1), f"{user} scales {target['kind']}/{target['metadata']['name']}",
+                scale_of=target)
+
+
+HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+
+
+@pytest.mark.parametrize("child,controller", [
+    (apps("StatefulSet", "vllm-0", owner=OWN["Pod"]), T.lws),
+    (apps("StatefulSet", "vllm", owner=OWN["LeaderWorkerSet"]), T.lws),
+    (lws("vllm", owner=OWN["AppWrapper"]), T.appwrapper),
+    (pytorchjob("wrapped", owner=OWN["AppWrapper"]), T.appwrapper),
+], ids=lambda v: f"{v['kind']}-{v['metadata']['name']}" if isinstance(v, dict) else None)
+def test_scaling_an_admitted_child_through_its_scale_subresource_is_stopped(child, controller, policy,
+                                                                           resource_filters):
+    """The scale subresource: the same resize as above, through a Scale that names no owner. Only trusted
+    controllers and Kueue write it; the tenant's way is an UPDATE of spec.replicas, which the rule judges
+    on the whole object (denied for the child, admitted for the tenant's own top-level object)."""
+    for user in (TENANT, HPA):
+        for replicas in (8, 0):
+            ok, why = admit(policy, resource_filters, _scale_step(user, child, replicas))
+            assert not ok and "scale subresource" in why, (user, replicas, why)
+    assert admit(policy, resource_filters, _scale_step(controller, child, 8))[0]
+    assert admit(policy, resource_filters, _scale_step(T.kueue, child, 8))[0]
+    own = apps("StatefulSet", "own", queue="team-a-gpu", tlabels={"app": "own", Q: "team-a-gpu"})
+    assert admit(policy, resource_filters, Step(TENANT, _scaled(own, ("spec", "replicas"), 3), own,
+                                                "tenant patches its own StatefulSet's replicas"))[0]
+
+
+def test_scale_requests_elsewhere_are_not_judged(policy, resource_filters):
+    """Blast radius of the scale rule: Deployment/scale (HPA on CPU services) is not in the rule's kinds, from
+    which Kyverno registers its webhook rules, so the API server never sends it; StatefulSet/scale in a
+    namespace without the label reaches Kyverno and is skipped there."""
+    web = apps("Deployment", "web", ns="team-plain")
+    ok, why = admit(policy, resource_filters, _scale_step(HPA, web, 5))
+    assert ok, why
+    assert not any(k.startswith("Deployment/") for k in
+                   policy["spec"]["rules"][0]["match"]["any"][0]["resources"]["kinds"])
+    db = apps("StatefulSet", "db", ns="team-plain", spec=podspec([ctr()]))
+    ok, why = admit(policy, resource_filters, _scale_step(TENANT, db, 3))
+    assert ok and "does not match" in why, why
+
+
+def test_owner_versions_are_kueues(policy, resource_filters):
+    """Kueue knows an owner only at its integration's exact apiVersion (`ownerReferenceMatchingGVK`): Pods of
+    a training-operator kubeflow.org/v1 MPIJob are not children of Kueue's MPIJob (kubeflow.org/v2beta1).
+    Kueue manages them as plain Pods, so they need the queue label and Kueue's gate."""
+    ok, why = admit(policy, resource_filters, _create(T.kubeflow_training, pod("mpi-v1-worker-0", owner=OWN["MPIJobV1"])))
+    assert not ok and "queue-name" in why, why
+    labelled = _gated(pod("mpi-v1-worker-0", owner=OWN["MPIJobV1"], queue="team-a-gpu"))
+    assert admit(policy, resource_filters, _create(T.kubeflow_training, labelled))[0]
+    assert admit(policy, resource_filters, _create(T.mpi_operator, pod("mpi-worker-0", owner=OWN["MPIJob"])))[0]
 
 
 def test_elastic_child_may_be_resized(policy, resource_filters):

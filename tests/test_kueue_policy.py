@@ -16,8 +16,10 @@ import pytest
 
 from components import kueue_policy, yaml_io  # noqa: E402
 from components.config import KUEUE_DEFAULT_FRAMEWORKS, ConfigError, KyvernoConfig, parse  # noqa: E402
+from tests import kueue_objects as ko  # noqa: E402
 from tests import kyverno_cel, kyverno_chart  # noqa: E402
 from tests.kyverno_chart import chart_dir  # noqa: E402
+from tools import kyverno_eval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_DIR = ROOT / "policies" / "kyverno" / "require-kueue-queue-name"
@@ -99,10 +101,12 @@ def _stack_policy() -> dict:
 
 @pytest.mark.parametrize("suite,case", [p for p in CASES if p.values[1].expected == "fail"])
 def test_every_denied_request_reaches_kyverno(suite, case):
-    """The webhook's matchConditions must send every request the policy denies to Kyverno."""
-    resource = next(r for r in suite.resources
-                    if r["metadata"]["name"] == case.resource and r["kind"] == case.kind)
-    assert kyverno_cel.webhook_matches(_stack_policy(), resource, "CREATE", None, suite.username), (
+    """The webhook's matchConditions must send every request the policy denies to Kyverno (as the API server
+    evaluates them: the body it sends, e.g. a Scale, and the request's subresource)."""
+    req = kyverno_eval.case_request(suite, case)
+    old = req.sent if req.operation == "UPDATE" else None
+    assert kyverno_cel.webhook_matches(_stack_policy(), req.sent, req.operation, old, suite.username,
+                                       subresource=req.subresource), (
         f"{case.kind}/{case.resource}: denied by rule {case.rule} but the webhook's matchConditions "
         "would never send it to Kyverno")
 
@@ -512,19 +516,20 @@ def test_policy_settings():
             assert set(flt["resources"]["operations"]) == {"CREATE", "UPDATE"}, rule["name"]
 
 
-@pytest.mark.parametrize("index", range(9))
+@pytest.mark.parametrize("index", range(10))
 def test_every_expression_is_needed_by_some_case(index):
     """Mutation check: replacing any one validation expression by `true` breaks some case."""
     policy = copy.deepcopy(_load_policy())
     (rule,) = policy["spec"]["rules"]
-    assert len(rule["validate"]["cel"]["expressions"]) == 9
+    assert len(rule["validate"]["cel"]["expressions"]) == 10
     removed = rule["validate"]["cel"]["expressions"][index]["expression"]
     rule["validate"]["cel"]["expressions"][index]["expression"] = "true"
     def broken():  # the first case that notices (stops there: make test stays fast)
         for param in CASES:
             suite, case = param.values
             weakened = kyverno_cel.TestSuite(suite.path, [policy], suite.resources, suite.namespace_labels,
-                                             suite.operations, suite.username, suite.groups)
+                                             suite.operations, suite.username, suite.groups,
+                                             subresources=suite.subresources)
             if case.expected == "fail" and kyverno_cel.evaluate_case(weakened, case).result != case.expected:
                 return case.resource
         for param in UPDATE_CASES:
@@ -537,6 +542,34 @@ def test_every_expression_is_needed_by_some_case(index):
         return next((fc[0] for fc in FRAMEWORK_CASES
                      if _framework_outcome(_framework_rule(fc[1], index), fc) != fc[5]), None)
     assert broken(), f"no case notices when `{removed}` is dropped"
+
+
+_CHILDREN = {"/Pod": "pod", "batch/Job": "job", "apps/StatefulSet": "statefulset", "ray.io/RayCluster": "raycluster",
+             "jobset.x-k8s.io/JobSet": "jobset", "*": "job"}
+_PARENT_EDGES = [e for e in kueue_policy.TRUST
+                 if any(w.key == e.owner and w.kueue_parent for w in kueue_policy.WORKLOADS)]
+
+
+def _child(key: str, owner: tuple[str, str]) -> dict:
+    build = {"pod": ko.pod, "job": ko.job, "raycluster": ko.raycluster, "jobset": ko.jobset,
+             "statefulset": lambda name, **kw: ko.apps("StatefulSet", name, **kw)}[_CHILDREN[key]]
+    return build("child", owner=owner)
+
+
+@pytest.mark.parametrize("edge", _PARENT_EDGES, ids=lambda e: f"{e.child}<-{e.owner}")
+def test_parents_are_kueue_parents_only_at_kueues_version(edge):
+    """Owner version: an unlabelled GPU child from the edge's controller is admitted when its controller owner
+    has the apiVersion of Kueue's integration (WORKLOADS `version`), and needs the label (and, for a Pod,
+    Kueue's gate) when the owner has any other version of the same kind: Kueue does not know that owner."""
+    (rule,) = _load_policy()["spec"]["rules"]
+    (w,) = [w for w in kueue_policy.WORKLOADS if w.key == edge.owner]
+    api_version, _, kind = w.parent_id.rpartition("/")
+    user = getattr(kueue_policy.TrustedControllers(), edge.controller)
+    group = api_version.rpartition("/")[0]
+    for version, expected in ((api_version, "pass"), ((group + "/" if group else "") + "v0alpha0", "fail")):
+        child = _child(edge.child, (version, kind))
+        outcome = kyverno_cel.evaluate_rule(rule, child, "CREATE", user, [], NS_LABELS)
+        assert outcome.result == expected, (version, kind, outcome.message)
 
 
 # ------------------------------- ValidatingPolicy rendering (Kyverno >= 1.20)
@@ -572,11 +605,10 @@ def test_validating_policy_matches_its_crd_schema():
 
 @pytest.mark.parametrize("suite,case", CASES)
 def test_validating_policy_decides_like_the_cluster_policy(suite, case):
-    resource = next(r for r in suite.resources
-                    if r["metadata"]["name"] == case.resource and r["kind"] == case.kind)
-    operation = suite.operations.get((case.policy, case.resource), "CREATE")
-    outcome = kyverno_cel.evaluate_validating_policy(_load_validating_policy(), resource, operation,
-                                                      suite.username, suite.namespace_labels)
+    req = kyverno_eval.case_request(suite, case)
+    outcome = kyverno_cel.evaluate_validating_policy(_load_validating_policy(), req.resource, req.operation,
+                                                      suite.username, suite.namespace_labels,
+                                                      subresource=req.subresource)
     assert not outcome.error, outcome.message
     assert (outcome.result == "fail") == (case.expected == "fail"), (
         f"ValidatingPolicy on {case.kind}/{case.resource} (user {suite.username}): {outcome.result}, "

@@ -22,7 +22,8 @@ Supported (anything else raises UnsupportedPolicyError naming the field):
   exception turns the result into `skip`, as in `kyverno test`;
 - ValidatingPolicy (policies.kyverno.io/v1): :func:`evaluate_validating_policy`;
 - kyverno-test.yaml with `policies`, `resources`, `exceptions`, `variables` (values file with
-  `namespaceSelector` and per-resource `request.operation`), `userinfo`, `results`
+  `namespaceSelector`, per-resource `request.operation` and `subresources`, the CLI's mapping of a
+  subresource body such as Scale to its parent kind), `userinfo`, `results`
   (with `generatedResource`).
 
 Project extension (not read by the Kyverno CLI, which uses the object as its own old object):
@@ -36,7 +37,8 @@ library functions of tools/k8s_cel_library.py (quantity(), list sum/min/max). A 
 that does not compile (unknown function or variable) raises UnsupportedPolicyError naming it.
 Activation: `object`, `oldObject` (null on CREATE; on UPDATE without a separate old object, a
 copy of the resource, as the CLI does), `request` (operation, userInfo.username/groups,
-namespace, name, kind, subResource), `namespaceObject` (Namespace with the labels from the
+namespace, name, kind; subResource only when set — it is omitempty — and never in a
+ClusterPolicy rule, as in Kyverno), `namespaceObject` (Namespace with the labels from the
 values file) and `variables`.
 
 Every public function takes a keyword-only `profile`: :data:`FULL` (the default: everything
@@ -143,6 +145,8 @@ class TestSuite:
     groups: list[str]
     cases: list[Case] = field(default_factory=list)
     exceptions: list[dict] = field(default_factory=list)
+    subresources: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)
+    """Values `subresources`: (apiVersion, kind) of a subresource body -> (parent apiVersion, kind, subresource)."""
 
 
 def load_suite(test_file: Path, *, profile: Profile = FULL) -> TestSuite:
@@ -165,10 +169,16 @@ def load_suite(test_file: Path, *, profile: Profile = FULL) -> TestSuite:
 
     namespace_labels: dict[str, dict[str, str]] = {}
     operations: dict[tuple[str, str], str] = {}
+    subresources: dict[tuple[str, str], tuple[str, str, str]] = {}
     if "variables" in test:
         (values,) = load_yaml_docs(base / test["variables"])
         _check_keys(values, {"apiVersion", "kind", "metadata", "namespaceSelector",
-                             "policies"}, "Values", profile)
+                             "policies", "subresources"}, "Values", profile)
+        for sub in values.get("subresources", []):
+            # As the CLI (processor/policy_processor.go): a resource of the subresource's kind is a request
+            # on `<parent>/<subresource>`; the last mapping for a kind wins.
+            s, p = sub["subresource"], sub["parentResource"]
+            subresources[(_api_version(s), s["kind"])] = (_api_version(p), p["kind"], s["name"].split("/")[1])
         for sel in values.get("namespaceSelector", []):
             namespace_labels[sel["name"]] = dict(sel.get("labels", {}))
         for pol in values.get("policies", []):
@@ -190,7 +200,7 @@ def load_suite(test_file: Path, *, profile: Profile = FULL) -> TestSuite:
         groups = list(info.get("userInfo", {}).get("groups", []))
 
     suite = TestSuite(test_file, policies, resources, namespace_labels, operations,
-                      username, groups, exceptions=exceptions)
+                      username, groups, exceptions=exceptions, subresources=subresources)
     for res in test["results"]:
         _check_keys(res, {"policy", "rule", "resources", "kind", "result", "generatedResource"},
                     "Test.results[]", profile)
@@ -199,6 +209,37 @@ def load_suite(test_file: Path, *, profile: Profile = FULL) -> TestSuite:
             suite.cases.append(Case(test_file, res["policy"], res["rule"], name,
                                     res["kind"], res["result"], gen))
     return suite
+
+
+def _api_version(r: dict) -> str:
+    return f"{r['group']}/{r['version']}" if r.get("group") else r["version"]
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """The admission request a suite case stands for."""
+
+    sent: dict
+    """The body the API server sends (e.g. a Scale)."""
+    resource: dict
+    """The body as Kyverno's rule sees it: a subresource body carries its top-level kind (validate_cel.go)."""
+    operation: str
+    subresource: str
+
+
+def case_request(suite: TestSuite, case: Case) -> CaseRequest:
+    matches = [r for r in suite.resources
+               if r.get("metadata", {}).get("name") == case.resource and r.get("kind") == case.kind]
+    if len(matches) != 1:
+        raise LookupError(f"{case.test_file}: {len(matches)} resources named {case.kind}/{case.resource}")
+    sent = matches[0]
+    operation = suite.operations.get((case.policy, case.resource), "CREATE")
+    mapped = suite.subresources.get((sent.get("apiVersion", ""), sent.get("kind", "")))
+    if mapped is None:
+        return CaseRequest(sent, sent, operation, "")
+    resource = copy.deepcopy(sent)
+    resource["apiVersion"], resource["kind"] = mapped[0], mapped[1]
+    return CaseRequest(sent, resource, operation, mapped[2])
 
 
 def discover_test_files(root: Path) -> list[Path]:
@@ -434,14 +475,18 @@ def _request(resource: dict, operation: str, username: str, groups: list[str],
              subresource: str = "") -> dict:
     meta = resource.get("metadata", {})
     group, _, version = resource.get("apiVersion", "").rpartition("/")
-    return {
+    request = {
         "operation": operation,
         "namespace": meta.get("namespace", ""),
         "name": meta.get("name", ""),
-        "subResource": subresource,
         "kind": {"group": group, "version": version, "kind": resource.get("kind", "")},
         "userInfo": {"username": username, "groups": list(groups)},
     }
+    # AdmissionRequest.subResource is omitempty: CEL sees no such key on a request for the resource
+    # itself (`request.subResource` is an error there; `request.?subResource` is empty).
+    if subresource:
+        request["subResource"] = subresource
+    return request
 
 
 def webhook_matches(policy: dict, resource: dict, operation: str, old: Optional[dict] = None,
@@ -540,10 +585,14 @@ def _record(rule: dict, resource: dict, operation: str, username: str, groups: l
 def evaluate_rule(rule: dict, resource: dict, operation: str = "CREATE", username: str = "",
                   groups: Optional[list[str]] = None, ns_labels: Optional[dict] = None,
                   old: Any = _NO_OLD, subresource: str = "", *, policy: Optional[dict] = None,
-                  exceptions: Any = (), profile: Profile = FULL) -> Outcome:
-    """One rule on one admission request. `policy` names the rule's policy for `exceptions`."""
+                  exceptions: Any = (), profile: Profile = FULL, cel_subresource: bool = False) -> Outcome:
+    """One rule on one admission request. `policy` names the rule's policy for `exceptions`.
+
+    `subresource` takes part in matching (`Kind/subresource` kinds). A ClusterPolicy's CEL never sees it:
+    Kyverno's validate.cel handler builds the request with an empty subresource (and the top-level kind),
+    `pkg/engine/handlers/validation/validate_cel.go`; `cel_subresource` (ValidatingPolicy) passes it on."""
     outcome = _evaluate_rule(rule, resource, operation, username, groups, ns_labels, old, subresource,
-                             policy=policy, exceptions=exceptions, profile=profile)
+                             policy=policy, exceptions=exceptions, profile=profile, cel_subresource=cel_subresource)
     _record(rule, resource, operation, username, list(groups or []), ns_labels or {}, old, subresource, policy,
             exceptions, outcome)
     return outcome
@@ -551,7 +600,7 @@ def evaluate_rule(rule: dict, resource: dict, operation: str = "CREATE", usernam
 
 def _evaluate_rule(rule: dict, resource: dict, operation: str, username: str, groups: Optional[list[str]],
                    ns_labels: Optional[dict], old: Any, subresource: str, *, policy: Optional[dict],
-                   exceptions: Any, profile: Profile) -> Outcome:
+                   exceptions: Any, profile: Profile, cel_subresource: bool = False) -> Outcome:
     groups, ns_labels = list(groups or []), ns_labels or {}
     if not rule_applies(rule, resource, operation, ns_labels, subresource):
         return Outcome("skip", "rule does not match (match/exclude)")
@@ -573,7 +622,7 @@ def _evaluate_rule(rule: dict, resource: dict, operation: str, username: str, gr
     data: dict[str, Any] = {
         "object": copy.deepcopy(resource),
         "oldObject": old,
-        "request": _request(resource, operation, username, groups, subresource),
+        "request": _request(resource, operation, username, groups, subresource if cel_subresource else ""),
         "namespaceObject": {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": namespace, "labels": dict(ns_labels.get(namespace, {}))},
@@ -589,13 +638,9 @@ def evaluate_case(suite: TestSuite, case: Case, *, profile: Profile = FULL) -> O
     rule = next((r for r in policy["spec"]["rules"] if r["name"] == case.rule), None)
     if rule is None:
         raise LookupError(f"{case.test_file}: rule {case.rule} not found in {case.policy}")
-    matches = [r for r in suite.resources
-               if r.get("metadata", {}).get("name") == case.resource and r.get("kind") == case.kind]
-    if len(matches) != 1:
-        raise LookupError(f"{case.test_file}: {len(matches)} resources named {case.kind}/{case.resource}")
-    operation = suite.operations.get((case.policy, case.resource), "CREATE")
-    return evaluate_rule(rule, matches[0], operation, suite.username, suite.groups, suite.namespace_labels,
-                         policy=policy, exceptions=suite.exceptions, profile=profile)
+    req = case_request(suite, case)
+    return evaluate_rule(rule, req.resource, req.operation, suite.username, suite.groups, suite.namespace_labels,
+                         subresource=req.subresource, policy=policy, exceptions=suite.exceptions, profile=profile)
 
 
 # ------------------------------------------------ UPDATE cases (project extension)
@@ -701,4 +746,4 @@ def evaluate_validating_policy(policy: dict, resource: dict, operation: str, use
     rule = {"name": policy["metadata"]["name"], "match": {"any": [{"resources": {}}]},
             "validate": {"cel": {"variables": spec.get("variables", []), "expressions": spec["validations"]}}}
     return evaluate_rule(rule, resource, operation, username, [], ns_labels, old=old, subresource=subresource,
-                         profile=profile)
+                         profile=profile, cel_subresource=True)
