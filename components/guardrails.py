@@ -145,7 +145,8 @@ def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
     accelerators = list(settings.kyverno.accelerator_resources)
     if key == "gpu_cap_per_pod":
         return {"accelerators": accelerators, "maxAcceleratorsPerPod": cfg.max_accelerators_per_pod,
-                "acceleratorDeviceClasses": list(cfg.accelerator_device_classes)}
+                "acceleratorDeviceClasses": list(cfg.accelerator_device_classes),
+                "maxAcceleratorsPerClaim": cfg.claim_cap}
     if key == "accelerator_overcommit":
         return {"accelerators": accelerators}
     if key == "approved_models":
@@ -227,23 +228,36 @@ def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
     return [with_ready_wait(p) for p in out]
 
 
-def build_exceptions(settings: StackConfig) -> list[dict[str, Any]]:
-    """PolicyExceptions for the security baseline's known exceptions, each scoped by name and namespace."""
-    cfg = settings.guardrails.security_baseline
-    if not cfg.enabled:
-        return []
-    return [{
+def _exception(name: str, policy: str, rules: list[str], kinds: list[str], namespace: str,
+               names: list[str]) -> dict[str, Any]:
+    return {
         "apiVersion": "kyverno.io/v2",
         "kind": "PolicyException",
-        "metadata": {"name": e.name, "namespace": EXCEPTION_NAMESPACE,
+        "metadata": {"name": name, "namespace": EXCEPTION_NAMESPACE,
                      "labels": {"app.kubernetes.io/part-of": "llm-platform-guardrails"}},
         "spec": {
             "background": True,
-            "exceptions": [{"policyName": CATALOG["security_baseline"], "ruleNames": list(e.rules)}],
-            "match": {"any": [{"resources": {"kinds": list(e.kinds), "namespaces": [e.namespace],
-                                             "names": list(e.names)}}]},
+            "exceptions": [{"policyName": policy, "ruleNames": list(rules)}],
+            "match": {"any": [{"resources": {"kinds": list(kinds), "namespaces": [namespace],
+                                             "names": list(names)}}]},
         },
-    } for e in cfg.exceptions]
+    }
+
+
+def build_exceptions(settings: StackConfig) -> list[dict[str, Any]]:
+    """PolicyExceptions, each scoped by name and one namespace: the security baseline's known exceptions and the
+    operator-staged models (approved-models)."""
+    g = settings.guardrails
+    out = []
+    if g.security_baseline.enabled:
+        out += [_exception(e.name, CATALOG["security_baseline"], list(e.rules), e.kinds, e.namespace, e.names)
+                for e in g.security_baseline.exceptions]
+    if g.approved_models.enabled:
+        # The policy's only rule; a PolicyException names the rules it lifts.
+        (rule,) = load_policy(CATALOG["approved_models"])["spec"]["rules"]
+        out += [_exception(e.name, CATALOG["approved_models"], [rule["name"]], e.kinds, e.namespace, e.names)
+                for e in g.approved_models.exceptions]
+    return out
 
 
 def summary(settings: StackConfig) -> list[dict[str, str]]:

@@ -234,7 +234,8 @@ def test_message_expressions_name_the_offender():
     cap = guardrails.load_policy("guardrail-gpu-cap-per-pod")
     pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "6"}}
     out = ge.evaluate_rule(cap["spec"]["rules"][0], pod)
-    assert out.result == "fail" and "[6, 0]" in out.message and "cap is 4" in out.message, out.message
+    assert out.result == "fail" and "[6, 0, 0, 0]" in out.message and "cap is 4" in out.message, out.message
+    assert "DRA claims" not in out.message, "claims are named only when the Pod has some"
 
 
 def test_cel_errors_surface_as_error_outcome():
@@ -363,7 +364,8 @@ def test_policy_file_defaults_are_the_config_defaults():
 
 def test_default_exceptions_are_the_tested_ones():
     built = guardrails.build_exceptions(_settings())
-    tested = ge.load_yaml_docs(ROOT / "policies/kyverno/guardrail-security-baseline/.kyverno-test/exceptions.yaml")
+    tested = [e for name in ("guardrail-security-baseline", "guardrail-approved-models")
+              for e in ge.load_yaml_docs(ROOT / "policies/kyverno" / name / ".kyverno-test/exceptions.yaml")]
     assert [(e["metadata"]["name"], e["metadata"]["namespace"], e["spec"]) for e in built] == \
            [(e["metadata"]["name"], e["metadata"]["namespace"], e["spec"]) for e in tested]
     for e in built:
@@ -497,6 +499,13 @@ def test_egress_lockdown_uses_the_dns_facts_and_destinations():
     ({"enabled": True, "ownership": {"versionAnnotation": "ai/model"}}, "guardrails.ownership", "modelAnnotations"),
     ({"enabled": True, "gpuCapPerPod": {"acceleratorDeviceClasses": ["GPU Class"]}},
      "guardrails.gpuCapPerPod.acceleratorDeviceClasses", "DeviceClass"),
+    ({"enabled": True, "gpuCapPerPod": {"maxAcceleratorsPerPod": 2, "maxAcceleratorsPerClaim": 4}},
+     "guardrails.gpuCapPerPod", "maxAcceleratorsPerClaim 4 is above maxAcceleratorsPerPod 2"),
+    ({"enabled": True, "approvedModels": {"exceptions": [{"name": "x", "namespace": "kserve", "names": ["*"]}]}},
+     "guardrails.approvedModels.exceptions", "every object"),
+    ({"enabled": True, "approvedModels": {"exceptions": [{"name": "guardrail-nvidia-nim", "namespace": "kserve",
+                                                          "names": ["*-predictor"]}]}},
+     "guardrails", "guardrail-nvidia-nim"),
     ({"enabled": True, "reserveAcceleratorNodes": {"excludeNamespaces": ["Kube_System"]}},
      "guardrails.reserveAcceleratorNodes.excludeNamespaces", "DNS-1123"),
     ({"enabled": True, "egressLockdown": {"allowedEgress": [{"cidr": "10.0.0.0/24", "podSelector": {"app": "x"},
@@ -582,6 +591,28 @@ def test_new_params_reach_the_policies():
     assert ge.evaluate_rule(claims, claim).result == "pass", "gpu.nvidia.com is not an accelerator class here"
 
 
+def test_dra_claims_per_pod_follow_the_claim_cap():
+    # Each claim a Pod references counts as the per-claim cap (the Pod does not carry the claims' counts).
+    def pod(n_claims, gpus=0):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+                "spec": {"resourceClaims": [{"name": f"c{i}", "resourceClaimTemplateName": "t"} for i in range(n_claims)],
+                         "containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}
+
+    def verdicts(settings):
+        rules = {r["name"]: r for r in _by_name(settings, "guardrail-gpu-cap-per-pod")["spec"]["rules"]}
+        claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+                 "metadata": {"name": "t", "namespace": "serving"}, "spec": {"spec": {"devices": {"requests": [
+                     {"name": "g", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 3}}]}}}}
+        return ([ge.evaluate_rule(rules["cap-accelerators-per-pod"], pod(n)).result for n in (1, 2, 3)],
+                ge.evaluate_rule(rules["cap-accelerators-per-pod"], pod(1, gpus=1)).result,
+                ge.evaluate_rule(rules["cap-accelerators-per-claim"], claim).result)
+
+    assert verdicts(_settings()) == (["pass", "fail", "fail"], "fail", "pass"), "default: one claim of up to 4"
+    two = _settings(gpuCapPerPod={"maxAcceleratorsPerClaim": 2})
+    assert two.guardrails.gpu_cap_per_pod.claim_cap == 2
+    assert verdicts(two) == (["pass", "pass", "fail"], "pass", "fail"), "two claims of up to 2; 3 GPUs in a claim fail"
+
+
 def test_approved_models_message_says_how_to_fix():
     policy = guardrails.load_policy("guardrail-approved-models")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
@@ -598,7 +629,8 @@ def test_catalog_is_behind_security(program_run):
     on = program_run("prod")
     assert len([r for r in on if r.type == "kubernetes:kyverno.io/v1:ClusterPolicy"
                 and r.inputs["metadata"]["name"].startswith("guardrail-")]) == len(NAMES)
-    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v2:PolicyException"]) == 2
+    # two security-baseline exceptions, two operator-staged-model exceptions (approved-models)
+    assert len([r for r in on if r.type == "kubernetes:kyverno.io/v2:PolicyException"]) == 4
     off = mockrun.run_stack("prod", overrides={"llm-platform:security": False})
     assert not [r for r in off if "Guardrails" in r.type or r.name.startswith("guardrail-")], \
         "security: false registers no guardrail policy"
@@ -722,19 +754,38 @@ def test_kserve_and_llm_d_workloads_are_in_scope(prod_findings):
     findings = guardrail_report.evaluate(guardrails.build_policies(settings), guardrails.build_exceptions(settings),
                                          workloads)
     assert not [f for f in findings if f.result == "error"]
-    skipped = {(f.rule, f.manifest.ref) for f in findings if f.result == "skip"
-               and f.rule not in ("cap-accelerators-per-claim", "generate-egress-lockdown")}
-    assert not skipped, f"every Pod rule applies in kserve and llm-d: {skipped}"
     fails = {(f.policy.removeprefix("guardrail-"), f.rule, f.manifest.ref.split("/")[1]) for f in findings
              if f.result == "fail"}
-    # Fail closed: the models are staged by the operators (/mnt/models, a PVC path, or no argument at all), so
-    # the policy cannot tell which model a Pod loads and says so, instead of passing it.
-    models = {w for p, _, w in fails if p == "approved-models"}
-    assert models == {"qwen-oci-predictor", "qwen-cpu-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}
-    model_msgs = {f.manifest.ref.split("/")[1]: f.message for f in findings
+    # The models are staged by the operators (/mnt/models, a PVC path, or no argument at all): the policy alone
+    # fails closed on all four, and the operator exceptions (kserve/*-predictor, llm-d/*-kserve*) lift exactly
+    # approved-models for them, so the catalog can run in Enforce.
+    exempt = {f.manifest.ref.split("/")[1]: f.message for f in findings
+              if f.policy == "guardrail-approved-models" and f.result == "skip"}
+    assert set(exempt) == {"qwen-oci-predictor", "qwen-cpu-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}
+    assert "guardrail-kserve-staged-models" in exempt["qwen-oci-predictor"]
+    assert "guardrail-llm-d-staged-models" in exempt["qwen-llmd-kserve-prefill"]
+    unexcepted = guardrail_report.evaluate(guardrails.build_policies(settings), [], workloads)
+    model_msgs = {f.manifest.ref.split("/")[1]: f.message for f in unexcepted
                   if f.policy == "guardrail-approved-models" and f.result == "fail"}
+    assert set(model_msgs) == set(exempt), "without the exceptions the policy fails closed on every staged model"
     assert "/mnt/models" in model_msgs["qwen-oci-predictor"] and "/models/qwen" in model_msgs["qwen-cpu-predictor"]
     assert "names no model" in model_msgs["qwen-llmd-kserve"]
+    # The same Deployments in a tenant namespace, or in kserve under a name the operator does not give, are checked.
+    moved = []
+    for w in workloads:
+        obj = copy.deepcopy(w.obj)
+        obj["metadata"]["namespace"] = "team-a"
+        moved.append(guardrail_report.Manifest(w.path, obj))
+        obj = copy.deepcopy(w.obj)
+        obj["metadata"]["name"] = "side-" + obj["metadata"]["name"].replace("predictor", "p").replace("kserve", "k")
+        moved.append(guardrail_report.Manifest(w.path, obj))
+    moved_findings = guardrail_report.evaluate(guardrails.build_policies(settings),
+                                               guardrails.build_exceptions(settings), moved)
+    assert {f.manifest.ref for f in moved_findings if f.policy == "guardrail-approved-models"
+            and f.result == "fail"} == {m.ref for m in moved}
+    skipped = {(f.rule, f.manifest.ref) for f in findings if f.result == "skip" and f.rule not in (
+        "cap-accelerators-per-claim", "generate-egress-lockdown", "approved-models-only")}
+    assert not skipped, f"every other Pod rule applies in kserve and llm-d: {skipped}"
     # the trusted registries (prod: digest pinned) admit the vLLM images but not the llm-d or vllm-openai-cpu ones
     assert {w for p, _, w in fails if p == "trusted-registries"} == {
         "qwen-cpu-predictor", "qwen-llmd-kserve", "qwen-llmd-kserve-prefill"}

@@ -55,9 +55,13 @@ class GpuCapPolicy(GuardrailPolicy):
     """1. At most N accelerators per Pod, per accelerator resource."""
 
     max_accelerators_per_pod: int = Field(4, ge=1, le=64)
-    """Cap per Pod, summed over containers and initContainers; also the cap per DRA ResourceClaim (template)."""
+    """Cap per Pod, summed over containers and initContainers (and DRA claims, below)."""
     accelerator_device_classes: list[str] = Field(default_factory=lambda: ["gpu.nvidia.com", "mig.nvidia.com"])
     """DRA DeviceClasses that hand out accelerators (counted against the cap per claim)."""
+    max_accelerators_per_claim: Optional[int] = Field(None, ge=1, le=64)
+    """Cap per DRA ResourceClaim / ResourceClaimTemplate and device class; default `maxAcceleratorsPerPod`. A Pod
+    cannot show its claims' counts, so each claim it references counts as this cap: with the default a Pod may
+    reference one claim; set e.g. 2 with a cap of 4 per Pod to allow two claims of up to 2."""
 
     @field_validator("accelerator_device_classes")
     @classmethod
@@ -67,13 +71,70 @@ class GpuCapPolicy(GuardrailPolicy):
                 raise ValueError(f"device class {dc!r} is not a DeviceClass name (DNS subdomain), e.g. gpu.nvidia.com")
         return no_duplicates(v, "device class")
 
+    @model_validator(mode="after")
+    def _claim_cap(self) -> "GpuCapPolicy":
+        if self.max_accelerators_per_claim is not None and self.max_accelerators_per_claim > self.max_accelerators_per_pod:
+            raise ValueError(f"maxAcceleratorsPerClaim {self.max_accelerators_per_claim} is above maxAcceleratorsPerPod "
+                             f"{self.max_accelerators_per_pod}: one claim could then exceed the Pod cap; lower it")
+        return self
+
+    @property
+    def claim_cap(self) -> int:
+        return self.max_accelerators_per_claim or self.max_accelerators_per_pod
+
 
 class AcceleratorOvercommitPolicy(GuardrailPolicy):
     """2. Accelerator requests equal limits where both are set."""
 
 
+class ModelException(ConfigModel):
+    """A PolicyException lifting approved-models for an operator's workloads in one namespace, by name."""
+
+    name: str
+    """PolicyException name (created in the kyverno namespace)."""
+    namespace: str
+    """The one namespace the operator creates its workloads in (only the platform may write there)."""
+    names: list[str] = Field(min_length=1)
+    """The names the operator gives its Deployments and, with the ReplicaSet suffix, its Pods (wildcards)."""
+    kinds: list[str] = Field(default_factory=lambda: ["Pod", "apps/v1/Deployment"])
+    """Kinds the exception covers."""
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns(cls, v: str, info: ValidationInfo) -> str:
+        return dns_label(v, f"exception {info.field_name}")
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for n in v:
+            if n in ("*", "?") or not n.strip("*?"):
+                raise ValueError(f"exception name {n!r} matches every object; name the objects")
+        return v
+
+
+def _default_model_exceptions() -> list[ModelException]:
+    # KServe (0.19) and llm-d stage the model named on their custom resource to /mnt/models, so the Pod names
+    # a path; the InferenceService controller names its Deployment <isvc>-predictor, the LLMInferenceService
+    # controller <llmisvc>-kserve (and -kserve-prefill); their Pods add the ReplicaSet suffix.
+    return [
+        ModelException(name="guardrail-kserve-staged-models", namespace="kserve",
+                       names=["*-predictor", "*-predictor-*"]),
+        ModelException(name="guardrail-llm-d-staged-models", namespace="llm-d", names=["*-kserve", "*-kserve-*"]),
+    ]
+
+
 class ApprovedModelsPolicy(GuardrailPolicy):
     """3. The model a server loads is on this list."""
+
+    exceptions: list[ModelException] = Field(default_factory=_default_model_exceptions)
+    """Operator-staged models: PolicyExceptions for the operator's workloads in its own namespace (docs/guardrails.md)."""
+
+    @field_validator("exceptions")
+    @classmethod
+    def _unique_exceptions(cls, v: list[ModelException]) -> list[ModelException]:
+        no_duplicates([e.name for e in v], "exception name")
+        return v
 
     models: list[str] = Field(
         default_factory=lambda: ["meta-llama/llama-3.1-8b-instruct", "mistralai/mistral-7b-instruct-v*"]
@@ -426,3 +487,13 @@ class GuardrailsConfig(ConfigModel):
     @classmethod
     def _namespaces(cls, v: Optional[list[str]]) -> Optional[list[str]]:
         return scope_namespaces(v, "remove the key to use serving + tenants")
+
+    @model_validator(mode="after")
+    def _exception_names(self) -> "GuardrailsConfig":
+        # Every PolicyException lives in the kyverno namespace: one name, one object.
+        names = [e.name for e in self.security_baseline.exceptions] + [e.name for e in self.approved_models.exceptions]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"PolicyException name(s) {dup} used in both securityBaseline.exceptions and "
+                             "approvedModels.exceptions; rename one")
+        return self
