@@ -194,6 +194,10 @@ def _helm_values(config: KyvernoConfig) -> dict[str, Any]:
     return {
         # CRDs are separate Pulumi resources applied server-side before the release.
         "crds": {"install": False},
+        # The chart would let every namespace `admin` write Kyverno Policies (and namespaced generating
+        # policies): the background controller, which may write NetworkPolicies everywhere, would then
+        # generate a tenant's extra NetworkPolicy past restrict-network-policy-writes. Read access stays.
+        "rbac": {"roles": {"aggregate": {"admin": False, "view": True}}},
         "config": {
             "webhooks": {
                 "namespaceSelector": {

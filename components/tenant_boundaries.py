@@ -12,7 +12,8 @@ stack (docs/workload-isolation.md, "Doors around the policies"):
   (``networkPolicy.protectedNamespaces`` + ``tenantBoundaries.routeNamespaces``) may not name a platform
   Gateway (``tenantBoundaries.platformGateways``) in ``spec.parentRefs``. Registered with ``security``.
 
-Both take the stack's ``kyverno.failureAction`` and make ``pulumi up`` wait until Kyverno reports them Ready.
+Both take ``tenantBoundaries.failureAction`` (default Enforce, whatever ``kyverno.failureAction`` says: they never
+judge the platform's own writes) and make ``pulumi up`` wait until Kyverno reports them Ready.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def network_policy_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
     (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
     cond["expression"] = (f"!(request.userInfo.username in {_cel(users)}) && "
                           f"!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {_cel(groups)}))")
-    return with_failure_action(policy, settings.kyverno.failure_action)
+    return with_failure_action(policy, settings.tenant_boundaries.failure_action)
 
 
 def route_namespaces(settings: StackConfig) -> list[str]:
@@ -116,7 +117,7 @@ def route_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
     _set_variables(rule, {"platformGateways": gateways, "routeNamespaces": namespaces})
     (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
     cond["expression"] = f"!(request.namespace in {_cel(namespaces)})"
-    return with_failure_action(policy, settings.kyverno.failure_action)
+    return with_failure_action(policy, settings.tenant_boundaries.failure_action)
 
 
 def build_all(settings: StackConfig) -> list[dict[str, Any]]:

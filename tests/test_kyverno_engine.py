@@ -97,6 +97,16 @@ def _leaf_paths(value, prefix=()):
         yield prefix
 
 
+def test_namespace_admins_get_no_kyverno_policy_rights():
+    """The chart's default (rbac.roles.aggregate.admin: true) aggregates writing Kyverno Policies and namespaced
+    generating policies into `admin`; the background controller would then create a tenant's NetworkPolicy,
+    exempt from restrict-network-policy-writes. The release turns it off and keeps read access."""
+    upstream = yaml_io.load((chart_dir() / "values.yaml").read_text())
+    assert upstream["rbac"]["roles"]["aggregate"]["admin"] is True, "the chart default this override exists for"
+    values = kyverno.helm_values(kyverno.KyvernoConfig())
+    assert values["rbac"]["roles"]["aggregate"] == {"admin": False, "view": True}
+
+
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_every_values_key_exists_in_the_chart(replicas):
     upstream = yaml_io.load((chart_dir() / "values.yaml").read_text())

@@ -102,7 +102,9 @@ def _decide(policy: dict, obj: dict, operation: str, user: str, groups=(), ns_la
 @pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "DELETE"])
 def test_dev_rendering_refuses_tenants_and_admits_the_platform(operation):
     policy = tb.network_policy_guard(_stack("dev"))
-    assert policy is not None and policy["spec"]["validationFailureAction"] == "Audit"
+    # Enforce although dev audits its other policies: agent isolation runs only in dev, and an audited
+    # extra NetworkPolicy would undo it there.
+    assert policy is not None and policy["spec"]["validationFailureAction"] == "Enforce"
     for ns in ("agents", "team-a"):
         obj = _netpol(ns)
         assert _decide(policy, obj, operation, TENANT, ["system:authenticated"], LOCKED) == "fail", ns
@@ -318,7 +320,18 @@ def test_policy_files_follow_the_folder_layout():
 # ------------------------------------------------------------------ the program
 
 
-@pytest.mark.parametrize("stack,action", [("dev", "Audit"), ("prod", "Enforce")])
+def test_the_boundaries_have_their_own_failure_action():
+    """kyverno.failureAction Audit (dev) leaves the boundaries in Enforce; tenantBoundaries.failureAction decides."""
+    dev = _stack("dev")
+    assert dev.kyverno.failure_action == "Audit"
+    for build in (tb.network_policy_guard, tb.route_guard):
+        assert build(dev)["spec"]["validationFailureAction"] == "Enforce", build.__name__
+        audited = dev.model_copy(update={"tenant_boundaries": dev.tenant_boundaries.model_copy(
+            update={"failure_action": "Audit"})})
+        assert build(audited)["spec"]["validationFailureAction"] == "Audit", build.__name__
+
+
+@pytest.mark.parametrize("stack,action", [("dev", "Enforce"), ("prod", "Enforce")])
 def test_program_registers_the_boundaries_after_kyverno(program_run, stack, action):
     records = program_run(stack)
     (release,) = [r for r in records if r.type == "kubernetes:helm.sh/v3:Release"]

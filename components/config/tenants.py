@@ -74,6 +74,10 @@ class TenantBoundariesConfig(ConfigModel):
     route_namespaces: list[str] = Field(default_factory=lambda: list(PLATFORM_ROUTE_NAMESPACES))
     """Namespaces, besides `networkPolicy.protectedNamespaces`, whose routes may attach to the platform
     Gateways (default: `agentgateway-system`, home of the external-model route)."""
+    failure_action: Literal["Enforce", "Audit"] = "Enforce"
+    """Enforce (default) or Audit, independently of `kyverno.failureAction`: these rules never judge the
+    platform's own writes (its identities and namespaces are left out), so a stack that audits its other
+    policies still refuses a tenant's extra NetworkPolicy or route to a platform Gateway."""
 
     @field_validator("network_policy_writers")
     @classmethod
