@@ -15,7 +15,7 @@ Per-object decision, adopt vs. refuse (docs/deploy.md, "Existing objects: adopt 
 * ``written_namespaces`` (SR1's namespaces), and tenant namespaces with
   ``kyverno.createTenantNamespaces: true``: adopt.
 * tenant namespaces with ``createTenantNamespaces: false``: declared pre-existing; only the
-  Kueue label is patched.
+  Kueue and Pod Security labels are patched, after a read that fails when one is missing.
 * the ``kyverno`` namespace and Kyverno's CRDs: owned, refuse. A cluster that already runs
   another Kyverno is refused by the preflight in :mod:`components.kyverno` with a message.
 """

@@ -35,6 +35,12 @@ def tenant_metadata(name: str, pod_security: Optional[PodSecurityConfig] = None)
     return {"name": name, "labels": labels}
 
 
+def existence_check_name(tenant: str) -> str:
+    """The Pulumi name of the read of a declared pre-existing tenant namespace: what the engine's error for a
+    missing one names (``resource '<tenant>' does not exist``)."""
+    return f"tenant-{tenant}-must-exist"
+
+
 @dataclass
 class TenantNamespacesArgs:
     """Inputs of :class:`TenantNamespaces`."""
@@ -54,9 +60,10 @@ class TenantNamespaces(pulumi.ComponentResource):
     """Labels tenant namespaces `llm-platform/kueue-managed=true` and with Pod Security Admission levels.
 
     Existing namespaces are patched server-side (only our labels are owned; removing the stack
-    removes the labels, never the namespace). With ``create_missing`` the namespaces are created
-    or adopted when they exist (the adopting provider), and retained on delete, so turning
-    security off never deletes a tenant's workloads.
+    removes the labels, never the namespace), each after a read of it that fails when it is
+    missing. With ``create_missing`` the namespaces are created or adopted when they exist (the
+    adopting provider), and retained on delete, so turning security off never deletes a tenant's
+    workloads.
     """
 
     def __init__(self, name: str, args: TenantNamespacesArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -72,10 +79,15 @@ class TenantNamespaces(pulumi.ComponentResource):
                     ),
                 )
             else:
+                # The server-side apply patch of a missing namespace would create it, owned by nobody: read it
+                # first, so a missing one fails the preview and the `up` before any patch (docs/deploy.md).
+                existing = k8s.core.v1.Namespace.get(
+                    existence_check_name(tenant), tenant, opts=pulumi.ResourceOptions(parent=self)
+                )
                 ns = k8s.core.v1.NamespacePatch(
                     f"tenant-{tenant}",
                     metadata=cast("k8s.meta.v1.ObjectMetaPatchArgsDict", tenant_metadata(tenant, args.pod_security)),
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[existing]),
                 )
             self.namespaces.append(ns)
         self.register_outputs({"tenants": list(args.tenants)})

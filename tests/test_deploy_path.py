@@ -203,7 +203,8 @@ def test_old_behaviour_create_of_an_existing_tenant_namespace_is_refused(runs):
 
 
 def test_existing_cluster_patches_declared_tenants():
-    # A missing tenant is not refused here: the real server-side apply patch creates it (make e2e, apiserver-parity).
+    # A missing tenant is not refused by the model: the real engine refuses it at the read before each patch
+    # (make e2e, declared-tenants; test_declared_tenants_are_read_before_they_are_patched).
     overrides = {"llm-platform:cluster": None, "llm-platform:existingCluster": EXISTING, "llm-platform:kyverno": {}}
     records = mockrun.run_stack("prod", overrides)
     # Registration order follows dependency resolution, not config order: compare as a set.
@@ -214,6 +215,50 @@ def test_existing_cluster_patches_declared_tenants():
     ]
     present = apiserver.Cluster(namespaces={*apiserver.Cluster().namespaces, "team-a", "team-b", "team-c"})
     assert strict(records, "prod", overrides, cluster=present) == []
+
+
+def test_declared_tenants_are_read_before_they_are_patched():
+    # The server-side apply patch of a missing namespace creates it (make e2e, apiserver-parity): each patch
+    # depends on a read of its namespace, which fails the preview and the up when it is missing.
+    from components.tenants import existence_check_name
+
+    overrides = {"llm-platform:cluster": None, "llm-platform:existingCluster": EXISTING, "llm-platform:kyverno": {}}
+    records = mockrun.run_stack("prod", overrides)
+    created = {r.urn for r in records}
+    patches = of_type(records, "kubernetes:core/v1:NamespacePatch")
+    assert patches
+    for patch in patches:
+        read = f"$kubernetes:core/v1:Namespace::{existence_check_name(patch.inputs['metadata']['name'])}"
+        reads = [d for d in patch.dependencies if d.endswith(read)]
+        assert reads, f"{patch.name}: no dependency on the read {read}: {patch.dependencies}"
+        assert not set(reads) & created, f"{patch.name}: the namespace it depends on is created, not read"
+
+
+@pytest.mark.parametrize("create_missing", [False, True], ids=["declared-existing", "create"])
+def test_the_read_is_of_the_declared_namespace(create_missing):
+    import pulumi
+
+    from components.tenants import TenantNamespaces, TenantNamespacesArgs, existence_check_name
+
+    mocks = mockrun.install()
+    reads = []
+    new_resource = mocks.new_resource
+
+    def recording(args):
+        if args.resource_id:  # a read (`get`) carries the id of what it reads; a registration none
+            reads.append((args.typ, args.name, args.resource_id))
+        return new_resource(args)
+
+    mocks.new_resource = recording
+
+    @pulumi.runtime.test
+    def run():
+        tn = TenantNamespaces("t", TenantNamespacesArgs(tenants=["team-a", "team-b"], create_missing=create_missing))
+        return pulumi.Output.all(*[ns.urn for ns in tn.namespaces])
+
+    run()
+    want = [] if create_missing else [("kubernetes:core/v1:Namespace", existence_check_name(t), t) for t in ("team-a", "team-b")]
+    assert sorted(reads) == want
 
 
 def test_cluster_already_running_kyverno_is_refused(runs, program_run):

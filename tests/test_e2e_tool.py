@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -22,7 +24,7 @@ def test_defaults_run_every_scenario_in_order():
     assert args.only is None and args.keep_logs is None and not args.list
     assert e2e.selected(args.only) == list(e2e.NAMES)
     assert e2e.NAMES == ("preview", "up", "up-idempotent", "pod-security", "webhook-config", "security-off",
-                         "destroy-clean", "first-deploy-plan", "apiserver-parity")
+                         "destroy-clean", "first-deploy-plan", "apiserver-parity", "declared-tenants")
 
 
 def test_only_adds_what_a_scenario_needs():
@@ -260,3 +262,103 @@ def test_apiserver_parity_reports_a_real_outcome_the_case_does_not_state():
     _, problems = e2e_model.compare(chart, {**agree, "race-netpol-0": "NotFound"})
     assert problems == []
     assert any("1 of 4" in row for row in e2e_model.compare(chart, {**agree, "race-netpol-0": "NotFound"})[0])
+
+
+# ------------------------------------------------------------------ agent pods, webhook coverage, declared tenants
+
+
+def test_agent_cases_differ_from_the_restricted_agent_only_by_what_they_are_about():
+    from components.workload_isolation import RUNTIME_CLASS
+
+    labels = {f"{e2e_psa.PSA}enforce": "restricted", f"{e2e_psa.PSA}enforce-version": "v1.33"}
+    cases = e2e_psa.agent_cases(RUNTIME_CLASS)
+    assert [c.name for c, admit in cases if admit] == ["agent-restricted"]
+    for case, admit in cases:
+        assert case.obj["spec"]["runtimeClassName"] == RUNTIME_CLASS, case.name
+        # the checker's view, at restricted: only the compliant agent is admitted
+        assert e2e_psa.expected(labels, case.obj).allowed is admit, case.name
+    refused = {c.name: e2e_psa.expected(labels, c.obj).enforce for c, admit in cases if not admit}
+    assert refused["agent-host-network"] == {"host namespaces"} and "privileged" in refused["agent-privileged"]
+    assert refused["agent-root"] == {"runAsNonRoot != true", "runAsUser=0"}, refused
+    assert refused["agent-root-runAsNonRoot-false"] == {"runAsNonRoot != true"}, refused
+    assert e2e_psa.agent_cases("x")[0][0].obj["spec"]["runtimeClassName"] == "x"
+    dns1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    assert all(dns1123.match(c.obj["metadata"]["name"]) for c, _ in cases), "pod names the API server takes"
+
+
+def _policy(name, kinds, conditions=None, rule="validate"):
+    spec = {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": kinds}}]}, rule: {}}]}
+    if conditions:
+        spec["webhookConfiguration"] = {"matchConditions": conditions}
+    return {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+class _FakeKube:
+    """Discovery of a cluster serving only Pods, and the given ClusterPolicies."""
+
+    def __init__(self, policies):
+        self.policies = policies
+
+    def request(self, method, path, *args, **kwargs):
+        if path.endswith("/clusterpolicies"):
+            return e2e_kube.Response(200, {"items": self.policies})
+        return e2e_kube.Response(404, {"message": "not found"})
+
+    def find(self, group, version, kind, subresource=""):
+        return [("", "v1", "pods", "", True)] if kind == "Pod" else []
+
+
+def test_webhook_coverage_names_each_rendered_policy_and_its_conditions():
+    cond = [{"name": "c", "expression": "request.namespace == 'agents'"}]
+    policies = [_policy("plain", ["Pod"]), _policy("fine", ["Pod"], cond), _policy("stamp", ["Pod"], rule="mutate"),
+                _policy("routes", ["HTTPRoute"], cond)]
+    vwc, notes, placed = e2e_webhook.build(_FakeKube(policies))
+    assert placed["plain"] == "validate.kyverno.svc-fail"
+    assert placed["fine"] == "validate.kyverno.svc-fail-finegrained-fine"
+    assert placed["stamp"] == e2e_webhook.NOT_PLACED_MUTATE_ONLY
+    assert placed["routes"] == e2e_webhook.NOT_PLACED_NOT_SERVED and any("HTTPRoute" in n for n in notes)
+    _, problems = e2e_webhook.coverage(policies[:3], placed, vwc)
+    assert problems == []
+    # A policy whose kinds are not served never reaches the API server: a problem, not a silent skip.
+    _, problems = e2e_webhook.coverage(policies, placed, vwc)
+    assert problems == [f"routes: {e2e_webhook.NOT_PLACED_NOT_SERVED}"]
+    # A rendered policy that is not live, and a webhook whose matchConditions are not the policy's.
+    _, problems = e2e_webhook.coverage([*policies[:3], _policy("absent", ["Pod"])], placed, vwc)
+    assert problems == ["rendered but not live: absent"]
+    changed = copy.deepcopy(policies[:3])
+    changed[1]["spec"]["webhookConfiguration"]["matchConditions"][0]["expression"] = "true"
+    _, problems = e2e_webhook.coverage(changed, placed, vwc)
+    assert len(problems) == 1 and problems[0].startswith("fine: its matchConditions")
+    assert e2e_webhook.coverage([], {}, {"webhooks": []})[1], "no policy at all is no proof"
+
+
+def test_gateway_api_stand_ins_serve_the_route_guards_kinds():
+    from components.tenant_boundaries import ROUTE_GUARD, policy_file
+
+    policy = yaml_io.load(policy_file(ROUTE_GUARD).read_text(encoding="utf-8"))
+    kinds = {k for r in policy["spec"]["rules"] for f in r["match"]["any"] for k in f["resources"]["kinds"]}
+    crds = e2e_webhook.gateway_api_stand_ins()
+    assert {c["spec"]["names"]["kind"] for c in crds} == kinds
+    for crd in crds:
+        assert crd["metadata"]["name"] == f"{crd['spec']['names']['plural']}.{e2e_webhook.GATEWAY_API_GROUP}"
+        assert [v["storage"] for v in crd["spec"]["versions"]].count(True) == 1
+        assert "v1" in [v["name"] for v in crd["spec"]["versions"]]
+        # the API server refuses a CRD of a *.k8s.io group without it
+        assert crd["metadata"]["annotations"]["api-approved.kubernetes.io"]
+
+
+def test_declared_tenants_config_and_read_failures():
+    from components.tenants import existence_check_name
+    from tools import e2e_tenants
+
+    cfg = e2e.stack_config(KUBECONFIG, CHART)
+    out = e2e_tenants.program_config(cfg, e2e.PROJECT)
+    assert out[f"{e2e.PROJECT}:kyverno"]["createTenantNamespaces"] is False
+    assert out[f"{e2e.PROJECT}:tenants"][-1] == e2e_tenants.MISSING
+    assert cfg[f"{e2e.PROJECT}:kyverno"].get("createTenantNamespaces") is not False, "the e2e stack itself is unchanged"
+    settings = e2e.settings_of(out)
+    assert not settings.kyverno.create_tenant_namespaces and e2e_tenants.MISSING in settings.tenants
+    urn = f"urn:pulumi:s::p::x$kubernetes:core/v1:Namespace::{existence_check_name(e2e_tenants.MISSING)}"
+    by_urn = {urn: ["resource 'e2e-declared-missing' does not exist"], "urn:other::tenant-x-must-exist": ["no"]}
+    assert e2e_tenants.read_failures(by_urn, e2e_tenants.MISSING) == ["resource 'e2e-declared-missing' does not exist"]
+    assert e2e_tenants.read_failures(by_urn, e2e_tenants.PRESENT) == []

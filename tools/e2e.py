@@ -18,16 +18,19 @@ Scenarios (in this order; later ones need `up`):
   up                 `pulumi up` succeeds; every Kubernetes object of the offline render exists with our fields
   up-idempotent      a second `pulumi up` changes nothing
   pod-security       the API server refuses a hostNetwork pod in a tenant namespace and admits the reference
-                     tenant Jobs; tools/pod_security.py agrees with it on every case of its tests
-  webhook-config     the API server accepts the webhook configuration Kyverno would write for our policies and
-                     routes by its matchConditions; the CI preview identity's admission policy denies writes
-                     and admits dry-runs
+                     tenant Jobs; in the agent namespaces it refuses hostNetwork, privileged and root agent pods
+                     and admits a restricted one; tools/pod_security.py agrees with it on every case
+  webhook-config     the API server accepts the webhook configuration Kyverno would write for every ClusterPolicy
+                     the stack renders and routes by its matchConditions; the CI preview identity's admission
+                     policy denies writes and admits dry-runs
   security-off       `security: false` removes every SR1/SR2/guardrail object and keeps the retained namespaces
   destroy-clean      `pulumi destroy` leaves no webhook configuration and nothing that blocks a re-install
   first-deploy-plan  deploy.yaml's sequence (preview --save-plan, the replacement gate, up --plan) on a stack whose
                      kubeconfig is produced by a resource (unknown at preview)
   apiserver-parity   every rule tools/apiserver.py has, or had, decided by the real provider and API server: the kept
                      rules' cases, and the cases that replace the retired ones
+  declared-tenants   createTenantNamespaces: false: a missing tenant namespace fails the preview and the up at its
+                     read and is not created; present ones are patched, and unpatched by the destroy
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ SCENARIOS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("destroy-clean", ("up",)),
     ("first-deploy-plan", ()),
     ("apiserver-parity", ()),
+    ("declared-tenants", ()),
 )
 NAMES = tuple(name for name, _ in SCENARIOS)
 
@@ -589,15 +593,20 @@ def scenario_pod_security(env: Env) -> Result:
         else:
             problems.append(f"Job {name}: no Pod created in {tenant} ({failed or 'none within 30 s'})")
         env.kube.delete(obj, wait=20)
-    # 3. The checker against the API server, case by case, namespace by namespace.
+    # 3. The agent namespaces: node escapes and root refused, a restricted agent pod (RuntimeClass gvisor) admitted.
+    agent_namespaces = _agent_pod_security(env, notes, problems)
+    # 4. The checker against the API server, case by case, namespace by namespace.
     grid = e2e_psa.grid()
-    tenant_labels = (env.kube.request("GET", f"/api/v1/namespaces/{tenant}").body.get("metadata") or {}).get("labels") or {}
-    namespaces = {**grid, tenant: {k: v for k, v in tenant_labels.items() if k.startswith(e2e_psa.PSA)}}
+    namespaces = {**grid, tenant: _psa_labels(env, tenant), **agent_namespaces}
     for ns, labels in grid.items():
         r = env.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
         if not r.ok or not _wait_service_account(env, ns):
             problems.append(f"namespace {ns}: HTTP {r.status} {r.message}")
     cases = e2e_psa.cases()
+    if agent_namespaces:
+        from components.workload_isolation import RUNTIME_CLASS
+
+        cases += [case for case, _ in e2e_psa.agent_cases(RUNTIME_CLASS)]
     for obj in reference_workloads():
         cases.append(e2e_psa.Case(f"reference-{obj['kind']}-{obj['metadata']['name']}", obj))
         meta, spec = pod_security.pod_of(obj) or ({}, {})
@@ -633,6 +642,49 @@ def scenario_pod_security(env: Env) -> Result:
     return Result("pod-security", True, notes=notes)
 
 
+def _psa_labels(env: Env, namespace: str) -> dict[str, str]:
+    from tools import e2e_psa
+
+    labels = (env.kube.request("GET", f"/api/v1/namespaces/{namespace}").body.get("metadata") or {}).get("labels") or {}
+    return {k: v for k, v in labels.items() if k.startswith(e2e_psa.PSA)}
+
+
+def _agent_pod_security(env: Env, notes: list[str], problems: list[str]) -> dict[str, dict[str, str]]:
+    """Each agent namespace as the stack left it (its Pod Security labels): the API server must refuse the
+    hostNetwork, privileged and root agent pods and admit the restricted one, all with the RuntimeClass the
+    agent policy requires; a pod naming a RuntimeClass that does not exist is refused by the RuntimeClass
+    admission plugin. Returns the namespaces with their labels, for the checker's comparison."""
+    from components.workload_isolation import RUNTIME_CLASS
+    from tools import e2e_psa
+
+    s = env.settings
+    if not (s.security and s.agent_isolation.enabled):
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    level = s.agent_isolation.pod_security.enforce
+    for ns in s.agent_isolation.namespaces:
+        labels = _psa_labels(env, ns)
+        if labels.get(f"{e2e_psa.PSA}enforce") != level:
+            problems.append(f"agent namespace {ns}: enforce label {labels.get(f'{e2e_psa.PSA}enforce')!r}, config says {level!r}")
+        out[ns] = labels
+        for case, admit in e2e_psa.agent_cases(RUNTIME_CLASS):
+            got = e2e_psa.send(env.kube, case, ns)
+            said = e2e_psa._say(got) if got.allowed is not None else f"not evaluated ({got.detail})"
+            if got.allowed is not admit:
+                problems.append(f"{case.name} in {ns}: the API server {said}, must be {'admitted' if admit else 'refused'}")
+            else:
+                notes.append(f"{case.name} in {ns} ({level}, runtimeClassName {RUNTIME_CLASS}): {said}")
+        restricted = next(case for case, admit in e2e_psa.agent_cases(e2e_psa.MISSING_RUNTIME_CLASS) if admit)
+        r = env.kube.create(e2e_psa.in_namespace(restricted.obj, ns), dry_run=True)
+        if not r.ok and "RuntimeClass" in r.message and "not found" in r.message:
+            notes.append(f"the same agent pod with runtimeClassName {e2e_psa.MISSING_RUNTIME_CLASS}: refused "
+                         f"(HTTP {r.status} {one_line(r.message, 160)}): the RuntimeClass must exist before agents are admitted")
+        else:
+            problems.append(f"agent pod with a missing RuntimeClass in {ns}: expected the RuntimeClass admission plugin's "
+                            f"refusal, got HTTP {r.status} {one_line(r.message, 200)}")
+    return out
+
+
 def _gpu_pod(name: str, namespace: str, gpu: bool) -> dict[str, Any]:
     from tools import pod_security
 
@@ -645,50 +697,139 @@ def scenario_webhook_config(env: Env) -> Result:
 
     notes: list[str] = []
     problems: list[str] = []
-    vwc, skipped = e2e_webhook.build(env.kube)
-    notes += skipped
-    notes.append("webhooks: " + ", ".join(f"{w['name']} ({len(w['rules'])} rules, {len(w.get('matchConditions', []))} matchConditions)"
-                                          for w in vwc["webhooks"]))
-    made = env.kube.create(vwc)
-    if not made.ok:
-        return Result("webhook-config", False, one_line(
-            f"the API server refused Kyverno's {e2e_webhook.NAME}: HTTP {made.status}: {made.message}"), notes)
+    # The route kinds of restrict-platform-gateway-routes are Gateway API CRDs (GKE installs them): stand-ins
+    # make the API server serve them, so that policy's webhook and matchConditions reach it too.
+    stand_ins = e2e_webhook.gateway_api_stand_ins()
+    problems += e2e_webhook.install(env.kube, stand_ins)
     try:
-        time.sleep(1.0)  # the API server's webhook source picks the configuration up asynchronously
-        tenant = env.settings.tenants[0]
-        agents = env.settings.agent_isolation.namespaces[0] if env.settings.agent_isolation.enabled else None
-        probes = [
-            (_gpu_pod("e2e-gpu-no-queue", tenant, True), "validate.kyverno.svc-fail-finegrained-require-kueue-queue-name"),
-            (_gpu_pod("e2e-cpu", tenant, False), None),
-            (_gpu_pod("e2e-gpu-serving", "serving", True), None),
-        ]
-        # The shared Fail webhook (no matchConditions): the egress-lockdown generate rule matches Namespaces.
-        if any(w["name"] == "validate.kyverno.svc-fail" for w in vwc["webhooks"]):
-            probes.append(({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "e2e-probe-namespace"}},
-                           "validate.kyverno.svc-fail"))
-        if agents:
-            policy = next((w["name"] for w in vwc["webhooks"] if "agent-runtime-isolation" in w["name"]), "agent-runtime-isolation")
-            probes.append((_gpu_pod("e2e-agent", agents, False), policy))
-        for pod, webhook in probes:
-            where = f"{pod['metadata'].get('namespace', pod['kind'])}/{pod['metadata']['name']}"
-            r = env.kube.create(pod, dry_run=True)
-            if webhook is None:
-                if r.ok:
-                    notes.append(f"{where}: admitted (no Fail webhook selects it; the Ignore one fails open)")
-                else:
-                    problems.append(f"{where}: expected admitted, got HTTP {r.status} {one_line(r.message, 250)}")
-            elif r.ok:
-                problems.append(f"{where}: admitted, but the matchConditions should have sent it to {webhook} (which cannot answer)")
-            elif f'"{webhook}"' in r.message or webhook in r.message:
-                notes.append(f"{where}: sent to {webhook} (Fail; no Kyverno pod answers): {one_line(r.message, 200)}")
-            else:
-                problems.append(f"{where}: refused, but not by {webhook}: HTTP {r.status} {one_line(r.message, 250)}")
+        vwc, skipped, placed = e2e_webhook.build(env.kube)
+        notes += skipped
+        notes.append("webhooks: " + ", ".join(f"{w['name']} ({len(w['rules'])} rules, {len(w.get('matchConditions', []))} matchConditions)"
+                                              for w in vwc["webhooks"]))
+        rendered = [o for o in env.rendered if o.get("kind") == "ClusterPolicy"]
+        coverage, uncovered = e2e_webhook.coverage(rendered, placed, vwc)
+        notes += coverage
+        problems += uncovered
+        made = env.kube.create(vwc)
+        if not made.ok:
+            problems.append(f"the API server refused Kyverno's {e2e_webhook.NAME}: HTTP {made.status}: {made.message}")
+        else:
+            try:
+                problems += _route_probes(env, vwc, notes)
+            finally:
+                env.kube.delete(vwc, wait=10)
+            problems += _network_policy_writer_probes(env, vwc, placed, notes)
     finally:
-        env.kube.delete(vwc, wait=10)
+        for crd in stand_ins:
+            env.kube.delete(crd, wait=30)
+        env.kube.forget_discovery()
     problems += _ci_identities(env, notes)
     if problems:
         return Result("webhook-config", False, one_line("; ".join(problems), 900), notes)
     return Result("webhook-config", True, notes=notes)
+
+
+def _webhook_of(vwc: dict[str, Any], policy: str, default: str = "") -> str:
+    return next((w["name"] for w in vwc["webhooks"] if w["name"].endswith(f"-finegrained-{policy}")), default or policy)
+
+
+def _probe(env: Env, obj: dict[str, Any], webhook: Optional[str], notes: list[str], as_user: Optional[str] = None,
+           as_group: Optional[str] = None) -> list[str]:
+    """Dry-run ``obj``: with ``webhook``, the API server must send it there (Fail, and no Kyverno pod answers);
+    without, admit it."""
+    who = f" as {as_user}{' in ' + as_group if as_group else ''}" if as_user else ""
+    where = f"{obj['kind']} {obj['metadata'].get('namespace', '') + '/' if obj['metadata'].get('namespace') else ''}{obj['metadata']['name']}{who}"
+    r = env.kube.create(obj, dry_run=True, as_user=as_user, as_group=as_group)
+    if webhook is None:
+        if r.ok:
+            notes.append(f"{where}: admitted (no Fail webhook selected it)")
+            return []
+        return [f"{where}: expected admitted, got HTTP {r.status} {one_line(r.message, 250)}"]
+    if r.ok:
+        return [f"{where}: admitted, but the matchConditions should have sent it to {webhook} (which cannot answer)"]
+    if f'"{webhook}"' in r.message or webhook in r.message:
+        notes.append(f"{where}: sent to {webhook} (Fail; no Kyverno pod answers): {one_line(r.message, 200)}")
+        return []
+    return [f"{where}: refused, but not by {webhook}: HTTP {r.status} {one_line(r.message, 250)}"]
+
+
+def _route_probes(env: Env, vwc: dict[str, Any], notes: list[str]) -> list[str]:
+    """With Kyverno's whole configuration in place: does the API server send each probe where the matchConditions say?"""
+    from components.tenant_boundaries import ROUTE_GUARD
+
+    time.sleep(1.0)  # the API server's webhook source picks the configuration up asynchronously
+    tenant = env.settings.tenants[0]
+    agents = env.settings.agent_isolation.namespaces[0] if env.settings.agent_isolation.enabled else None
+    probes: list[tuple[dict[str, Any], Optional[str]]] = [
+        (_gpu_pod("e2e-gpu-no-queue", tenant, True), "validate.kyverno.svc-fail-finegrained-require-kueue-queue-name"),
+        (_gpu_pod("e2e-cpu", tenant, False), None),
+        (_gpu_pod("e2e-gpu-serving", "serving", True), None),
+    ]
+    # The shared Fail webhook (no matchConditions): the egress-lockdown generate rule matches Namespaces.
+    if any(w["name"] == "validate.kyverno.svc-fail" for w in vwc["webhooks"]):
+        probes.append(({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "e2e-probe-namespace"}},
+                       "validate.kyverno.svc-fail"))
+    if agents:
+        probes.append((_gpu_pod("e2e-agent", agents, False), _webhook_of(vwc, "agent-runtime-isolation")))
+    # restrict-platform-gateway-routes: a tenant's route is sent to it, a platform namespace's is not.
+    if env.settings.security:
+        from components.tenant_boundaries import route_namespaces
+
+        gateway = env.settings.tenant_boundaries.platform_gateways[0]
+        probes.append((_route("e2e-tenant-route", tenant, gateway), _webhook_of(vwc, ROUTE_GUARD)))
+        probes.append((_route("e2e-platform-route", route_namespaces(env.settings)[0], gateway), None))
+    problems: list[str] = []
+    for obj, webhook in probes:
+        problems += _probe(env, obj, webhook, notes)
+    return problems
+
+
+def _route(name: str, namespace: str, gateway: Any) -> dict[str, Any]:
+    from tools import e2e_webhook
+
+    return {"apiVersion": f"{e2e_webhook.GATEWAY_API_GROUP}/v1", "kind": "HTTPRoute", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [{"name": gateway.name, "namespace": gateway.namespace}]}}
+
+
+def _network_policy_writer_probes(env: Env, vwc: dict[str, Any], placed: dict[str, str], notes: list[str]) -> list[str]:
+    """restrict-network-policy-writes' webhook alone (every NetworkPolicy also reaches the shared Fail webhook
+    through the egress-lockdown generate rule, which would hide it): a tenant's write in an agent namespace is
+    sent to it; a platform writer's, and one by the group system:masters, are not."""
+    from components.tenant_boundaries import NETWORK_POLICY_GUARD, network_policy_writers
+
+    if not (env.settings.security and env.settings.agent_isolation.enabled):
+        return []
+    webhook = next((w for w in vwc["webhooks"] if w["name"] == placed.get(NETWORK_POLICY_GUARD)), None)
+    if webhook is None or not webhook.get("matchConditions"):
+        return [f"{NETWORK_POLICY_GUARD}: no fine-grained webhook with matchConditions in Kyverno's configuration"]
+    agents = env.settings.agent_isolation.namespaces[0]
+    users, groups = network_policy_writers(env.settings)
+    tenant_user = "e2e-tenant"
+    writer = (env.settings.tenant_boundaries.network_policy_writers or users)[0]
+    alone: dict[str, Any] = {**vwc, "metadata": {"name": "e2e-network-policy-writers"}, "webhooks": [webhook]}
+    # RBAC lets both users write NetworkPolicies there: what is left to refuse is admission's.
+    binding: dict[str, Any] = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "e2e-network-policy-writers", "namespace": agents},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in (tenant_user, writer)]}
+    problems: list[str] = []
+    for obj in (binding, alone):
+        r = env.kube.create(obj)
+        if not r.ok:
+            problems.append(f"{obj['kind']} {obj['metadata']['name']}: HTTP {r.status} {one_line(r.message, 200)}")
+    try:
+        if problems:
+            return problems
+        time.sleep(1.0)  # picked up asynchronously
+        policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "e2e-allow-all", "namespace": agents},
+                  "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}}
+        problems += _probe(env, policy, webhook["name"], notes, as_user=tenant_user)
+        problems += _probe(env, policy, None, notes, as_user=writer)
+        problems += _probe(env, policy, None, notes, as_user=tenant_user, as_group=groups[0])
+        return problems
+    finally:
+        env.kube.delete(alone, wait=10)
+        env.kube.delete(binding, wait=10)
 
 
 def _ci_identities(env: Env, notes: list[str]) -> list[str]:
@@ -765,6 +906,8 @@ def _state_objects(stack: Any) -> list[dict[str, Any]]:
         if not t.startswith("kubernetes:") or t.startswith("pulumi:providers"):
             continue
         outputs = res.get("outputs") or {}
+        if res.get("external"):
+            continue  # a read (`get`): never created, never deleted
         if t == "kubernetes:helm.sh/v3:Release":
             out.append({"type": t, "name": outputs.get("name"), "namespace": outputs.get("namespace"),
                         "retain": bool(res.get("retainOnDelete"))})
@@ -936,6 +1079,72 @@ def scenario_apiserver_parity(env: Env) -> Result:
     return Result("apiserver-parity", True, notes=notes)
 
 
+def scenario_declared_tenants(env: Env) -> Result:
+    """Declared pre-existing tenant namespaces (createTenantNamespaces: false): a missing one fails the preview
+    and the `up` at its read, and is not created; once it exists, the patch labels it; the destroy removes the
+    labels and keeps the namespaces."""
+    from tools import e2e_tenants as et
+
+    notes: list[str] = []
+    problems: list[str] = []
+    ns = lambda name: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}  # noqa: E731
+
+    def labelled(name: str) -> Optional[bool]:
+        r = env.kube.request("GET", f"/api/v1/namespaces/{name}")
+        return None if not r.ok else et.LABEL in ((r.body.get("metadata") or {}).get("labels") or {})
+
+    env.kube.create(ns(et.PRESENT))
+    env.kube.delete(ns(et.MISSING), wait=60)
+    env.pulumi.write_config(et.STACK, {})
+    stack = env.pulumi.stack(et.STACK, et.program(str(env.kubeconfig), CONTEXT, [et.PRESENT, et.MISSING]))
+    try:
+        for op in ("preview", "up"):
+            run = env.pulumi.run(stack, op)
+            failures = et.read_failures(run.by_urn, et.MISSING)
+            if run.ok or not any(et.NOT_FOUND in f for f in failures):
+                problems.append(f"{op} with {et.MISSING} missing: {'succeeded' if run.ok else 'failed otherwise: ' + run.error_text()}")
+            else:
+                notes.append(f"{op} with {et.MISSING} missing: failed at its read: {one_line(failures[0], 200)}")
+            if labelled(et.MISSING) is not None:
+                problems.append(f"{op} with {et.MISSING} missing: the namespace exists afterwards (the patch created it)")
+        notes.append(f"after the failed up: {et.MISSING} still absent; {et.PRESENT} "
+                     f"{'labelled (its patch ran alongside the failed read)' if labelled(et.PRESENT) else 'not labelled'}")
+        env.kube.create(ns(et.MISSING))
+        run = env.pulumi.run(stack, "up")
+        if not run.ok:
+            problems.append(f"up with both namespaces present failed: {run.error_text()}")
+        elif not (labelled(et.PRESENT) and labelled(et.MISSING)):
+            problems.append(f"up with both namespaces present: {et.LABEL} not on both")
+        else:
+            notes.append(f"up with both present: {_changes(run.changes)}, both labelled {et.LABEL}")
+        run = env.pulumi.run(stack, "destroy")
+        after = (labelled(et.PRESENT), labelled(et.MISSING))
+        if not run.ok or after != (False, False):
+            problems.append(f"destroy: {'ok' if run.ok else run.error_text()}; labelled afterwards {after} "
+                            "(None: the namespace is gone; the labels must go, the namespaces stay)")
+        else:
+            notes.append("destroy: the labels removed, both namespaces kept")
+        # The whole program, same setting, one more tenant that does not exist: its preview fails at that read.
+        env.kube.delete(ns(et.MISSING), wait=60)
+        env.pulumi.write_config(et.PROGRAM_STACK, et.program_config(env.cfg, PROJECT))
+        whole = env.pulumi.stack(et.PROGRAM_STACK, project_program)
+        run = env.pulumi.run(whole, "preview")
+        failures = et.read_failures(run.by_urn, et.MISSING)
+        if run.ok or not any(et.NOT_FOUND in f for f in failures):
+            problems.append(f"the program's preview with tenant {et.MISSING} missing: "
+                            f"{'succeeded' if run.ok else 'failed otherwise: ' + run.error_text()}")
+        else:
+            notes.append(f"the program's preview (createTenantNamespaces: false, tenant {et.MISSING} missing): failed at "
+                         f"its read: {one_line(failures[0], 200)}")
+    finally:
+        env.pulumi.run(stack, "destroy")
+        for name in (et.PRESENT, et.MISSING):
+            env.kube.delete(ns(name), wait=60)
+    if problems:
+        return Result("declared-tenants", False, one_line("; ".join(problems), 900), notes)
+    return Result("declared-tenants", True, notes=notes)
+
+
 RUNNERS: dict[str, Callable[[Env], Result]] = {
     "preview": scenario_preview,
     "up": scenario_up,
@@ -946,6 +1155,7 @@ RUNNERS: dict[str, Callable[[Env], Result]] = {
     "destroy-clean": scenario_destroy_clean,
     "first-deploy-plan": scenario_first_deploy_plan,
     "apiserver-parity": scenario_apiserver_parity,
+    "declared-tenants": scenario_declared_tenants,
 }
 
 

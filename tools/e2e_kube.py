@@ -165,12 +165,16 @@ class Kube:
             return Response(404, {"message": f"the API server serves no {obj['kind']} in {obj['apiVersion']}"})
         return self.request("GET", path)
 
-    def create(self, obj: dict[str, Any], dry_run: bool = False, as_user: Optional[str] = None) -> Response:
+    def create(self, obj: dict[str, Any], dry_run: bool = False, as_user: Optional[str] = None,
+               as_group: Optional[str] = None) -> Response:
+        """Create (or only admit, ``dry_run``), optionally as ``as_user`` in ``as_group`` (impersonated)."""
         path = self.path_of(obj, name=False)
         if path is None:
             return Response(404, {"message": f"the API server serves no {obj['kind']} in {obj['apiVersion']}"})
-        return self.request("POST", path, obj, query={"dryRun": "All"} if dry_run else None,
-                            headers={"Impersonate-User": as_user} if as_user else None)
+        headers = {"Impersonate-User": as_user} if as_user else {}
+        if as_user and as_group:
+            headers["Impersonate-Group"] = as_group
+        return self.request("POST", path, obj, query={"dryRun": "All"} if dry_run else None, headers=headers or None)
 
     def apply(self, obj: dict[str, Any], manager: str = "llm-platform-e2e") -> Response:
         """Server-side apply (force)."""

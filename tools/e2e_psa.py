@@ -110,6 +110,32 @@ def cases() -> list[Case]:
     return out
 
 
+MISSING_RUNTIME_CLASS = "e2e-no-such-runtime-class"
+"""A RuntimeClass nobody creates: the RuntimeClass admission plugin refuses a pod naming it."""
+
+
+def agent_cases(runtime_class: str) -> list[tuple[Case, bool]]:
+    """Agent pods (RuntimeClass ``runtime_class``, as agent-runtime-isolation requires) and whether the API
+    server must admit them in an agent namespace at ``restricted``: the node escapes and root refused, the
+    restricted-compliant agent admitted."""
+
+    def agent(name: str, pod: dict[str, Any]) -> Case:
+        pod = copy.deepcopy(pod)
+        pod["metadata"]["name"] = f"agent-{name.lower()}"
+        pod["spec"]["runtimeClassName"] = runtime_class
+        return Case(f"agent-{name}", pod)
+
+    escapes = pod_security.node_escape_pods("NS")
+    rd = {"type": "RuntimeDefault"}
+    return [
+        (agent("host-network", escapes["host-network"][0]), False),
+        (agent("privileged", escapes["privileged"][0]), False),
+        (agent("root", _pod("root", pod_sc={"runAsUser": 0, "seccompProfile": rd})), False),
+        (agent("root-runAsNonRoot-false", _pod("root", pod_sc={"runAsNonRoot": False, "seccompProfile": rd})), False),
+        (agent("restricted", _pod("restricted")), True),
+    ]
+
+
 def grid() -> dict[str, dict[str, str]]:
     """Namespace name -> Pod Security labels: each level at each version (enforce = warn), and none at all."""
     out: dict[str, dict[str, str]] = {f"{NAMESPACE_PREFIX}unlabelled": {}}

@@ -16,6 +16,7 @@ every policy of this repository (`pod-policies.kyverno.io/autogen-controllers: n
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tools.e2e_kube import Kube
@@ -131,9 +132,11 @@ class _Webhook:
         return {k: v for k, v in webhook.items() if v is not None}
 
 
-def build(kube: Kube) -> tuple[dict[str, Any], list[str]]:
-    """Kyverno's resource validating webhook configuration for the ClusterPolicies in the cluster, and notes
-    (kinds skipped because the API server does not serve them)."""
+def build(kube: Kube) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Kyverno's resource validating webhook configuration for the ClusterPolicies in the cluster, notes (kinds
+    skipped because the API server does not serve them), and where each live ClusterPolicy went: the name of
+    its webhook, or why it has none (`admission: false`, no validate or generate rule: Kyverno's mutating
+    webhook, not modelled here; no kind the API server serves)."""
     cm = kube.request("GET", "/api/v1/namespaces/kyverno/configmaps/kyverno")
     data = (cm.body or {}).get("data") or {} if cm.ok else {}
     selectors = json.loads(data.get("webhooks") or "{}")
@@ -141,28 +144,136 @@ def build(kube: Kube) -> tuple[dict[str, Any], list[str]]:
     ignore, fail = _Webhook("Ignore", shared_conditions), _Webhook("Fail", shared_conditions)
     fine: list[_Webhook] = []
     notes = []
+    placed: dict[str, str] = {}
+    targets: dict[str, _Webhook] = {}
     policies = kube.request("GET", "/apis/kyverno.io/v1/clusterpolicies").body.get("items", [])
     for policy in sorted(policies, key=lambda p: p["metadata"]["name"]):
-        spec = policy["spec"]
+        spec, name = policy["spec"], policy["metadata"]["name"]
         if spec.get("admission") is False:
+            placed[name] = NOT_PLACED_ADMISSION_OFF
             continue
         if not any("validate" in r or "generate" in r for r in spec.get("rules", [])):
+            placed[name] = NOT_PLACED_MUTATE_ONLY
             continue
         wc = spec.get("webhookConfiguration") or {}
         failure = wc.get("failurePolicy") or spec.get("failurePolicy") or "Fail"
         if wc.get("matchConditions"):
-            target = _Webhook(failure, wc["matchConditions"], policy["metadata"]["name"])
+            target = _Webhook(failure, wc["matchConditions"], name)
             fine.append(target)
         else:
             target = ignore if failure == "Ignore" else fail
         missing = target.merge(kube, policy)
         if missing:
-            notes.append(f"{policy['metadata']['name']}: not served here, skipped as Kyverno does: {', '.join(missing)}")
+            notes.append(f"{name}: not served here, skipped as Kyverno does: {', '.join(missing)}")
+        if len(missing) == len(_kinds(policy)):
+            placed[name] = NOT_PLACED_NOT_SERVED
+        else:
+            targets[name] = target
     fine.sort(key=lambda w: (w.failure_policy != "Ignore", w.policy))
-    webhooks = [w.build(selectors) for w in [ignore, fail, *fine] if w.rules]
+    webhooks = []
+    for w in [ignore, fail, *fine]:
+        if w.rules:
+            webhooks.append(w.build(selectors))
+            placed.update({p: webhooks[-1]["name"] for p, t in targets.items() if t is w})
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": NAME, "labels": {"webhook.kyverno.io/managed-by": "kyverno"}},
         "webhooks": webhooks,
-    }, notes
+    }, notes, placed
+
+
+NOT_PLACED_ADMISSION_OFF = "no webhook: admission is off"
+NOT_PLACED_MUTATE_ONLY = "no validating webhook: no validate or generate rule (Kyverno's mutating webhook, not modelled)"
+NOT_PLACED_NOT_SERVED = "no webhook: the API server serves none of its kinds"
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+GATEWAY_API_ROUTES = {"HTTPRoute": ("v1", "v1beta1"), "GRPCRoute": ("v1",)}
+"""The route kinds restrict-platform-gateway-routes matches, at the versions Gateway API v1.2+ serves them."""
+
+
+def gateway_api_stand_ins() -> list[dict[str, Any]]:
+    """Schema-less CRDs for the Gateway API route kinds: only what discovery needs to serve them (the local
+    control plane has no Gateway API; GKE installs it)."""
+    out = []
+    for kind, versions in GATEWAY_API_ROUTES.items():
+        plural = kind.lower() + "s"
+        out.append({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            # A *.k8s.io group needs this annotation; "unapproved" is accepted and says what these are.
+            "metadata": {"name": f"{plural}.{GATEWAY_API_GROUP}",
+                         "annotations": {"api-approved.kubernetes.io": "unapproved, a stand-in for the e2e"}},
+            "spec": {"group": GATEWAY_API_GROUP, "scope": "Namespaced",
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                     "versions": [{"name": v, "served": True, "storage": i == 0,
+                                   "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+                                  for i, v in enumerate(versions)]},
+        })
+    return out
+
+
+def install(kube: Kube, crds: list[dict[str, Any]], timeout: float = 30.0) -> list[str]:
+    """Create ``crds`` and wait until discovery serves each kind; problems, if any."""
+    problems = []
+    for crd in crds:
+        r = kube.create(crd)
+        if not r.ok and r.status != 409:
+            problems.append(f"CRD {crd['metadata']['name']}: HTTP {r.status} {r.message[:200]}")
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        spec = crd["spec"]
+        while True:
+            kube.forget_discovery()
+            if all(kube.find(spec["group"], v["name"], spec["names"]["kind"]) for v in spec["versions"]):
+                break
+            if time.monotonic() > deadline:
+                problems.append(f"CRD {crd['metadata']['name']}: not served after {timeout:.0f} s")
+                break
+            time.sleep(0.3)
+    return problems
+
+
+# ------------------------------------------------------------------------------------------ coverage
+
+
+def coverage(rendered: list[dict[str, Any]], placed: dict[str, str], vwc: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(notes, problems): every ClusterPolicy the stack renders must be live and, when it validates or generates,
+    in Kyverno's configuration; one with ``webhookConfiguration.matchConditions`` in its own webhook carrying
+    exactly those, so the API server compiles and costs them."""
+    notes: list[str] = []
+    problems: list[str] = []
+    names = sorted(p["metadata"]["name"] for p in rendered)
+    if not names:
+        problems.append("the stack renders no ClusterPolicy: nothing to check")
+    missing = [n for n in names if n not in placed]
+    extra = sorted(set(placed) - set(names))
+    if missing:
+        problems.append(f"rendered but not live: {', '.join(missing)}")
+    if extra:
+        notes.append(f"live but not rendered by this stack: {', '.join(extra)}")
+    webhooks = {w["name"]: w for w in vwc["webhooks"]}
+    fine = []
+    for policy in sorted(rendered, key=lambda p: p["metadata"]["name"]):
+        name = policy["metadata"]["name"]
+        where = placed.get(name)
+        if where is None:
+            continue
+        conditions = (policy["spec"].get("webhookConfiguration") or {}).get("matchConditions")
+        if where not in webhooks:
+            if where in (NOT_PLACED_MUTATE_ONLY, NOT_PLACED_ADMISSION_OFF):
+                notes.append(f"{name}: {where}")
+            else:
+                problems.append(f"{name}: {where}")
+            continue
+        if conditions:
+            if "-finegrained-" not in where or webhooks[where].get("matchConditions") != conditions:
+                problems.append(f"{name}: its matchConditions are not those of its webhook {where}")
+            else:
+                fine.append(name)
+    covered = [n for n in names if placed.get(n) in webhooks]
+    notes.append(f"{len(names)} rendered ClusterPolicies, {len(covered)} in Kyverno's validating webhooks; "
+                 f"{len(fine)} with matchConditions, each in its own webhook: {', '.join(fine) or 'none'}")
+    return notes, problems
