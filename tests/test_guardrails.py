@@ -952,3 +952,17 @@ def test_prod_requires_images_pinned_by_digest(stack, tag_only):
     if tag_only == "fail":
         assert "pinned by digest" in outcome.message
     assert _evaluate(policy, by_digest).result == "pass", stack
+
+
+@pytest.mark.parametrize("policy,extra", [("approvedModels", {}), ("securityBaseline", {"rules": ["run-as-non-root"]})])
+@pytest.mark.parametrize("field,value,needle", [
+    ("names", ["*"], "matches every object"),
+    ("names", ["**?"], "matches every object"),
+    ("namespace", "Not_A_Namespace", "exception namespace"),
+    ("name", "UPPER", "exception name"),
+])
+def test_a_catalog_exception_must_name_its_objects(policy, extra, field, value, needle):
+    """Both exception lists refuse a wildcard that lifts the policy for every object, and invalid names."""
+    exc = {"name": "x", "namespace": "serving", "names": ["nim-llm"], **extra, field: value}
+    message = _config_error({"enabled": True, policy: {"exceptions": [exc]}})
+    assert needle in message and policy in message, message

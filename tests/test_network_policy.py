@@ -31,6 +31,39 @@ from components.network_policy import (  # noqa: E402
     build_policies,
     resource_name,
 )
+from tests.platform_pods import (  # noqa: E402
+    AGW_CONTROLLER,
+    CODER_AGENT,
+    CODER_CHAT,
+    CODER_FIM,
+    DECODE,
+    DEFAULT,
+    EMBEDDINGS,
+    EVIL,
+    GMP,
+    GUIDELLM_BENCH,
+    IMPOSTOR,
+    INF_GW,
+    KSERVE_CTRL,
+    KSERVE_GW,
+    KUBE_SYSTEM,
+    LITELLM,
+    LLMD_GW,
+    PLATFORM_IMPOSTOR,
+    PREFILL,
+    PROMETHEUS,
+    QWEN_CPU,
+    QWEN_OCI,
+    RAW_EPP,
+    RAW_VLLM,
+    SCHEDULER,
+    SIM_0,
+    SIM_1,
+    SIM_EPP,
+    TEAM_A,
+    TEAM_B,
+    VLLM_BENCH,
+)
 from tests.reference_platform import reference_dir  # noqa: E402
 from tools import matrix, nca, platform_model  # noqa: E402
 
@@ -43,37 +76,6 @@ needs_nca = pytest.mark.skipif(
 PROTECTED = ("serving", "inference", "kserve", "llm-d")
 
 # ---- pods of the deployed-platform model (data/netpol-cluster/pods.yaml)
-LITELLM = "litellm/litellm-proxy-0"
-RAW_VLLM = "serving/raw-vllm-0"
-CODER_CHAT = "serving/coder-chat-0"
-CODER_FIM = "serving/coder-fim-0"
-CODER_AGENT = "serving/coder-agent-0"
-EMBEDDINGS = "serving/embeddings-0"
-RAW_EPP = "serving/raw-vllm-epp-0"
-VLLM_BENCH = "serving/vllm-bench-0"
-GUIDELLM_BENCH = "serving/guidellm-bench-0"
-INF_GW = "inference/inference-gateway-0"
-SIM_EPP = "inference/vllm-sim-epp-0"
-SIM_0 = "inference/vllm-sim-0"
-SIM_1 = "inference/vllm-sim-1"
-AGW_CONTROLLER = "agentgateway-system/agentgateway-0"
-KSERVE_CTRL = "kserve/kserve-controller-manager-0"
-KSERVE_GW = "kserve/kserve-ingress-gateway-0"
-QWEN_CPU = "kserve/qwen-cpu-predictor-0"
-QWEN_OCI = "kserve/qwen-oci-predictor-0"
-LLMD_GW = "llm-d/llm-d-gateway-0"
-DECODE = "llm-d/qwen-llmd-kserve-0"
-PREFILL = "llm-d/qwen-llmd-kserve-prefill-0"
-SCHEDULER = "llm-d/qwen-llmd-kserve-router-scheduler-0"
-PROMETHEUS = "monitoring/prometheus-0"
-GMP = "gmp-system/collector-0"
-KUBE_SYSTEM = "kube-system/konnectivity-agent-0"
-DEFAULT = "default/debug-0"
-TEAM_A = "team-a/app-0"
-TEAM_B = "team-b/app-0"
-IMPOSTOR = "team-a/litellm-impostor-0"
-PLATFORM_IMPOSTOR = "team-a/platform-impostor-0"
-EVIL = "team-evil/prometheus-0"
 
 
 @dataclass(frozen=True)

@@ -19,41 +19,43 @@ from components import workload_isolation as wi
 from components.cluster import webhook_firewall_ports
 from components.config import ConfigError, InNamespaceClient, NetworkPolicyConfig, ServingEgressConfig, parse
 from components.network_policy import build_policies, webhook_ports
+from tests.platform_pods import (
+    AGENT,
+    AGW_CONTROLLER,
+    CNPG,
+    DECODE,
+    EMBEDDINGS,
+    GRAFANA,
+    GUIDELLM_BENCH,
+    INF_GW,
+    KEDA,
+    KONNECTIVITY,
+    KSERVE_CTRL,
+    KSERVE_GW,
+    KUBE_DNS,
+    LITELLM,
+    LLMD_GW,
+    MIGRATIONS,
+    OTEL,
+    PG_PRIMARY,
+    PG_REPLICA,
+    PROM_OPERATOR,
+    PROMETHEUS,
+    QWEN_CPU,
+    RAW_EPP,
+    RAW_VLLM,
+    SCHEDULER,
+    SIM_0,
+    SIM_EPP,
+    TEAM_A,
+    VLLM_BENCH,
+)
 from tools import nca
 
 ROOT = Path(__file__).resolve().parent.parent
 
 needs_nca = pytest.mark.skipif(not nca.nca_available(), reason="`nca` (requirements.txt) is not installed")
 
-LITELLM = "litellm/litellm-proxy-0"
-PG_PRIMARY = "litellm/litellm-pg-1"
-PG_REPLICA = "litellm/litellm-pg-2"
-MIGRATIONS = "litellm/litellm-migrations-0"
-CNPG = "cnpg-system/cnpg-cloudnative-pg-0"
-KEDA = "keda/keda-operator-0"
-GRAFANA = "monitoring/grafana-0"
-PROMETHEUS = "monitoring/prometheus-0"
-PROM_OPERATOR = "monitoring/prometheus-operator-0"
-OTEL = "monitoring/otel-collector-0"
-RAW_VLLM = "serving/raw-vllm-0"
-EMBEDDINGS = "serving/embeddings-0"
-RAW_EPP = "serving/raw-vllm-epp-0"
-VLLM_BENCH = "serving/vllm-bench-0"
-GUIDELLM_BENCH = "serving/guidellm-bench-0"
-INF_GW = "inference/inference-gateway-0"
-SIM_EPP = "inference/vllm-sim-epp-0"
-SIM_0 = "inference/vllm-sim-0"
-KSERVE_GW = "kserve/kserve-ingress-gateway-0"
-KSERVE_CTRL = "kserve/kserve-controller-manager-0"
-QWEN_CPU = "kserve/qwen-cpu-predictor-0"
-LLMD_GW = "llm-d/llm-d-gateway-0"
-DECODE = "llm-d/qwen-llmd-kserve-0"
-SCHEDULER = "llm-d/qwen-llmd-kserve-router-scheduler-0"
-AGW_CONTROLLER = "agentgateway-system/agentgateway-0"
-KUBE_DNS = "kube-system/kube-dns-0"
-KONNECTIVITY = "kube-system/konnectivity-agent-0"
-AGENT = "agents/coding-agent-0"
-TEAM_A = "team-a/app-0"
 TENANTS = [TEAM_A, "team-b/app-0", "team-evil/prometheus-0", "team-a/litellm-impostor-0",
            "team-a/platform-impostor-0", "default/debug-0"]
 GATEWAYS = [INF_GW, KSERVE_GW, LLMD_GW]

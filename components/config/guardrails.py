@@ -87,7 +87,25 @@ class AcceleratorOvercommitPolicy(GuardrailPolicy):
     """2. Accelerator requests equal limits where both are set."""
 
 
-class ModelException(ConfigModel):
+class _CatalogException(ConfigModel):
+    """The checks every catalog PolicyException setting shares (each subclass declares and documents
+    `name`, `namespace` and `names`)."""
+
+    @field_validator("name", "namespace", check_fields=False)
+    @classmethod
+    def _dns(cls, v: str, info: ValidationInfo) -> str:
+        return dns_label(v, f"exception {info.field_name}")
+
+    @field_validator("names", check_fields=False)
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for n in v:
+            if n in ("*", "?") or not n.strip("*?"):
+                raise ValueError(f"exception name {n!r} matches every object; name the objects")
+        return v
+
+
+class ModelException(_CatalogException):
     """A PolicyException lifting approved-models for an operator's workloads in one namespace, by name."""
 
     name: str
@@ -98,19 +116,6 @@ class ModelException(ConfigModel):
     """The names the operator gives its Deployments and, with the ReplicaSet suffix, its Pods (wildcards)."""
     kinds: list[str] = Field(default_factory=lambda: ["Pod", "apps/v1/Deployment"])
     """Kinds the exception covers."""
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _dns(cls, v: str, info: ValidationInfo) -> str:
-        return dns_label(v, f"exception {info.field_name}")
-
-    @field_validator("names")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for n in v:
-            if n in ("*", "?") or not n.strip("*?"):
-                raise ValueError(f"exception name {n!r} matches every object; name the objects")
-        return v
 
 
 def _default_model_exceptions() -> list[ModelException]:
@@ -190,7 +195,7 @@ BASELINE_RULES = ("no-privilege-escalation", "no-host-namespaces", "run-as-non-r
                   "seccomp-runtime-default", "drop-capabilities")
 
 
-class BaselineException(ConfigModel):
+class BaselineException(_CatalogException):
     """A PolicyException lifting some security-baseline rules for named objects in one namespace."""
 
     name: str
@@ -203,19 +208,6 @@ class BaselineException(ConfigModel):
     """Kinds the exception covers."""
     rules: list[Literal[BASELINE_RULES]] = Field(min_length=1)  # type: ignore[valid-type]
     """Security-baseline rules lifted (never the whole policy)."""
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _dns(cls, v: str, info: ValidationInfo) -> str:
-        return dns_label(v, f"exception {info.field_name}")
-
-    @field_validator("names")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for n in v:
-            if n in ("*", "?") or not n.strip("*?"):
-                raise ValueError(f"exception name {n!r} matches every object; name the objects")
-        return v
 
 
 def _default_exceptions() -> list[BaselineException]:
