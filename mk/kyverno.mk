@@ -2,7 +2,7 @@
 KYVERNO_VERSION := $(shell sed -n 's/^[[:space:]]*github.com\/kyverno\/kyverno \(v[^ ]*\).*/\1/p' engines/kyverno/go.mod)
 KYVERNO_DIR := $(ENGINES_CACHE)/kyverno-$(KYVERNO_VERSION)
 
-.PHONY: kyverno-cli kyverno-test
+.PHONY: kyverno-cli kyverno-test recipe-regressions
 
 kyverno-cli:
 	engines/build.sh engines/kyverno $(KYVERNO_DIR) github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno
@@ -10,3 +10,8 @@ kyverno-cli:
 
 kyverno-test: venv kyverno-cli
 	$(BIN)/python -m tests.kyverno_parity --cli $(KYVERNO_DIR)/kubectl-kyverno
+
+# The catalog's regressions against the recipe it started from, decided by the Kyverno CLI and nca. The recipe
+# (GPL-3.0) is not in the repository: RECIPE_PAGE is its page at the pinned commit (tools/recipe_regressions.py).
+recipe-regressions: venv kyverno-cli
+	$(BIN)/python -m tools.recipe_regressions --cli $(KYVERNO_DIR)/kubectl-kyverno $(if $(RECIPE_PAGE),--page $(RECIPE_PAGE))
