@@ -1,37 +1,41 @@
 """The guardrail catalog: Kyverno cost and security policies for LLM workloads (policies/kyverno/guardrail-*).
 
-Each policy file in the repository is the source of truth and carries the catalog's
-defaults; this module only adapts it to the stack: which policies are on, Audit or Enforce
-per policy, the scope (namespaces and selectors) and the parameters, which are CEL variables
-of the policy whose expressions are replaced by CEL literals from the config. The known
-security-baseline exceptions become PolicyExceptions in the kyverno namespace.
+Each policy file in the repository is the policy and carries the catalog's defaults; this
+module only chooses its parameters for the stack, which components/policy_model.py applies
+(loader and setters, importable from here too): which policies are on, Audit or Enforce per
+policy, the scope (namespaces and selectors), the excluded namespaces and the CEL variables
+whose expressions become literals from the config. The known security-baseline exceptions
+become PolicyExceptions in the kyverno namespace.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import yaml_io
 from components.config import GuardrailPolicy, GuardrailsConfig, ReserveAcceleratorNodesPolicy, StackConfig
 from components.kyverno import with_ready_wait
-from components.platform_facts import KUBE_DNS_LABELS, KUBE_DNS_NAMESPACE, METADATA_SERVER_ADDRESS
+from components.network_policy import dns_rules
+from components.policy_model import (  # noqa: F401 (re-exported for the catalog's callers)
+    POLICY_DIR,
+    ROOT,
+    cel_literal,
+    load_policy,
+    policy_file,
+    set_exclude,
+    set_failure_action,
+    set_params,
+    set_scope,
+)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-POLICY_DIR = ROOT / "policies" / "kyverno"
 EXCEPTION_NAMESPACE = "kyverno"
 EGRESS_POLICY = "guardrail-egress-lockdown"
 # Optional mutate companion of the ownership policy (guardrails.ownership.stampOwner).
 STAMP_OWNER_POLICY = "guardrail-stamp-owner"
-NODE_LOCAL_DNS_PORT = 53
-# Cloud DNS for GKE answers pod queries at the metadata server address.
-CLOUD_DNS_ADDRESS = METADATA_SERVER_ADDRESS
 
 # config field -> policy name (folder and file), in catalog order
 CATALOG: dict[str, str] = {
@@ -48,63 +52,9 @@ CATALOG: dict[str, str] = {
 }
 
 
-def policy_file(name: str) -> pathlib.Path:
-    return POLICY_DIR / name / f"{name}.yaml"
-
-
-def load_policy(name: str) -> dict[str, Any]:
-    with policy_file(name).open(encoding="utf-8") as fh:
-        return yaml_io.load(fh)
-
-
-def cel_literal(value: Any) -> str:
-    """A CEL literal for a JSON-like value (JSON is valid CEL for strings, numbers, bools, lists, maps)."""
-    return json.dumps(value, sort_keys=True)
-
-
 def glob_regex(glob: str) -> str:
     """An anchored RE2 expression for a glob with `*` and `?` (Secret names hold no other special character)."""
     return "^" + glob.replace(".", "[.]").replace("*", ".*").replace("?", ".") + "$"
-
-
-def set_params(policy: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Replace the expression of every CEL variable named in `params` (in every rule) with its literal."""
-    policy = copy.deepcopy(policy)
-    seen: set[str] = set()
-    for rule in policy["spec"]["rules"]:
-        for var in rule.get("validate", {}).get("cel", {}).get("variables", []):
-            if var["name"] in params:
-                var["expression"] = cel_literal(params[var["name"]])
-                seen.add(var["name"])
-    missing = set(params) - seen
-    if missing:
-        raise KeyError(f"{policy['metadata']['name']}: no CEL variable named {sorted(missing)}")
-    return policy
-
-
-def set_scope(policy: dict[str, Any], namespaces: list[str], namespace_selector: dict[str, str],
-              object_selector: dict[str, str]) -> dict[str, Any]:
-    """Scope every match filter: these namespaces, and the selectors when given."""
-    policy = copy.deepcopy(policy)
-    for rule in policy["spec"]["rules"]:
-        for flt in rule["match"].get("any", []) + rule["match"].get("all", []):
-            res = flt["resources"]
-            res["namespaces"] = list(namespaces)
-            res.pop("namespaceSelector", None)
-            res.pop("selector", None)
-            if namespace_selector:
-                res["namespaceSelector"] = {"matchLabels": dict(namespace_selector)}
-            if object_selector:
-                res["selector"] = {"matchLabels": dict(object_selector)}
-    return policy
-
-
-def set_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
-    policy = copy.deepcopy(policy)
-    for rule in policy["spec"]["rules"]:
-        if "validate" in rule:
-            rule["validate"]["failureAction"] = action
-    return policy
 
 
 def default_namespaces(settings: StackConfig) -> list[str]:
@@ -123,16 +73,6 @@ def policy_namespaces(key: str, cfg: Any, settings: StackConfig) -> list[str]:
     if cfg.namespaces:
         return list(cfg.namespaces)
     return ["*"] if key == "reserve_accelerator_nodes" else default_namespaces(settings)
-
-
-def set_exclude(policy: dict[str, Any], namespaces: list[str]) -> dict[str, Any]:
-    """Every rule excludes these namespaces (none: no exclude block)."""
-    policy = copy.deepcopy(policy)
-    for rule in policy["spec"]["rules"]:
-        rule.pop("exclude", None)
-        if namespaces:
-            rule["exclude"] = {"any": [{"resources": {"namespaces": list(namespaces)}}]}
-    return policy
 
 
 def accelerator_node_pools(settings: StackConfig) -> list[str]:
@@ -170,19 +110,11 @@ def _params(key: str, cfg: Any, settings: StackConfig) -> dict[str, Any]:
     raise KeyError(key)
 
 
-def egress_rules(cfg: Any) -> list[dict[str, Any]]:
-    """Egress of the lockdown NetworkPolicy: kube-dns in kube-system, NodeLocal/Cloud DNS, then the extras
-    (CIDRs, or namespace/pod peers for in-cluster services)."""
-    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-    rules = [{
-        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": KUBE_DNS_NAMESPACE}},
-                "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
-        "ports": dns_ports,
-    }]
-    local = [a for a in (cfg.node_local_dns, CLOUD_DNS_ADDRESS if cfg.cloud_dns else None) if a]
-    if local:
-        rules.append({"to": [{"ipBlock": {"cidr": f"{a}/32"}} for a in local], "ports": copy.deepcopy(dns_ports)})
-    for dest in cfg.allowed_egress:
+def egress_rules(settings: StackConfig) -> list[dict[str, Any]]:
+    """Egress of the lockdown NetworkPolicy: the cluster's DNS paths (`clusterDns`, the same rules as the agent and
+    egress-locked serving policies), then the extras (CIDRs, or namespace/pod peers for in-cluster services)."""
+    rules = dns_rules(settings.cluster_dns)
+    for dest in settings.guardrails.egress_lockdown.allowed_egress:
         if dest.cidr is not None:
             peer: dict[str, Any] = {"ipBlock": {"cidr": dest.cidr}}
         else:
@@ -210,7 +142,7 @@ def build_policies(settings: StackConfig) -> list[dict[str, Any]]:
             (rule,) = policy["spec"]["rules"]
             (flt,) = rule["match"]["any"]
             flt["resources"]["selector"] = {"matchLabels": dict(cfg.namespace_selector)}
-            rule["generate"]["data"]["spec"]["egress"] = egress_rules(cfg)
+            rule["generate"]["data"]["spec"]["egress"] = egress_rules(settings)
         else:
             assert isinstance(cfg, GuardrailPolicy)
             policy = set_params(policy, _params(key, cfg, settings))

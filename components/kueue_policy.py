@@ -1,15 +1,19 @@
-"""SR2: the ClusterPolicy `require-kueue-queue-name`, rendered from two tables and the stack config.
+"""SR2: the generator of the ClusterPolicy `require-kueue-queue-name`, from two tables.
 
 Everything the policy knows about Kueue integrations lives in :data:`WORKLOADS` (one line per
 kind: where the queue label and the pod specs live, which field suspends it) and :data:`TRUST`
-(one line per parent -> child edge: which controller creates the child). The stack config adds
-the accelerator resources, the controller identities and the Kueue frameworks. Adding a Kueue
+(one line per parent -> child edge: which controller creates the child). Adding a Kueue
 integration is one line in ``WORKLOADS`` plus its edges in ``TRUST``.
 
-``policies/kyverno/require-kueue-queue-name/require-kueue-queue-name.yaml`` is the default
-rendering (``render_policy(KyvernoConfig())``), kept so that ``kyverno test`` can run the
-folder; a test keeps it equal to this module's output. Regenerate it with
-``python -m components.kueue_policy``. See docs/decisions/0002-sr2-kueue-bypasses.md.
+``python -m components.kueue_policy`` writes the policy file,
+``policies/kyverno/require-kueue-queue-name/require-kueue-queue-name.yaml`` (``render_policy(KyvernoConfig())``;
+never edited by hand, a test keeps it equal to this module's output), and its ValidatingPolicy twin. The stack
+does not call the generator: like every policy, it loads the file and sets its parameters
+(components/policy_model.py), which this module defines once for both: the CEL variables of
+:func:`parameters` (accelerators, trusted controllers, Kueue frameworks, DRA claims), the webhook
+matchConditions of :func:`match_conditions`, the rule's excluded namespaces and the failure action. A test
+proves that the file with a config's parameters is this module's output for that config
+(tests/test_policy_model.py). See docs/decisions/0002-sr2-kueue-bypasses.md.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import yaml
 
 from components.config import KueueConfig, KyvernoConfig, TrustedControllers
 from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES, KUEUE_MANAGED_LABEL, QUEUE_LABEL
+from components.policy_model import cel_literal, policy_file
 
 POLICY_NAME = "require-kueue-queue-name"
 RULE_NAME = "require-kueue-admission"
@@ -37,7 +42,7 @@ DRA_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
 GPU_DEVICE_ENV_VARS = ("NVIDIA_VISIBLE_DEVICES",)
 GPU_ENV_NO_DEVICE_VALUES = ("", "void", "none")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-POLICY_FILE = ROOT / "policies" / "kyverno" / POLICY_NAME / f"{POLICY_NAME}.yaml"
+POLICY_FILE = policy_file(POLICY_NAME)
 
 
 @dataclass(frozen=True)
@@ -288,15 +293,15 @@ def _opaque_list() -> str:
     return _list([w.key for w in WORKLOADS if w.opaque])
 
 
-def _trusted_map(ids: TrustedControllers) -> str:
-    users: dict[str, list[str]] = {}
+def trusted_edges(ids: TrustedControllers) -> dict[str, list[str]]:
+    """User name -> the 'child<-owner' edges it may create (from :data:`TRUST`)."""
+    users: dict[str, set[str]] = {}
     for e in TRUST:
-        users.setdefault(getattr(ids, e.controller), []).append(f"{e.child}<-{e.owner}")
-    lines = [f"  {_q(u)}: {_list(sorted(set(v)))}" for u, v in sorted(users.items())]
-    return "{\n" + ",\n".join(lines) + "\n}"
+        users.setdefault(getattr(ids, e.controller), set()).add(f"{e.child}<-{e.owner}")
+    return {u: sorted(v) for u, v in sorted(users.items())}
 
 
-def _relevant_condition(config: KyvernoConfig) -> str:
+def relevant_condition(config: KyvernoConfig) -> str:
     """Webhook matchCondition: a scale request (its Scale body shows no pods), or the object or old object
     asks for accelerators, devices or claims."""
     kind = "request.kind.group + '/' + request.kind.kind"
@@ -311,31 +316,48 @@ def _relevant_condition(config: KyvernoConfig) -> str:
     )
 
 
-def _namespace_condition(namespaces: Sequence[str]) -> str:
+def namespace_condition(namespaces: Sequence[str]) -> str:
     """Webhook matchCondition: not one of the platform's own namespaces (matchConditions cannot read labels)."""
     return f"!(request.namespace in {_list(sorted(namespaces))})"
+
+
+# ---------------------------------------------------------------- parameters
+
+def parameters(config: KyvernoConfig) -> dict[str, Any]:
+    """The policy's CEL variables that carry config, by name: the generator writes their literals and the
+    stack sets them on the policy file (components/policy_model.py), so both give the same policy."""
+    return {
+        "acceleratorResources": list(config.accelerator_resources),
+        "acceleratorPrefixes": _prefixes(config),
+        # EDIT IN CONFIG (kyverno.trustedControllers): user name -> 'child<-owner' edges it may create.
+        "trustedControllers": trusted_edges(config.trusted_controllers),
+        # EDIT IN CONFIG (kyverno.kueue.frameworks): what Kueue runs.
+        "enabledParents": enabled_parents(config.kueue),
+        "disabledKinds": disabled_kinds(config.kueue),
+        "kueueController": config.trusted_controllers.kueue,
+        # kyverno.resourceClaimsThroughKueue: DRA claims count as accelerators (label needed) instead of denied.
+        "claimsThroughKueue": config.resource_claims_through_kueue,
+    }
+
+
+def match_conditions(config: KyvernoConfig, platform_namespaces: Sequence[str]) -> dict[str, str]:
+    """The webhook matchConditions that carry config, by name."""
+    return {"not-platform-namespace": namespace_condition(platform_namespaces),
+            "accelerator-request": relevant_condition(config)}
 
 
 # -------------------------------------------------------------------- policy
 
 def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
     accel_expr = _requests_accelerator("c", "variables.acceleratorResources", "variables.acceleratorPrefixes")
-    if config.resource_claims_through_kueue:
-        accelerated = f"{_containers('s')}.exists(c, {accel_expr}) || {_has_claims('s')}"
-    else:
-        accelerated = f"{_containers('s')}.exists(c, {accel_expr})"
+    accelerated = (f"{_containers('s')}.exists(c, {accel_expr}) ||\n"
+                   f"  variables.claimsThroughKueue && {_has_claims('s')}")
     two = "size(variables.objects) == 2"
     kueue_gate = f"g.startsWith({_q(KUEUE_GATE_PREFIX)})"
+    params = parameters(config)
     v = [
-        ("acceleratorResources", _list(config.accelerator_resources)),
-        ("acceleratorPrefixes", _list(_prefixes(config))),
-        # EDIT IN CONFIG (kyverno.trustedControllers): user name -> 'child<-owner' edges it may create.
-        ("trustedControllers", _trusted_map(config.trusted_controllers)),
+        *[(name, cel_literal(value)) for name, value in params.items()],
         ("kueueParents", _list(kueue_parents())),
-        # EDIT IN CONFIG (kyverno.kueue.frameworks): what Kueue runs.
-        ("enabledParents", _list(enabled_parents(config.kueue))),
-        ("disabledKinds", _list(disabled_kinds(config.kueue))),
-        ("kueueController", _q(config.trusted_controllers.kueue)),
         ("kind", "request.kind.group + '/' + request.kind.kind"),
         ("objects", "oldObject == null ? [object] : [object, oldObject]"),
         ("podSpecs", "variables.objects.map(o,\n" + _pod_specs("variables.kind") + ")"),
@@ -365,8 +387,7 @@ def _variables(config: KyvernoConfig) -> list[dict[str, str]]:
                        f"  !({two} && variables.ownerIds[0] == variables.ownerIds[1] && variables.accelerated[1])"),
         ("newLabelViolation", f"variables.needsLabel[0] && !({two} && variables.needsLabel[1])"),
         ("newGpuEnv", f"variables.gpuEnv[0] && !({two} && variables.gpuEnv[1])"),
-        ("newClaims", "false" if config.resource_claims_through_kueue
-         else f"variables.claims[0] && !({two} && variables.claims[1])"),
+        ("newClaims", f"!variables.claimsThroughKueue && variables.claims[0] && !({two} && variables.claims[1])"),
         # Finding 2: any kueue.x-k8s.io/* gate, each on its own: fewer pod specs carry it than before.
         ("gateRemoved", f"{two} && variables.accelerated[0] &&\n"
                         f"  variables.podSpecs[1].exists(s, {_gates('s')}.exists(g, {kueue_gate} &&\n"
@@ -454,7 +475,8 @@ MESSAGES = {
 
 def render_policy(config: Optional[KyvernoConfig] = None,
                   platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES) -> dict[str, Any]:
-    """The ClusterPolicy for `config`.
+    """The ClusterPolicy for `config`: the generator's output (written to the policy file for the default
+    config; the stack gets the same document by setting :func:`parameters` and the rest on that file).
 
     Scope is the namespace label `llm-platform/kueue-managed=true` (the rule's namespaceSelector, read by
     Kyverno). The platform's own model-serving namespaces (the stack's `networkPolicy.protectedNamespaces`)
@@ -463,10 +485,7 @@ def render_policy(config: Optional[KyvernoConfig] = None,
     """
     config = config or KyvernoConfig()
     platform_namespaces = list(platform_namespaces)
-    conditions = [
-        {"name": "not-platform-namespace", "expression": _namespace_condition(platform_namespaces)},
-        {"name": "accelerator-request", "expression": _relevant_condition(config)},
-    ]
+    conditions = [{"name": n, "expression": e} for n, e in match_conditions(config, platform_namespaces).items()]
     scope = {"namespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}}
     kinds = ([w.match for w in WORKLOADS] + ["Pod/ephemeralcontainers"]
              + [f"{k.split('/')[1]}/scale" for k in scaled_kinds()])
@@ -485,10 +504,11 @@ def render_policy(config: Optional[KyvernoConfig] = None,
                 "kyverno.io/k8s-version": "1.30-1.34",
                 # Autogen off: each kind keeps its queue label where Kueue reads it (WORKLOADS).
                 "pod-policies.kyverno.io/autogen-controllers": "none",
+                # Config-free: the stack sets only the parameters (parameters(), match_conditions(), the exclude).
                 "policies.kyverno.io/description": (
                     "Rendered by components/kueue_policy.py; do not edit by hand. In namespaces "
-                    f"labelled {KUEUE_MANAGED_LABEL}=true (but {', '.join(platform_namespaces)}), "
-                    f"accelerator workloads ({', '.join(config.accelerator_resources + config.accelerator_resource_patterns)}) "
+                    f"labelled {KUEUE_MANAGED_LABEL}=true (but the platform's protected namespaces), "
+                    "accelerator workloads (kyverno.acceleratorResources, kyverno.acceleratorResourcePatterns) "
                     f"must carry {QUEUE_LABEL} where Kueue reads it (Pods: and arrive gated by Kueue), or come "
                     "from the controller trusted for their controller owner, which alone may change that owner "
                     "or the child's spec; only Kueue lifts its gates or unsuspends; kinds whose Kueue "
@@ -500,7 +520,7 @@ def render_policy(config: Optional[KyvernoConfig] = None,
             },
         },
         "spec": {
-            "validationFailureAction": "Enforce",
+            "validationFailureAction": config.failure_action,
             "background": False,
             "webhookConfiguration": {
                 "failurePolicy": "Fail",
@@ -510,7 +530,9 @@ def render_policy(config: Optional[KyvernoConfig] = None,
             "rules": [{
                 "name": RULE_NAME,
                 "match": {"any": [{"resources": {"kinds": kinds, "operations": ["CREATE", "UPDATE"], **scope}}]},
-                "exclude": {"any": [{"resources": {"namespaces": list(platform_namespaces)}}]},
+                # As policy_model.set_exclude writes it (no namespaces: no exclude block).
+                **({"exclude": {"any": [{"resources": {"namespaces": platform_namespaces}}]}}
+                   if platform_namespaces else {}),
                 "validate": {
                     "message": MESSAGES["label"],
                     "cel": {
@@ -607,7 +629,7 @@ _Dumper.add_representer(str, _str)
 HEADER = (
     "# GENERATED by components/kueue_policy.py from its WORKLOADS and TRUST tables with the default\n"
     "# config (KyvernoConfig()); do not edit. Regenerate: .venv/bin/python -m components.kueue_policy\n"
-    "# The stack renders its own copy (accelerators, identities and Kueue frameworks from config).\n"
+    "# The stack loads this file and sets its parameters from config (components/policy_model.py).\n"
 )
 
 

@@ -5,6 +5,7 @@ CRDs) -> namespace -> CRDs (server-side) -> webhook-cleanup guard -> Helm releas
 the admission controller) -> policies (the `up` waits until each is Ready). Destroy runs it backwards, so the
 policies go first, then Kyverno, then the guard deletes any webhook configuration Kyverno
 left behind (kyverno/kyverno#16492), then the CRDs. See docs/decisions/0001-kyverno-install.md.
+SR2's ClusterPolicy is its file under policies/kyverno/ with the stack's parameters (components/policy_model.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components import yaml_io
+from components import kueue_policy, policy_model, yaml_io
 from components.cluster_access import ClusterAccess
 from components.config import KyvernoConfig
-from components.kueue_policy import render_policy
 from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -31,8 +31,6 @@ CHART_VERSION = "3.8.1"  # Kyverno v1.18.1
 CHART_REPO = "https://kyverno.github.io/kyverno/"
 NAMESPACE = "kyverno"
 CRD_DIR = ROOT / "vendor" / "kyverno" / CHART_VERSION / "crds"
-POLICY_DIR = ROOT / "policies" / "kyverno"
-POLICY_FILES = ["require-kueue-queue-name/require-kueue-queue-name.yaml"]
 WEBHOOK_LABEL = "webhook.kyverno.io/managed-by=kyverno"
 
 # Shell run by the cleanup guard when it is deleted (after the Helm release is gone).
@@ -120,15 +118,27 @@ def crd_manifests_from_yaml() -> tuple[dict[str, Any], ...]:
 
 def policy_manifests(config: KyvernoConfig, platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES
                      ) -> list[dict[str, Any]]:
-    """The platform's ClusterPolicies for this stack: rendered from config (accelerators, trusted
-    controllers, Kueue frameworks), with its failure action.
+    """The platform's ClusterPolicies for this stack (SR2), each waiting for Kyverno's Ready."""
+    return [with_ready_wait(sr2_policy(config, platform_namespaces))]
+
+
+def sr2_policy(config: KyvernoConfig, platform_namespaces: Sequence[str] = DEFAULT_PROTECTED_NAMESPACES
+               ) -> dict[str, Any]:
+    """SR2 for this stack: the policy file with the stack's parameters (components/policy_model.py), never a
+    call to its generator: accelerators, trusted controllers and Kueue frameworks (CEL variables), the
+    webhook's matchConditions, the failure action.
 
     SR2 is scoped by the namespace label llm-platform/kueue-managed=true (the rule's namespaceSelector), so
     a namespace labelled by hand is covered too; ``platform_namespaces`` (the stack's protected namespaces)
-    are never in scope and stay off the webhook's path (docs/decisions/0002-sr2-kueue-bypasses.md).
-    policies/kyverno/ holds the default rendering of the same function (kept equal by a test).
+    are never in scope (the rule's exclude) and stay off the webhook's path (docs/decisions/0002-sr2-kueue-bypasses.md).
     """
-    return [with_ready_wait(with_failure_action(render_policy(config, platform_namespaces), config.failure_action))]
+    return policy_model.apply(
+        policy_model.load_policy(kueue_policy.POLICY_NAME),
+        params=kueue_policy.parameters(config),
+        match_conditions=kueue_policy.match_conditions(config, platform_namespaces),
+        exclude=list(platform_namespaces),
+        failure_action=config.failure_action,
+    )
 
 
 def with_ready_wait(policy: dict[str, Any]) -> dict[str, Any]:
@@ -155,22 +165,8 @@ def skip_policy_await(args: pulumi.ResourceTransformationArgs) -> Optional[pulum
     return pulumi.ResourceTransformationResult({**args.props, "metadata": metadata}, args.opts)
 
 
-def with_failure_action(policy: dict[str, Any], action: str) -> dict[str, Any]:
-    """Set Enforce/Audit wherever the policy declares it (spec-level and per-rule)."""
-    policy = copy.deepcopy(policy)
-    spec = policy["spec"]
-    found = False
-    if "validationFailureAction" in spec:
-        spec["validationFailureAction"] = action
-        found = True
-    for rule in spec.get("rules", []):
-        validate = rule.get("validate", {})
-        if "failureAction" in validate:
-            validate["failureAction"] = action
-            found = True
-    if not found:
-        spec["validationFailureAction"] = action
-    return policy
+# Set Enforce/Audit wherever the policy declares it (the policy model's setter, under its older name).
+with_failure_action = policy_model.set_failure_action
 
 
 def helm_values(config: KyvernoConfig, policy_exceptions: bool = False) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Tenant boundaries: admission rules that keep tenants from undoing the platform's isolation.
 
-Two ClusterPolicies, each a file under ``policies/kyverno/`` holding the defaults, adapted here to the
-stack (docs/workload-isolation.md, "Doors around the policies"):
+Two ClusterPolicies, each a file under ``policies/kyverno/`` holding the defaults; this module chooses their
+parameters (CEL variables, webhook matchConditions, failure action; components/policy_model.py applies them)
+and which rules the stack needs (docs/workload-isolation.md, "Doors around the policies"):
 
 * ``restrict-network-policy-writes``: NetworkPolicies are additive, so in the agent namespaces
   (``agentIsolation.namespaces``) and the egress-locked namespaces (the ``guardrails.egressLockdown``
@@ -19,50 +20,24 @@ judge the platform's own writes) and make ``pulumi up`` wait until Kyverno repor
 from __future__ import annotations
 
 import copy
-import json
-import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
 
-from components import yaml_io
+from components import policy_model
 from components.config import (
     BUILTIN_NETWORK_POLICY_WRITER_GROUPS,
     BUILTIN_NETWORK_POLICY_WRITERS,
     StackConfig,
 )
-from components.kyverno import with_failure_action, with_ready_wait
+from components.kyverno import with_ready_wait
+from components.policy_model import POLICY_DIR, ROOT, cel_literal, policy_file  # noqa: F401 (callers import them here)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-POLICY_DIR = ROOT / "policies" / "kyverno"
 NETWORK_POLICY_GUARD = "restrict-network-policy-writes"
 ROUTE_GUARD = "restrict-platform-gateway-routes"
 AGENT_RULE = "agent-namespaces"
 LOCKDOWN_RULE = "egress-locked-namespaces"
-
-
-def policy_file(name: str) -> pathlib.Path:
-    return POLICY_DIR / name / f"{name}.yaml"
-
-
-def _load(name: str) -> dict[str, Any]:
-    return yaml_io.load(policy_file(name).read_text(encoding="utf-8"))
-
-
-def _cel(value: Any) -> str:
-    # JSON strings and lists are CEL literals.
-    return json.dumps(value)
-
-
-def _set_variables(rule: dict[str, Any], values: dict[str, Any]) -> None:
-    found = set()
-    for var in rule["validate"]["cel"]["variables"]:
-        if var["name"] in values:
-            var["expression"] = _cel(values[var["name"]])
-            found.add(var["name"])
-    if found != set(values):
-        raise KeyError(f"rule {rule['name']}: no CEL variable named {sorted(set(values) - found)}")
 
 
 def network_policy_writers(settings: StackConfig) -> tuple[list[str], list[str]]:
@@ -77,7 +52,7 @@ def network_policy_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
     lockdown = settings.guardrails.enabled and settings.guardrails.egress_lockdown.enabled
     if not settings.security or not (ai.enabled or lockdown):
         return None
-    policy = _load(NETWORK_POLICY_GUARD)
+    policy = policy_model.load_policy(NETWORK_POLICY_GUARD)
     users, groups = network_policy_writers(settings)
     rules = []
     for rule in policy["spec"]["rules"]:
@@ -91,13 +66,13 @@ def network_policy_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
                 continue
             flt["resources"]["namespaceSelector"] = {
                 "matchLabels": dict(settings.guardrails.egress_lockdown.namespace_selector)}
-        _set_variables(rule, {"writers": users, "writerGroups": groups})
         rules.append(rule)
     policy["spec"]["rules"] = rules
-    (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
-    cond["expression"] = (f"!(request.userInfo.username in {_cel(users)}) && "
-                          f"!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {_cel(groups)}))")
-    return with_failure_action(policy, settings.tenant_boundaries.failure_action)
+    writer = (f"!(request.userInfo.username in {cel_literal(users)}) && "
+              f"!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {cel_literal(groups)}))")
+    return policy_model.apply(policy, params={"writers": users, "writerGroups": groups},
+                              match_conditions={"not-platform-writer": writer},
+                              failure_action=settings.tenant_boundaries.failure_action)
 
 
 def route_namespaces(settings: StackConfig) -> list[str]:
@@ -110,14 +85,12 @@ def route_guard(settings: StackConfig) -> Optional[dict[str, Any]]:
     """``restrict-platform-gateway-routes`` for this stack (None with ``security: false``)."""
     if not settings.security:
         return None
-    policy = _load(ROUTE_GUARD)
     namespaces = route_namespaces(settings)
     gateways = [f"{g.namespace}/{g.name}" for g in settings.tenant_boundaries.platform_gateways]
-    (rule,) = policy["spec"]["rules"]
-    _set_variables(rule, {"platformGateways": gateways, "routeNamespaces": namespaces})
-    (cond,) = policy["spec"]["webhookConfiguration"]["matchConditions"]
-    cond["expression"] = f"!(request.namespace in {_cel(namespaces)})"
-    return with_failure_action(policy, settings.tenant_boundaries.failure_action)
+    return policy_model.apply(policy_model.load_policy(ROUTE_GUARD),
+                              params={"platformGateways": gateways, "routeNamespaces": namespaces},
+                              match_conditions={"not-platform-namespace": f"!(request.namespace in {cel_literal(namespaces)})"},
+                              failure_action=settings.tenant_boundaries.failure_action)
 
 
 def build_all(settings: StackConfig) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ A. Agent namespaces (``agentIsolation.namespaces``)
    * ``agent-allow-telemetry``: the OTLP collector namespace on 4317/4318.
    No metadata-server egress: an agent gets no Google credentials from the node.
    Admission: the ClusterPolicy in ``policies/kyverno/agent-runtime-isolation/`` (RuntimeClass
-   ``gvisor``, no service-account token without a stated reason, no hostPath, no privileged).
+   ``gvisor``, no service-account token without a stated reason, no hostPath, no privileged), with the
+   stack's scope, ``agent-namespace`` matchCondition and failure action (components/policy_model.py).
 
 B. Egress-locked serving namespaces (``servingEgress.namespaces``, each an SR1 protected namespace,
    whose ingress stays SR1's default-deny + allow-lists):
@@ -45,7 +46,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import yaml_io
+from components import policy_model
 from components.config import (
     AgentIsolationConfig,
     ClusterDns,
@@ -74,7 +75,8 @@ from components.network_policy import (
 from components.platform_facts import GKE_METADATA_SERVER_ADDRESS, LITELLM_NAMESPACE, LITELLM_PORT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-AGENT_POLICY_FILE = ROOT / "policies" / "kyverno" / "agent-runtime-isolation" / "agent-runtime-isolation.yaml"
+AGENT_POLICY = "agent-runtime-isolation"
+AGENT_POLICY_FILE = policy_model.policy_file(AGENT_POLICY)
 RUNTIME_CLASS = "gvisor"
 """The RuntimeClass GKE creates on clusters with a GKE Sandbox node pool."""
 TOKEN_REASON_ANNOTATION = "llm-platform/service-account-token-reason"
@@ -117,17 +119,10 @@ def agent_admission_policy(cfg: AgentIsolationConfig, failure_action: str) -> Op
     """The agent ClusterPolicy scoped to ``cfg.namespaces``, with the stack's failure action."""
     if not cfg.enabled:
         return None
-    from components.kyverno import with_failure_action
-
-    policy = yaml_io.load(AGENT_POLICY_FILE.read_text(encoding="utf-8"))
-    for rule in policy["spec"]["rules"]:
-        for flt in rule["match"]["any"]:
-            flt["resources"]["namespaces"] = list(cfg.namespaces)
+    policy = policy_model.set_scope(policy_model.load_policy(AGENT_POLICY), cfg.namespaces, {}, {})
     quoted = ", ".join(f"'{ns}'" for ns in cfg.namespaces)  # DNS-1123 labels: nothing to escape
-    for cond in policy["spec"]["webhookConfiguration"]["matchConditions"]:
-        if cond["name"] == "agent-namespace":
-            cond["expression"] = f"request.namespace in [{quoted}]"
-    return with_failure_action(policy, failure_action)
+    return policy_model.apply(policy, match_conditions={"agent-namespace": f"request.namespace in [{quoted}]"},
+                              failure_action=failure_action)
 
 
 # ---------------------------------------------------------------- B: egress-locked serving

@@ -12,6 +12,6 @@ kyverno-test: venv kyverno-cli
 	$(BIN)/python -m tests.kyverno_parity --cli $(KYVERNO_DIR)/kubectl-kyverno
 
 # The catalog's regressions against the recipe it started from, decided by the Kyverno CLI and nca. The recipe
-# (GPL-3.0) is not in the repository: RECIPE_PAGE is its page at the pinned commit (tools/recipe_regressions.py).
+# (GPL-3.0) is not in the repository: RECIPE_PAGE is its page at the pinned commit (tests/recipe_regressions.py).
 recipe-regressions: venv kyverno-cli
-	$(BIN)/python -m tools.recipe_regressions --cli $(KYVERNO_DIR)/kubectl-kyverno $(if $(RECIPE_PAGE),--page $(RECIPE_PAGE))
+	$(BIN)/python -m tests.recipe_regressions --cli $(KYVERNO_DIR)/kubectl-kyverno $(if $(RECIPE_PAGE),--page $(RECIPE_PAGE))

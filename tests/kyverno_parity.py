@@ -7,6 +7,8 @@
    suites with each stack's rendering of the policy, is recorded ($KYVERNO_EVAL_RECORD) and replayed
    through `kyverno test` with the evaluator's result as the expected one. A case where the CLI decides
    otherwise is a difference.
+3. The guardrail report over the reference platform, written again for each stack from the CLI's rows
+   (build/kyverno-test/guardrails-report-<stack>.md).
 
 How a case becomes a CLI test: one directory per group of cases that share the policy, exceptions and
 request user (unique resource names in each), a Values file with the namespaces' labels and, for an UPDATE,
@@ -49,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from components import yaml_io
-from tools import kyverno_eval
+from tools import guardrail_report, kyverno_eval
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GO_MOD = ROOT / "engines" / "kyverno" / "go.mod"
@@ -400,11 +402,13 @@ class Difference:
     message: str
 
 
-def compare(suites: list[Suite], folders: list[pathlib.Path], rows: list[Row]) -> list[Difference]:
+def _decisions(suites: list[Suite], folders: list[pathlib.Path],
+               rows: list[Row]) -> list[tuple[Case, Optional[tuple[str, str]]]]:
+    """Each case with what the CLI decided for it (decision, message), or None when it printed no row."""
     by_test: dict[str, list[Row]] = collections.defaultdict(list)
     for row in rows:
         by_test[str(pathlib.Path(row.test).resolve().parent)].append(row)
-    out = []
+    out: list[tuple[Case, Optional[tuple[str, str]]]] = []
     for suite, folder in zip(suites, folders, strict=True):
         suite_rows = by_test.get(str(folder.resolve()), [])
         for case in suite.cases:
@@ -413,16 +417,74 @@ def compare(suites: list[Suite], folders: list[pathlib.Path], rows: list[Row]) -
                 generated = case.generated["metadata"]["name"]
                 mine = [r for r in suite_rows if r.rule == case.rule and r.resource.rsplit("/", 1)[-1] == generated]
             if not mine:
-                out.append(Difference(case, "no result", ""))
+                out.append((case, None))
                 continue
+            # a row that passed decided what the case expected
             decided = [r.decided or case.expected for r in mine]
             if "generate" in _rule(case) and case.expected == "skip":
                 # a generate rule that does not trigger leaves no response: the CLI says "Not found"
                 decided = ["skip" if d == "not found" else d for d in decided]
-            if any(d != case.expected for d in decided):
-                row = mine[0]
-                out.append(Difference(case, ",".join(sorted(set(decided))), row.message))
+            out.append((case, (",".join(sorted(set(decided))), mine[0].message)))
     return out
+
+
+def compare(suites: list[Suite], folders: list[pathlib.Path], rows: list[Row]) -> list[Difference]:
+    out = []
+    for case, decision in _decisions(suites, folders, rows):
+        if decision is None:
+            out.append(Difference(case, "no result", ""))
+        elif decision[0] != case.expected:
+            out.append(Difference(case, decision[0], decision[1]))
+    return out
+
+
+def case_key(policy: dict, rule: str, resource: dict, operation: str, exceptions: list, ns_labels: dict,
+             username: str = "", groups: Optional[list[str]] = None, old: Optional[dict] = None) -> str:
+    """One admission request, as the record holds it (JSON round trip)."""
+    return _key(json.loads(json.dumps([policy, rule, resource, operation, exceptions, ns_labels, username,
+                                       groups or [], old], default=str)))
+
+
+def cli_reports(suites: list[Suite], folders: list[pathlib.Path], rows: list[Row], work: pathlib.Path,
+                version: str) -> list[str]:
+    """The guardrail report of each stack's render again, decided by the Kyverno CLI (the rows of its cases);
+    one summary line per stack. Raise if the CLI decided a case of the report nowhere."""
+    decided = {case_key(c.policy, c.rule, c.resource, c.operation, c.exceptions, c.ns_labels, c.username,
+                        c.groups, c.old): d
+               for c, d in _decisions(suites, folders, rows) if d is not None}
+    lines = []
+    for stack in STACKS:
+        render = work / f"render-{stack}"
+        if render.is_dir():
+            lines += _cli_report(stack, render, decided, work, version)
+    return lines
+
+
+def _cli_report(stack: str, render: pathlib.Path, decided: dict[str, tuple[str, str]], work: pathlib.Path,
+                version: str) -> list[str]:
+    objects = [d for path in sorted((render / "k8s").glob("*.yaml")) for d in kyverno_eval.load_yaml_docs(path)]
+    policies, exceptions = guardrail_report.report_inputs(objects)
+    if not policies:
+        return []
+    used: list[tuple[str, str]] = []
+
+    def decide(policy: dict, rule: dict, obj: dict, ns_labels: dict, excs: list) -> tuple[str, str]:
+        key = case_key(policy, rule["name"], obj, "CREATE", excs, ns_labels)
+        if key not in decided:
+            meta = obj.get("metadata", {})
+            raise RuntimeError(f"{stack} report: the CLI decided {policy['metadata']['name']}/{rule['name']} "
+                               f"on {obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')} nowhere")
+        used.append(decided[key])
+        return decided[key]
+
+    text = guardrail_report.render_markdown(
+        stack, policies, exceptions, decide=decide,
+        engine=f"Decided by the Kyverno CLI {version} (`make kyverno-test`: each decision is a row of a "
+               "`kyverno test` run; build/<stack>/guardrails-report.md is the evaluator's).")
+    path = work / f"guardrails-report-{stack}.md"
+    path.write_text(text, encoding="utf-8")
+    fails = sum(d[0] in ("fail", "error") for d in used)
+    return [f"guardrails report ({stack}): {len(used)} decisions by the Kyverno CLI, {fails} fail or error; {path}"]
 
 
 def _rule(case: Case) -> dict:
@@ -459,9 +521,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows, passed, failed, text = run_cli(cli, work / "folders", file_name=MUTATE_TESTS)
     folder_rows, folder_pass, folder_fail = folder_rows + rows, folder_pass + passed, folder_fail + failed
     folder_text += text
-    # Recipe regressions need the recipe page, which is not in the repository (tools/recipe_regressions.py).
+    # Recipe regressions need the recipe page, which is not in the repository (tests/recipe_regressions.py).
     if os.environ.get("RECIPE_PAGE"):
-        from tools import recipe_regressions
+        from tests import recipe_regressions
 
         if recipe_regressions.main(["--cli", str(cli), "--work", str(work / "recipe")]) != 0:
             folder_fail += 1
@@ -498,6 +560,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     report += ["", f"Not replayable through the CLI ({len(not_replayable)}): requests on a subresource.", ""]
     report += [f"- {c.describe()} (subresource {c.subresource})" for c in not_replayable]
     (work / "parity.md").write_text("\n".join(report) + "\n", encoding="utf-8")
+    try:
+        for line in cli_reports(suites, folders, rows, work, version):
+            print(line)
+    except RuntimeError as err:  # a report decision the CLI did not make
+        print(f"FAIL {err}")
+        folder_fail += 1
     for d in differences[:40]:
         print(f"DIFF {d.case.describe()}: evaluator {d.case.expected}, Kyverno {d.decided}: {d.message[:300]}")
     if len(differences) > 40:

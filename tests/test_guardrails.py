@@ -20,9 +20,11 @@ import pytest
 
 from components import config as cfgmod
 from components import guardrails, yaml_io
+from components.kyverno import with_ready_wait
+from components.platform_facts import METADATA_SERVER_ADDRESS, NODE_LOCAL_DNS_ADDRESS
 from components.quantity import QuantityError, parse_quantity
-from tests import kyverno_chart
-from tools import guardrail_report, recipe_regressions
+from tests import kyverno_chart, recipe_regressions
+from tools import guardrail_report
 from tools import kyverno_eval as ge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +74,7 @@ def test_every_policy_has_at_least_four_cases_with_pass_and_fail(name):
 
 
 # Recipe regressions: cases the recipe the catalog started from decides otherwise, on the real engines
-# (tools/recipe_regressions.py; its text is not in the repository, so `make recipe-regressions RECIPE_PAGE=...`
+# (tests/recipe_regressions.py; its text is not in the repository, so `make recipe-regressions RECIPE_PAGE=...`
 # runs them; docs/guardrails.md shows the run). Here: each is a case of its folder, with a verdict.
 REGRESSIONS = [(r.folder, case) for r in recipe_regressions.REGRESSIONS for case in r.cases]
 # Catalog fixes for bugs the pinned recipe cannot show on the real engine: its approved-models rule does not
@@ -300,10 +302,10 @@ def _stack(stack: str) -> cfgmod.StackConfig:
     return cfgmod.parse({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, stack)
 
 
-def _settings(**guardrails_cfg) -> cfgmod.StackConfig:
+def _settings(cluster_dns: dict | None = None, **guardrails_cfg) -> cfgmod.StackConfig:
     return cfgmod.StackConfig.model_validate({
         "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
-        "tenants": ["team-a"], "guardrails": {"enabled": True, **guardrails_cfg}})
+        "tenants": ["team-a"], "clusterDns": cluster_dns or {}, "guardrails": {"enabled": True, **guardrails_cfg}})
 
 
 def _config_error(guardrails_cfg: dict, security: bool = True) -> str:
@@ -326,21 +328,39 @@ def test_stacks_enable_the_whole_catalog_in_audit(stack):
                 assert r["validate"]["failureAction"] == "Audit", f"{stack}: {p['metadata']['name']}/{r['name']}"
 
 
+def _cel_value(expression: str):
+    return ge.compile_expr(expression).eval(data={}).plain_value()
+
+
 def test_policy_file_defaults_are_the_config_defaults():
-    # `kyverno test` on the files and the stack with default config evaluate the same policy.
+    """`kyverno test` runs the files; with the catalog defaults the stack deploys the same documents, compared
+    whole but for two things. The scope: a file scopes its rules to the namespaces its suite's resources live in
+    (e.g. `serving`), the stack to its own (set_scope changes only the match filters' namespaces and selectors,
+    so the rules, their CEL and kinds are the file's). The parameters' spelling: a file writes `['a']`, the
+    stack `["a"]`, compared by value. The failure action is the files' (Audit, the catalog default); the suites
+    decide each rule's pass or fail whatever the action, so they test the rules the stack deploys."""
     settings = _settings()
+    keys = {name: key for key, name in guardrails.CATALOG.items()}
     for policy in guardrails.build_policies(settings):
         name = policy["metadata"]["name"]
-        original = guardrails.load_policy(name)
-        for got, want in zip(policy["spec"]["rules"], original["spec"]["rules"], strict=True):
-            got_vars = {v["name"]: v["expression"] for v in got.get("validate", {}).get("cel", {}).get("variables", [])}
-            for v in want.get("validate", {}).get("cel", {}).get("variables", []):
-                if got_vars[v["name"]] != v["expression"]:
-                    lit = ge.compile_expr(v["expression"]).eval(data={}).plain_value()
-                    want_lit = ge.compile_expr(got_vars[v["name"]]).eval(data={}).plain_value()
-                    if name == "guardrail-reserve-accelerator-nodes" and v["name"] == "acceleratorNodePools":
-                        continue  # filled from the cluster's GPU pools
-                    assert lit == want_lit, f"{name}: variable {v['name']} default differs from the config default"
+        key = keys.get(name, "ownership")  # the stamp-owner companion takes the ownership policy's scope
+        cfg = getattr(settings.guardrails, key)
+        want = guardrails.load_policy(name)
+        if name != guardrails.EGRESS_POLICY:  # a generate policy: its selector is compared as written
+            want = guardrails.set_scope(want, guardrails.policy_namespaces(key, cfg, settings),
+                                        cfg.namespace_selector, cfg.object_selector)
+        want = with_ready_wait(want)
+        got = copy.deepcopy(policy)
+        for got_rule, want_rule in zip(got["spec"]["rules"], want["spec"]["rules"], strict=True):
+            file_vars = {v["name"]: v["expression"]
+                         for v in want_rule.get("validate", {}).get("cel", {}).get("variables", [])}
+            for var in got_rule.get("validate", {}).get("cel", {}).get("variables", []):
+                written = file_vars.get(var["name"])
+                if written is not None and var["expression"] != written:
+                    assert _cel_value(var["expression"]) == _cel_value(written), (
+                        f"{name}: variable {var['name']} default differs from the config default")
+                    var["expression"] = written
+        assert got == want, f"{name}: the stack's policy with the catalog defaults is not the file (beyond scope)"
 
 
 def test_default_exceptions_are_the_tested_ones():
@@ -435,8 +455,8 @@ def test_disabled_policies_are_not_rendered():
 
 
 def test_egress_lockdown_uses_the_dns_facts_and_destinations():
-    s = _settings(egressLockdown={"nodeLocalDns": "169.254.20.10", "cloudDns": True,
-                                  "namespaceSelector": {"purpose": "ai-inference"},
+    s = _settings(cluster_dns={"nodeLocalDnsCache": True, "cloudDns": True},
+                  egressLockdown={"namespaceSelector": {"purpose": "ai-inference"},
                                   "allowedEgress": [{"cidr": "10.0.0.0/24", "ports": [443]}]})
     policy = _by_name(s, guardrails.EGRESS_POLICY)
     (rule,) = policy["spec"]["rules"]
@@ -445,10 +465,11 @@ def test_egress_lockdown_uses_the_dns_facts_and_destinations():
     out = ge.evaluate_rule(rule, ns)
     egress = out.generated["spec"]["egress"]
     assert out.generated["metadata"]["namespace"] == "ai"
-    assert egress[1] == {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}, {"ipBlock": {"cidr": "169.254.169.254/32"}}],
-                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
-    assert egress[2] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}
-    assert len(egress) == 3, "nothing else leaves the namespace"
+    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert egress[1:3] == [{"to": [{"ipBlock": {"cidr": f"{NODE_LOCAL_DNS_ADDRESS}/32"}}], "ports": dns_ports},
+                           {"to": [{"ipBlock": {"cidr": f"{METADATA_SERVER_ADDRESS}/32"}}], "ports": dns_ports}]
+    assert egress[3] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    assert len(egress) == 4, "nothing else leaves the namespace"
 
 
 @pytest.mark.parametrize("cfg,key,needle", [
@@ -463,7 +484,6 @@ def test_egress_lockdown_uses_the_dns_facts_and_destinations():
     ({"enabled": True, "gpuCapPerPod": {"failureAction": "Block"}}, "guardrails.gpuCapPerPod.failureAction", "Audit"),
     ({"enabled": True, "gpuCapPerPod": {"namespaces": []}}, "guardrails.gpuCapPerPod.namespaces", "matches nothing"),
     ({"enabled": True, "egressLockdown": {"namespaceSelector": {}}}, "guardrails.egressLockdown.namespaceSelector", "every namespace"),
-    ({"enabled": True, "egressLockdown": {"nodeLocalDns": "10.0.0"}}, "guardrails.egressLockdown.nodeLocalDns", "IPv4"),
     ({"enabled": True, "securityBaseline": {"exceptions": [{"name": "x", "namespace": "y", "names": ["*"],
                                                             "rules": ["run-as-non-root"]}]}},
      "guardrails.securityBaseline.exceptions", "every object"),
@@ -837,14 +857,14 @@ def test_policy_exceptions_are_enabled_in_kyverno_only_for_the_catalog():
 NETPOL_DIR = ROOT / "tests" / "netpol" / "guardrails"
 
 
-def _nca_egress(policy_cfg: dict):
+def _nca_egress(policy_cfg: dict, cluster_dns: dict | None = None):
     import tempfile
 
     from tools import nca
 
     if not nca.nca_available():
         pytest.skip("network-config-analyzer (package `nca`, requirements.txt) is not installed in this Python")
-    policy = _by_name(_settings(egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
+    policy = _by_name(_settings(cluster_dns, egressLockdown=policy_cfg), guardrails.EGRESS_POLICY)
     (rule,) = policy["spec"]["rules"]
     namespaces = yaml_io.load((NETPOL_DIR / "namespaces.yaml").read_text())["items"]
     generated = [ge.evaluate_rule(rule, ns).generated for ns in namespaces]
@@ -889,11 +909,15 @@ def test_egress_lockdown_reaches_litellm_by_peer_by_nca():
     assert not {d for (s, d) in pairs if s == src and "/" not in d}, "nothing outside the cluster"
 
 
-def test_egress_lockdown_node_local_dns_by_nca():
-    pairs = _nca_egress({"nodeLocalDns": "169.254.20.10"})
+@pytest.mark.parametrize("cluster_dns, addresses", [
+    ({"nodeLocalDnsCache": True}, [NODE_LOCAL_DNS_ADDRESS]),
+    ({"cloudDns": True}, [METADATA_SERVER_ADDRESS]),
+])
+def test_egress_lockdown_cluster_dns_by_nca(cluster_dns, addresses):
+    pairs = _nca_egress({}, cluster_dns)
     external = {d: a for (s, d), a in pairs.items() if s == "ai-locked/model-0" and "/" not in d}
-    assert list(external) == ["169.254.20.10"], f"only the NodeLocal DNSCache address: {external}"
-    allowed = external["169.254.20.10"]
+    assert list(external) == addresses, f"only the clusterDns resolver address: {external}"
+    allowed = external[addresses[0]]
     assert allowed.tcp == ((53, 53),) and allowed.allows(53, "UDP"), allowed
 
 

@@ -39,7 +39,8 @@ def _explicitly_off(cfg: dict) -> dict:
     cfg["llm-platform:agentIsolation"] = {"enabled": False, "namespaces": []}
     cfg["llm-platform:servingEgress"] = {"namespaces": [], "modelHubEgress": "internet-443"}
     cfg["llm-platform:networkPolicyLogging"] = {"denied": False, "allowed": False}
-    cfg["llm-platform:clusterDns"] = {"nodeLocalDnsCache": True, "cloudDns": True}
+    # The guardrail catalog's egress lockdown opens clusterDns's paths too: off is the defaults, spelled out.
+    cfg["llm-platform:clusterDns"] = {"nodeLocalDnsCache": False, "cloudDns": False}
     cfg["llm-platform:cluster"].update({"datapathObservability": {"metrics": False, "relay": False},
                                         "fqdnNetworkPolicy": False})
     return cfg

@@ -344,8 +344,9 @@ def test_one_table_per_concern():
     for w in kueue_policy.WORKLOADS:
         assert w.match in kinds, w.key
         assert f"'{w.key}'" in variables["podSpecs"], w.key
+    trusted = json.loads(variables["trustedControllers"])  # a parameter: a JSON literal (policy_model)
     for e in kueue_policy.TRUST:
-        assert f"'{e.child}<-{e.owner}'" in variables["trustedControllers"], e
+        assert f"{e.child}<-{e.owner}" in trusted[getattr(KyvernoConfig().trusted_controllers, e.controller)], e
 
 
 # ------------------------------------------------------------ CRD schema

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components import kyverno, yaml_io
+from components import kueue_policy, kyverno, policy_model, yaml_io
 from tests.kyverno_chart import chart_dir, upstream_dir
 
 
@@ -173,7 +173,7 @@ def test_failure_action_per_stack(stack, action, prod, dev):
 
 def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
     rendered = sr2(prod)[4][0].inputs
-    source = yaml_io.load((kyverno.POLICY_DIR / kyverno.POLICY_FILES[0]).read_text())
+    source = policy_model.load_policy(kueue_policy.POLICY_NAME)
     assert rendered["spec"]["rules"] == kyverno.with_failure_action(source, "Enforce")["spec"]["rules"]
     assert rendered["metadata"]["annotations"] == {**source["metadata"]["annotations"], **kyverno.POLICY_READY_ANNOTATIONS}
 
@@ -181,8 +181,6 @@ def test_rendered_policy_matches_the_policy_file_but_for_the_action(prod):
 def test_stack_policy_webhook_is_scoped_by_label_not_tenant_names(prod, dev):
     """SR2 scope is the namespace label (issue 21, finding 5): the webhook names no tenant, only keeps the
     platform's own namespaces and requests without accelerators off Kyverno's path."""
-    from components import kueue_policy
-
     for records in (prod, dev):
         spec = sr2(records)[4][0].inputs["spec"]
         conditions = {c["name"]: c["expression"] for c in spec["webhookConfiguration"]["matchConditions"]}

@@ -158,3 +158,51 @@ def test_recorder_writes_one_line_per_decision(tmp_path: pathlib.Path, monkeypat
     cases = kyverno_parity.load_record(record)
     assert [(c.name, c.expected, c.policy["metadata"]["name"]) for c in cases] == [
         ("x", "pass", "p"), ("n", "skip", "rule-r")]
+
+
+def test_the_report_is_written_again_from_the_clis_rows(tmp_path: pathlib.Path, monkeypatch):
+    """The evaluator's report decisions, recorded and grouped as `make kyverno-test` does, come back by key when
+    the report is rendered from the CLI's rows; a decision the CLI made otherwise is the one the report shows."""
+    from components import guardrails
+    from components.config import StackConfig
+    from tools import guardrail_report
+
+    base = tmp_path / "reference-platform" / "serving"
+    base.mkdir(parents=True)
+    (base / "pods.yaml").write_text(yaml_io.dump_all([
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bounded", "namespace": "serving"},
+         "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unbounded", "namespace": "serving"},
+         "spec": {"containers": [{"name": "c", "image": "i"}]}}]))
+    settings = StackConfig.model_validate({
+        "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
+        "guardrails": {"enabled": True}})
+    (policy,) = [p for p in guardrails.build_policies(settings) if p["metadata"]["name"] == "guardrail-require-limits"]
+    render = tmp_path / "w" / "render-dev"
+    (render / "k8s").mkdir(parents=True)
+    (render / "k8s" / "ClusterPolicy.guardrail-require-limits.yaml").write_text(yaml_io.dump_all([policy]))
+    monkeypatch.setenv("LLM_PLATFORM_SHARED", str(tmp_path))
+    record = tmp_path / "r.jsonl"
+    monkeypatch.setenv(kyverno_eval.RECORD_ENV, str(record))
+    evaluator = guardrail_report.render_markdown("dev", [policy], [])
+    monkeypatch.delenv(kyverno_eval.RECORD_ENV)
+    assert "| Pod serving/unbounded |" in evaluator and "| Pod serving/bounded |" not in evaluator
+
+    suites = kyverno_parity.group_cases(kyverno_parity.load_record(record))
+    folders = [tmp_path / "w" / "parity" / f"{i:04d}" for i in range(len(suites))]
+    # The CLI agrees on `unbounded` and, in this made-up run, fails `bounded` too.
+    rows = [kyverno_parity.Row(str(folders[0] / "kyverno-test.yaml"), "guardrail-require-limits",
+                               "require-cpu-memory-limits", f"v1/Pod/serving/{c.name}",
+                               "Fail" if c.name == "bounded" else "Pass",
+                               "Want pass, got fail" if c.name == "bounded" else "Ok", "cli says so")
+            for c in suites[0].cases]
+    lines = kyverno_parity.cli_reports(suites, folders, rows, tmp_path / "w", "v1.18.1")
+    assert len(lines) == 1 and "2 decisions by the Kyverno CLI, 2 fail" in lines[0], lines
+    text = (tmp_path / "w" / "guardrails-report-dev.md").read_text()
+    assert "Decided by the Kyverno CLI v1.18.1" in text
+    assert "| Pod serving/bounded |" in text and "fail: cli says so" in text
+
+    without_unbounded = [r for r in rows if not r.resource.endswith("/unbounded")]
+    with pytest.raises(RuntimeError, match="decided guardrail-require-limits/require-cpu-memory-limits on Pod "
+                                           "serving/unbounded nowhere"):
+        kyverno_parity.cli_reports(suites, folders, without_unbounded, tmp_path / "w", "v1.18.1")

@@ -1,4 +1,4 @@
-"""tools/recipe_regressions.py without the recipe page: extraction, the pin, the suites it writes, and how it
+"""tests/recipe_regressions.py without the recipe page: extraction, the pin, the suites it writes, and how it
 judges the engines' rows. The real run (Kyverno CLI + nca over the page) is `make recipe-regressions`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 
 from components import yaml_io
 from tests import kyverno_parity
-from tools import recipe_regressions as rr
+from tests import recipe_regressions as rr
 
 PAGE = """---
 title: "A recipe"

@@ -413,14 +413,3 @@ def test_matrix_shows_the_agent_namespace(tmp_path):
     # computed by nca: agents reach LiteLLM:4000 and the OTLP collector only
     assert "| `agents` | — | — | — | — | 4000 | 4317-4318 | n/a |" in md, md
     assert "| `team-a` | — | — | — | — | 4000 | 3000, 4317-4318 | — |" in md, md  # nothing reaches the agents
-
-
-def test_dns_facts_agree_with_the_guardrail_egress_lockdown():
-    base = dict(agentIsolation={"enabled": True, "namespaces": ["agents"]})
-    ok = parse(_raw(**base, clusterDns={"nodeLocalDnsCache": True},
-                    guardrails={"enabled": True, "egressLockdown": {"nodeLocalDns": "169.254.20.10"}}))
-    assert ok.cluster_dns.node_local_dns_cache
-    with pytest.raises(ConfigError, match="clusterDns and guardrails.egressLockdown disagree"):
-        parse(_raw(**base, guardrails={"enabled": True, "egressLockdown": {"nodeLocalDns": "169.254.20.10"}}))
-    with pytest.raises(ConfigError, match="Cloud DNS: True vs False"):
-        parse(_raw(**base, clusterDns={"cloudDns": True}, guardrails={"enabled": True}))

@@ -17,15 +17,15 @@ from __future__ import annotations
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
-from components import yaml_io
+from components import pod_templates, yaml_io
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FOLDERS = ("serving", "workloads", "benchmarks", "routing")
-POD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+POD_KINDS = set(pod_templates.kind_names())
 UPSTREAM = ("github.com/ahmedwaleedmalik/k8s-llm-inference-platform at commit "
             "441dd0a3a57db32484e853db7281dc787b1189d8 (folders serving/, workloads/, benchmarks/, routing/)")
 
@@ -90,7 +90,13 @@ class Finding:
     message: str
 
 
-def evaluate(policies: list[dict], exceptions: list[dict], manifests: list[Manifest]) -> list[Finding]:
+# A decision: (policy, rule, object, namespace labels, exceptions) -> (result, message), e.g. the Kyverno CLI's
+# decisions replayed by `make kyverno-test`. None: the offline evaluator decides.
+Decide = Callable[[dict, dict, dict, dict, list], tuple[str, str]]
+
+
+def evaluate(policies: list[dict], exceptions: list[dict], manifests: list[Manifest],
+             decide: Optional[Decide] = None) -> list[Finding]:
     from tools import kyverno_eval
 
     ns_labels = {m.obj["metadata"]["name"]: dict(m.obj["metadata"].get("labels") or {})
@@ -100,6 +106,10 @@ def evaluate(policies: list[dict], exceptions: list[dict], manifests: list[Manif
         kyverno_eval.check_policy_supported(policy)
         for rule in policy["spec"]["rules"]:
             for m in manifests:
+                if decide is not None:
+                    result, message = decide(policy, rule, m.obj, ns_labels, exceptions)
+                    out.append(Finding(policy["metadata"]["name"], rule["name"], m, result, message))
+                    continue
                 outcome = kyverno_eval.evaluate_rule(rule, m.obj, "CREATE", ns_labels=ns_labels, policy=policy,
                                                      exceptions=exceptions)
                 # a CEL error is a fail in Kyverno; the report keeps it in a column of its own
@@ -120,8 +130,15 @@ def _scope(policy: dict) -> str:
     return "; ".join(parts)
 
 
+EVALUATOR = ("Evaluated by tools/kyverno_eval.py (cel-expr-python); `make kyverno-test` replays every one of these "
+             "decisions through the Kyverno CLI built from the pinned module, fails on any difference and writes "
+             "this report again from the CLI's decisions (docs/real-engines.md).")
+
+
 def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
-                    base: Optional[pathlib.Path] = None) -> str:
+                    base: Optional[pathlib.Path] = None, decide: Optional[Decide] = None,
+                    engine: str = EVALUATOR) -> str:
+    """The report; `decide` and `engine` (the sentence naming who decided) replace the offline evaluator."""
     base = base or reference_dir()
     lines = [f"# Guardrail catalog on the reference platform (stack `{stack}`, all rules in Audit)", ""]
     if not base.is_dir():
@@ -130,17 +147,15 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
         return "\n".join(lines)
     manifests = load_manifests(base)
     try:
-        findings = evaluate(policies, exceptions, manifests)
+        findings = evaluate(policies, exceptions, manifests, decide)
     except ImportError as err:  # cel-expr-python comes with requirements-dev.txt (make venv installs it)
         lines += [f"Skipped: the CEL engine is not installed ({err}); `make venv` installs requirements-dev.txt.", ""]
         return "\n".join(lines)
     workloads = [m for m in manifests if m.obj["kind"] in POD_KINDS]
     lines += [
         f"Source: `{base}` ({UPSTREAM}). {len(manifests)} objects read, {len(workloads)} of them "
-        "Pod-bearing workloads (Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob). "
-        "Evaluated by tools/kyverno_eval.py (cel-expr-python); `make kyverno-test` replays every one of these "
-        "decisions through the Kyverno CLI built from the pinned module and fails on any difference "
-        "(docs/real-engines.md). A CEL error counts as a fail in Kyverno; it has its own column here.", "",
+        f"Pod-bearing workloads ({', '.join(pod_templates.kind_names())}). "
+        f"{engine} A CEL error counts as a fail in Kyverno; it has its own column here.", "",
         "## Summary", "",
         "| policy | rule | scope | action in this stack | pass | fail | error |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -178,18 +193,24 @@ def render_markdown(stack: str, policies: list[dict], exceptions: list[dict],
     return "\n".join(lines)
 
 
-def write_report(stack: str, k8s_objects: list[dict], out: pathlib.Path) -> Optional[pathlib.Path]:
-    """Write OUT/guardrails-report.md if the render contains guardrail policies."""
+def report_inputs(k8s_objects: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The guardrail ClusterPolicies (validate and generate) and PolicyExceptions of a render, in a stable order."""
     # Mutations (guardrail-stamp-owner) change objects, they report nothing: not evaluated here.
     policies = [o for o in k8s_objects if o["kind"] == "ClusterPolicy"
                 and o["metadata"]["name"].startswith("guardrail-")
                 and not any("mutate" in r for r in o["spec"]["rules"])]
     # Registration order is not deterministic; the report is.
     policies.sort(key=lambda p: p["metadata"]["name"])
-    if not policies:
-        return None
     exceptions = sorted((o for o in k8s_objects if o["kind"] == "PolicyException"),
                         key=lambda e: e["metadata"]["name"])
+    return policies, exceptions
+
+
+def write_report(stack: str, k8s_objects: list[dict], out: pathlib.Path) -> Optional[pathlib.Path]:
+    """Write OUT/guardrails-report.md if the render contains guardrail policies."""
+    policies, exceptions = report_inputs(k8s_objects)
+    if not policies:
+        return None
     path = out / "guardrails-report.md"
     path.write_text(render_markdown(stack, policies, exceptions), encoding="utf-8")
     return path

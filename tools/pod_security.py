@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+from components import pod_templates
+
 LEVELS = ("privileged", "baseline", "restricted")
 
 # The newest policy version this module implements check by check. Newer versions change checks
@@ -412,16 +414,12 @@ def check_pod_spec(spec: dict, metadata: Optional[dict], level: str, version: st
 
 
 # DefaultPodSpecExtractor (pod-security-admission/admission/admission.go): the kinds PSA reads a pod
-# spec from, and where the spec sits.
+# spec from, and where the spec sits: the guardrails' pod-template kinds plus three they do not match.
 _TEMPLATE_KINDS = {
-    "Deployment": ("spec", "template"),
+    **pod_templates.template_paths(),
     "ReplicaSet": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "Job": ("spec", "template"),
     "ReplicationController": ("spec", "template"),
     "PodTemplate": ("template",),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
 
 

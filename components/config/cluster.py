@@ -237,7 +237,8 @@ class ExistingCluster(ConfigModel):
 
 
 class ClusterDns(ConfigModel):
-    """How pods resolve names; the egress-locked policies open exactly these DNS paths."""
+    """How pods resolve names, set once: every egress-locked policy (agents, egress-locked serving, the guardrail
+    catalog's egress lockdown) opens exactly these DNS paths."""
 
     node_local_dns_cache: bool = False
     """The cluster runs NodeLocal DNSCache (pods query 169.254.20.10:53)."""

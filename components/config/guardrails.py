@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -24,6 +23,8 @@ from components.config.base import (
 
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*?(-v\*)?$")
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*/?$")
+# Keys `guardrails.egressLockdown` no longer has: the DNS paths are `clusterDns.nodeLocalDnsCache` / `cloudDns`.
+_MOVED_DNS_KEYS = ("nodeLocalDns", "cloudDns")
 
 
 class GuardrailPolicy(ConfigModel):
@@ -416,18 +417,27 @@ class EgressDestination(ConfigModel):
 
 
 class EgressLockdownPolicy(ConfigModel):
-    """10. Generated, synchronized NetworkPolicy: DNS plus configured destinations only."""
+    """10. Generated, synchronized NetworkPolicy: DNS (the paths of `clusterDns`) plus configured destinations only."""
 
     enabled: bool = True
     """Render this policy (when `guardrails.enabled`)."""
     namespace_selector: dict[str, str] = Field(default_factory=lambda: {"llm-platform/egress-lockdown": "true"})
     """Namespaces (by label) that get the lockdown NetworkPolicy."""
-    node_local_dns: Optional[str] = None
-    """NodeLocal DNSCache address when the cluster uses it (GKE: 169.254.20.10)."""
-    cloud_dns: bool = False
-    """The cluster uses Cloud DNS for GKE: also allow its metadata-server resolver 169.254.169.254 on 53."""
     allowed_egress: list[EgressDestination] = Field(default_factory=list)
     """Destinations allowed besides DNS."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dns_keys_moved(cls, data: Any) -> Any:
+        # The cluster's DNS paths are one fact of the stack (`clusterDns`), read by every egress-locked policy.
+        if isinstance(data, dict):
+            moved = [k for k in _MOVED_DNS_KEYS if k in data]
+            if moved:
+                keys = " and ".join(f"`guardrails.egressLockdown.{k}`" for k in moved)
+                raise ValueError(f"{keys}: removed key{'s' if len(moved) > 1 else ''}; the lockdown opens the cluster's DNS paths from `clusterDns`, "
+                                 "as every egress-locked policy does: set clusterDns.nodeLocalDnsCache / "
+                                 "clusterDns.cloudDns instead")
+        return data
 
     @field_validator("namespace_selector")
     @classmethod
@@ -435,16 +445,6 @@ class EgressLockdownPolicy(ConfigModel):
         if not v:
             raise ValueError("namespaceSelector is empty: it would lock down every namespace; name a label")
         return label_map(v, "namespaceSelector")
-
-    @field_validator("node_local_dns")
-    @classmethod
-    def _ip(cls, v: Optional[str]) -> Optional[str]:
-        if v is None:
-            return v
-        try:
-            return str(ipaddress.IPv4Address(v))
-        except ValueError as e:
-            raise ValueError(f"{v!r} is not an IPv4 address ({e}); GKE's NodeLocal DNSCache is 169.254.20.10") from e
 
 
 class GuardrailsConfig(ConfigModel):

@@ -185,15 +185,6 @@ def isolation_rules(stack: StackConfig) -> None:
     # removes everything), so only an active capability can be an impossible combination.
     if not stack.security:
         return
-    # One DNS truth: the guardrail catalog's egress lockdown carries the same two facts.
-    if (ai.enabled or se.enabled) and stack.guardrails.enabled and stack.guardrails.egress_lockdown.enabled:
-        el, dns = stack.guardrails.egress_lockdown, stack.cluster_dns
-        if (el.node_local_dns is not None) != dns.node_local_dns_cache or el.cloud_dns != dns.cloud_dns:
-            raise ValueError(
-                "clusterDns and guardrails.egressLockdown disagree about the cluster's DNS (NodeLocal DNSCache: "
-                f"{dns.node_local_dns_cache} vs {el.node_local_dns is not None}; Cloud DNS: {dns.cloud_dns} vs "
-                f"{el.cloud_dns}): set both to what the cluster uses"
-            )
     if ai.enabled:
         if stack.cluster is not None and not stack.cluster.sandbox_pools:
             raise ValueError(
