@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 
 from components import config as cfgmod
-from components import guardrails, yaml_io
+from components import guardrails, pod_templates, yaml_io
 from components.kyverno import with_ready_wait
 from components.platform_facts import METADATA_SERVER_ADDRESS, NODE_LOCAL_DNS_ADDRESS
 from components.quantity import QuantityError, parse_quantity
@@ -291,8 +291,7 @@ def test_policy_annotations_and_narrow_match(name):
             kinds = set(rule["match"]["any"][0]["resources"]["kinds"])
             if "Pod" not in kinds:
                 continue  # DRA claims (guardrail-gpu-cap-per-pod/cap-accelerators-per-claim)
-            assert {"Pod", "apps/v1/Deployment", "apps/v1/StatefulSet", "apps/v1/DaemonSet", "batch/v1/Job",
-                    "batch/v1/CronJob"} <= kinds, f"{name}/{rule['name']}: workload kinds (autogen off)"
+            assert set(pod_templates.kyverno_kinds()) <= kinds, f"{name}/{rule['name']}: workload kinds (autogen off)"
 
 
 # ------------------------------------------------------------ config + component
