@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from components import pod_templates
 from components.config import KueueConfig, KyvernoConfig, TrustedControllers
 from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES, KUEUE_MANAGED_LABEL, QUEUE_LABEL
 from components.policy_model import cel_literal, policy_file
@@ -84,6 +85,13 @@ def _tmpl(path: str) -> str:
     return f"[o.?{path}.orValue({{}})]"
 
 
+def _builtin(kind: str, **kw: Any) -> Workload:
+    """A built-in kind: its Kyverno kind and pod template path come from components/pod_templates.py."""
+    (entry,) = [k for k in pod_templates.POD_TEMPLATE_KINDS if k.name == kind]
+    group = entry.kind.split("/")[0] if "/" in entry.kind else ""
+    return Workload(entry.kind, f"{group}/{kind}", _tmpl(".?".join(entry.keys + ("spec",))), **kw)
+
+
 def _kubeflow(kind: str, replica_specs: str, scale: bool = False) -> Workload:
     """A Kubeflow training-operator v1 job: a map of replica types to pod templates, runPolicy.suspend."""
     return Workload(f"kubeflow.org/*/{kind}", f"kubeflow.org/{kind}",
@@ -101,15 +109,11 @@ def _ray_cluster_specs(spec: str) -> str:
 # (pkg/controller/jobs/**/*_controller.go; the same in v0.19.2). `scale`: kind has a /scale subresource
 # (apps: StatefulSet, Deployment; CRDs: LeaderWorkerSet; training-operator v1.9 PyTorchJob, PaddleJob, JAXJob).
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("Pod", "/Pod", "[o.?spec.orValue({})]", framework="pod"),
-    Workload("batch/v1/Job", "batch/Job", _tmpl("spec.?template.?spec"), suspend="spec.?suspend",
-             framework="batch/job"),
-    Workload("batch/v1/CronJob", "batch/CronJob", _tmpl("spec.?jobTemplate.?spec.?template.?spec"),
-             queue_label="spec.?jobTemplate.?metadata", kueue_parent=False, framework="batch/job"),
-    Workload("apps/v1/Deployment", "apps/Deployment", _tmpl("spec.?template.?spec"), kueue_parent=False,
-             framework="deployment", scale=True),
-    Workload("apps/v1/StatefulSet", "apps/StatefulSet", _tmpl("spec.?template.?spec"), framework="statefulset",
-             scale=True),
+    _builtin("Pod", framework="pod"),
+    _builtin("Job", suspend="spec.?suspend", framework="batch/job"),
+    _builtin("CronJob", queue_label="spec.?jobTemplate.?metadata", kueue_parent=False, framework="batch/job"),
+    _builtin("Deployment", kueue_parent=False, framework="deployment", scale=True),
+    _builtin("StatefulSet", framework="statefulset", scale=True),
     Workload("jobset.x-k8s.io/*/JobSet", "jobset.x-k8s.io/JobSet",
              "o.?spec.?replicatedJobs.orValue([]).map(r, r.?template.?spec.?template.?spec.orValue({}))",
              suspend="spec.?suspend", framework="jobset.x-k8s.io/jobset", version="v1alpha2"),

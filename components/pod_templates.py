@@ -2,7 +2,8 @@
 
 From `POD_TEMPLATE_KINDS` come the guardrail policies' match `kinds` and their `podSpec` / `podMeta` CEL
 variables (autogen is off: one rule reads the pod template of every kind itself), the kinds
-tools/guardrail_report.py evaluates and the template paths tools/pod_security.py reads.
+tools/guardrail_report.py evaluates, the template paths tools/pod_security.py reads, and the Kyverno kind and
+pod template of SR2's built-in Kueue workloads (components/kueue_policy.py `WORKLOADS`).
 
 The guardrail YAML files stay complete (the Kyverno CLI reads them as they are), so this table is their
 source through a sync command that rewrites only those spots, leaving comments and formatting alone:
