@@ -9,11 +9,15 @@ protected namespace (default: ``serving``, ``inference``, ``kserve``, ``llm-d``)
 
 * ``default-deny-ingress``: every pod selected, no rule. NetworkPolicies are additive, so a pod
   is reachable only on what some allow rule names.
-* ``allow-platform-namespaces``: the trusted platform namespaces (``allowedFrom``; plus
-  ``gmp-system`` with ``managedPrometheus``) reach every pod of the namespace. Sources are
-  selected only by ``namespaceSelector.matchLabels["kubernetes.io/metadata.name"]``, which the API
-  server sets to the namespace's name and does not let anyone change: a tenant relabelling its
-  namespace (``name: monitoring``) matches nothing. A namespace never gets this allow into itself.
+* ``allow-platform-namespaces``: the trusted pods (``allowedFromPods``, defaults in
+  ``platform_facts.TRUSTED_PLATFORM_PODS``: LiteLLM's proxy, the gateway proxies, Prometheus, with
+  ``managedPrometheus`` the GMP collectors) of the trusted namespaces (``allowedFrom``) reach every pod
+  of the namespace; the rest of those namespaces (Grafana, the OTLP collector, ``litellm-pg``, the
+  agentgateway controller), which tenants may reach, does not. Each peer is a namespace, selected only by
+  ``namespaceSelector.matchLabels["kubernetes.io/metadata.name"]`` (set by the API server to the
+  namespace's name, unchangeable: a tenant relabelling its namespace ``name: monitoring`` matches
+  nothing), AND ``podSelector.matchLabels`` in the same peer, so a tenant pod copying Prometheus' labels
+  in its own namespace matches nothing either. A namespace never gets this allow into itself.
 * ``allow-in-namespace-clients``: the namespace's own platform clients (gateway proxies, endpoint
   pickers / llm-d scheduler, llm-d decode/prefill, benchmark Jobs), selected by pod label with a
   ``podSelector`` peer *without* ``namespaceSelector`` -- Kubernetes reads that as "pods in this
@@ -54,18 +58,21 @@ import pulumi
 
 from components.config import BENCHMARK_CLIENT, ClusterDns, InNamespaceClient, NetworkPolicyConfig
 from components.platform_facts import (
+    AGENTGATEWAY_NAMESPACE,
+    GATEWAY_NAME_LABEL,
     KUBE_DNS_LABELS,
     KUBE_DNS_NAMESPACE,
     LITELLM_NAMESPACE,
     LITELLM_PORT,
+    LITELLM_PROXY_LABELS,
     METADATA_SERVER_ADDRESS,
     MONITORING_NAMESPACE,
     NODE_LOCAL_DNS_ADDRESS,
     OTLP_PORTS,
+    PROMETHEUS_LABELS,
 )
+from components.platform_facts import GATEWAY_CLASS_LABELS as GATEWAY_CLASS_LABELS  # re-exported (workload isolation)
 
-MANAGED_PROMETHEUS = "gmp-system"
-"""GKE Managed Prometheus collectors (only with ``managedPrometheus: true``)."""
 KUBE_SYSTEM = "kube-system"
 """Where the Konnectivity agents run that carry the API server's webhook calls (``webhookPorts``)."""
 NAME_LABEL = "kubernetes.io/metadata.name"
@@ -79,19 +86,14 @@ PRIVATE_RANGES = [
 ]
 """Excluded from public-443 egress: RFC 1918, CGNAT, loopback, link-local (metadata server)."""
 
-# Gateway proxies (agentgateway chart, docs/sr1-network-policies.md "Where the facts come from").
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-GATEWAY_CLASS_LABELS = {"gateway.networking.k8s.io/gateway-class-name": "agentgateway"}
-"""On every agentgateway proxy pod; selects them across namespaces with matchLabels (network-config-analyzer
-matches nothing for a namespaceSelector peer whose podSelector uses `Exists`, so that form would go unproven)."""
+# Gateway proxies (agentgateway chart, docs/sr1-network-policies.md "Where the facts come from"); their
+# labels are in components/platform_facts.py.
 GATEWAY_LISTENER_PORTS = [80]
 """Listener port of the reference's Gateways (inference-gateway, kserve-ingress-gateway, llm-d-gateway)."""
-AGENTGATEWAY_NAMESPACE = "agentgateway-system"
 AGENTGATEWAY_XDS_PORT = 9978
 """The agentgateway controller's xDS port (settings `AgentgatewayXdsServicePort`, default 9978)."""
 
 # LiteLLM and its database (chart litellm-helm, CloudNativePG).
-LITELLM_PROXY_LABELS = {"app.kubernetes.io/name": "litellm"}
 LITELLM_MIGRATION_LABELS = {"batch.kubernetes.io/job-name": "litellm-migrations"}
 """The chart's schema-migration Job (`<fullname>-migrations`); its pod template has no chart labels."""
 CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
@@ -105,7 +107,6 @@ CNPG_METRICS_PORT = 9187
 GRAFANA_LABELS = {"app.kubernetes.io/name": "grafana"}
 GRAFANA_PORT = 3000
 OTEL_COLLECTOR_LABELS = {"app.kubernetes.io/name": "opentelemetry-collector"}
-PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus"}
 PROMETHEUS_PORT = 9090
 
 REFERENCE_PORTS: dict[str, list[int]] = {
@@ -242,8 +243,19 @@ def _allow(namespace: str, name: str, rule: Optional[dict[str, Any]]) -> list[di
 
 
 def trusted_namespaces(cfg: NetworkPolicyConfig) -> list[str]:
-    """Namespaces allowed into every protected namespace (other than itself)."""
-    return _unique(list(cfg.allowed_from) + ([MANAGED_PROMETHEUS] if cfg.managed_prometheus else []))
+    """Namespaces whose trusted pods are allowed into every protected namespace (other than itself)."""
+    return cfg.trusted_namespace_names
+
+
+def trusted_peers(cfg: NetworkPolicyConfig, namespace: str) -> list[dict[str, Any]]:
+    """The trusted platform pods as ingress peers of ``namespace``: each is a namespace (by its immutable
+    name label) AND pod labels in one peer, so the labels count only inside that namespace."""
+    pods = cfg.trusted_pods
+    return [
+        {**ns_peer(source), "podSelector": {"matchLabels": labels}}
+        for source in trusted_namespaces(cfg) if source != namespace
+        for labels in pods[source]
+    ]
 
 
 # Every DNS path a GKE pod may use (kube-dns, NodeLocal DNSCache, Cloud DNS), port 53 only: the
@@ -353,12 +365,11 @@ def build_policies(cfg: NetworkPolicyConfig, control_plane_cidr: Optional[str] =
     """All SR1 NetworkPolicy manifests, in a deterministic order (protected namespaces as listed, then
     ``litellm`` and ``monitoring``). ``control_plane_cidr``: a private cluster's control-plane range."""
     out: list[dict[str, Any]] = []
-    trusted = trusted_namespaces(cfg)
     cp_ranges = _unique(list(cfg.control_plane_ranges) + ([control_plane_cidr] if control_plane_cidr else []))
     for ns in cfg.protected_namespaces:
         ports = None if cfg.ports is None else list(cfg.ports[ns])
         out.append(_policy(ns, "default-deny-ingress", []))
-        out += _allow(ns, "allow-platform-namespaces", _rule([ns_peer(s) for s in trusted if s != ns], ports))
+        out += _allow(ns, "allow-platform-namespaces", _rule(trusted_peers(cfg, ns), ports))
         out += _allow(ns, "allow-in-namespace-clients", _rule([_pod_peer(c) for c in cfg.in_namespace_clients], ports))
         if ns in cfg.intra_namespace:
             # Multi-node engines (LeaderWorkerSet, Ray) talk on many dynamic ports.

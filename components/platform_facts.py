@@ -42,6 +42,39 @@ MONITORING_NAMESPACE = "monitoring"
 """Prometheus (Operator), Grafana and the OpenTelemetry collector."""
 OTLP_PORTS: tuple[int, ...] = (4317, 4318)
 """OpenTelemetry collector: OTLP gRPC and HTTP."""
+AGENTGATEWAY_NAMESPACE = "agentgateway-system"
+"""The agentgateway controller (xDS for the proxies); each Gateway's proxy runs in the Gateway's namespace."""
+MANAGED_PROMETHEUS_NAMESPACE = "gmp-system"
+"""GKE Managed Prometheus: its collectors scrape the model servers (SR1's `managedPrometheus`)."""
+
+# ---- pod labels of the platform's workloads (matchLabels: nca matches no cross-namespace `Exists` peer)
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+"""On every Gateway proxy pod, with the Gateway's name (Gateway API; agentgateway chart selector labels)."""
+GATEWAY_CLASS_LABELS: dict[str, str] = {"gateway.networking.k8s.io/gateway-class-name": "agentgateway"}
+"""On every agentgateway proxy pod, whatever its Gateway and namespace (the chart's `kgateway.gateway.selectorLabels`);
+the controller pod does not carry it."""
+LITELLM_PROXY_LABELS: dict[str, str] = {"app.kubernetes.io/name": "litellm"}
+"""LiteLLM's proxy pods (chart litellm-helm `litellm.selectorLabels`); not its migration Job, not its database."""
+PROMETHEUS_LABELS: dict[str, str] = {"app.kubernetes.io/name": "prometheus"}
+"""Prometheus server pods as the Prometheus Operator (kube-prometheus-stack) labels them; not Grafana, the
+operator, Alertmanager or the OpenTelemetry collector."""
+GMP_COLLECTOR_LABELS: dict[str, str] = {"app.kubernetes.io/name": "collector"}
+"""GKE Managed Prometheus' collector DaemonSet pods (prometheus-engine `collector.selectorLabels`); not its
+operator or rule-evaluator."""
+
+TRUSTED_PLATFORM_PODS: dict[str, tuple[dict[str, str], ...]] = {
+    LITELLM_NAMESPACE: (LITELLM_PROXY_LABELS,),
+    "inference": (GATEWAY_CLASS_LABELS,),
+    AGENTGATEWAY_NAMESPACE: (GATEWAY_CLASS_LABELS,),
+    MONITORING_NAMESPACE: (PROMETHEUS_LABELS,),
+    MANAGED_PROMETHEUS_NAMESPACE: (GMP_COLLECTOR_LABELS,),
+}
+"""Per trusted namespace, the pods (each a label set, any one matches) that call SR1's protected namespaces:
+LiteLLM's proxy (its backends), the gateway proxies in `inference` (`inference-gateway` -> the raw-vllm pool
+in `serving`), Prometheus (scrapes), the GMP collectors. `agentgateway-system` runs only the controller, which
+serves xDS and calls no backend (`egress-anthropic` there is executed by `inference-gateway`'s proxy): only
+the proxy of a Gateway created there would be trusted. The default of `networkPolicy.allowedFromPods`."""
 
 # ---- name resolution and the metadata server, as a GKE pod sees them
 

@@ -40,7 +40,9 @@ from tests.platform_pods import (  # noqa: E402
     DEFAULT,
     EMBEDDINGS,
     EVIL,
+    EVIL_COLLECTOR,
     GMP,
+    GRAFANA,
     GUIDELLM_BENCH,
     IMPOSTOR,
     INF_GW,
@@ -49,13 +51,18 @@ from tests.platform_pods import (  # noqa: E402
     KUBE_SYSTEM,
     LITELLM,
     LLMD_GW,
+    MIGRATIONS,
+    OTEL,
+    PG_PRIMARY,
     PLATFORM_IMPOSTOR,
     PREFILL,
+    PROM_OPERATOR,
     PROMETHEUS,
     QWEN_CPU,
     QWEN_OCI,
     RAW_EPP,
     RAW_VLLM,
+    RULE_EVALUATOR,
     SCHEDULER,
     SIM_0,
     SIM_1,
@@ -147,9 +154,9 @@ PLATFORM_FLOWS = [
     Expect("llm-d-scheduler->prefill:8000", SCHEDULER, PREFILL, True, (8000,), rule=f"llm-d/{IN} (llm-inference-service)"),
     Expect("llm-d-decode->prefill:8000,5600", DECODE, PREFILL, True, (8000, 5600), rule=f"llm-d/{IN} (llm-inference-service)"),
     Expect("llm-d-prefill->decode:5600", PREFILL, DECODE, True, (5600,), rule=f"llm-d/{IN} (llm-inference-service)"),
-    # agentgateway-system stays trusted as in the reference's own SR1
-    Expect("agentgateway-system->raw-vllm:8000", AGW_CONTROLLER, RAW_VLLM, True, (8000,), rule=f"serving/{NS} (agentgateway-system)"),
-    Expect("agentgateway-system->inference-gateway:80", AGW_CONTROLLER, INF_GW, True, (80,), rule=f"inference/{NS} (agentgateway-system)"),
+    # the gateway proxy in `inference` reaches the other layers' Gateways and servers too (trusted pod)
+    Expect("inference-gateway->kserve-predictor:8080", INF_GW, QWEN_CPU, True, (8080,), rule=f"kserve/{NS} (inference)"),
+    Expect("inference-gateway->llm-d-gateway:80", INF_GW, LLMD_GW, True, (80,), rule=f"llm-d/{NS} (inference)"),
     # the API server's admission calls to the KServe controller, via the Konnectivity agent in kube-system
     Expect("kube-system->kserve-controller:9443", KUBE_SYSTEM, KSERVE_CTRL, True, (9443,), rule="kserve/allow-api-server-webhooks"),
     # tenants use LiteLLM
@@ -169,9 +176,22 @@ DENIALS = [
             (DEFAULT, "seed section 3: default -> embeddings times out"),
             (KUBE_SYSTEM, "kube-system is not trusted"),
             (GMP, "managedPrometheus is off by default"),
+            # Trusted namespaces are trusted by pod (allowedFromPods): their other pods reach nothing.
+            (GRAFANA, "monitoring: only Prometheus is trusted"),
+            (OTEL, "monitoring: only Prometheus is trusted"),
+            (PROM_OPERATOR, "monitoring: only Prometheus is trusted"),
+            (PG_PRIMARY, "litellm: only LiteLLM's proxy is trusted"),
+            (MIGRATIONS, "litellm: only LiteLLM's proxy is trusted"),
+            (AGW_CONTROLLER, "agentgateway-system: the controller calls no backend"),
         ]
         for ns in PROTECTED
         if not (src == KUBE_SYSTEM and ns == "kserve")
+    ],
+    *[
+        Expect(f"{src.split('/')[1]}-x-{ns}", src, ns, False, rule=f"{ns}/default-deny-ingress (inference: only the gateway proxies are trusted)")
+        for src in (SIM_0, SIM_EPP)
+        for ns in PROTECTED
+        if ns != "inference"
     ],
     # kube-system reaches kserve only on the webhook port (allow-api-server-webhooks)
     Expect("kube-system-x-kserve-predictor", KUBE_SYSTEM, QWEN_CPU, False, (8080, 8000, 80), rule="kserve/default-deny-ingress (kube-system: webhook port only)"),
@@ -185,7 +205,7 @@ DENIALS = [
     Expect("qwen-cpu-x-qwen-oci", QWEN_CPU, QWEN_OCI, False, rule="kserve/default-deny-ingress"),
     Expect("qwen-cpu-x-kserve-controller", QWEN_CPU, KSERVE_CTRL, False, rule="kserve/default-deny-ingress"),
     Expect("kserve-controller-x-qwen-cpu", KSERVE_CTRL, QWEN_CPU, False, rule="kserve/default-deny-ingress"),
-    # protected namespaces are not trusted by each other, except `inference` (gateway proxy, allowedFrom);
+    # protected namespaces are not trusted by each other, except the gateway proxies of `inference` (allowedFrom);
     # from `serving` only the benchmark Jobs reach the other Gateways (tests/test_platform_doors.py)
     Expect("raw-vllm-x-inference", RAW_VLLM, "inference", False, rule="inference/default-deny-ingress"),
     Expect("raw-vllm-x-kserve", RAW_VLLM, "kserve", False, rule="kserve/default-deny-ingress"),
@@ -234,7 +254,7 @@ def test_nca_sees_the_whole_synthetic_cluster(default_conn):
 
 
 @needs_nca
-@pytest.mark.parametrize("src", [LITELLM, PROMETHEUS, INF_GW, AGW_CONTROLLER])
+@pytest.mark.parametrize("src", [LITELLM, PROMETHEUS, INF_GW])
 def test_trusted_callers_reach_any_port_by_default(default_conn, src):
     # A model server added later on a port nobody listed keeps working for trusted callers.
     for dst in (RAW_VLLM, EMBEDDINGS, QWEN_CPU, DECODE):
@@ -320,8 +340,10 @@ def test_options_off_by_default():
 def test_managed_prometheus_is_trusted_when_on(default_conn):
     on = nca.analyse(build_policies(NetworkPolicyConfig(managed_prometheus=True)), [])
     for ns in PROTECTED:
-        assert on.between(GMP, ns), f"{ns}/{NS}: managedPrometheus must let gmp-system in"
+        assert on.between(GMP, ns), f"{ns}/{NS}: managedPrometheus must let the GMP collectors in"
         assert not default_conn.between(GMP, ns), f"{ns}: gmp-system is not trusted by default"
+        assert not on.between(RULE_EVALUATOR, ns), f"{ns}/{NS}: only the collectors of gmp-system scrape, nca says {on.between(RULE_EVALUATOR, ns)}"
+        assert not on.between(EVIL_COLLECTOR, ns), f"{ns}/{NS}: a tenant pod with the collector's labels gets nothing"
         _check(on, Expect("team-a-x", TEAM_A, ns, False, rule=f"{ns}: tenants still denied"))
 
 
@@ -530,11 +552,16 @@ def test_manifest_shape(cfg):
                 assert rule["ports"] == [{"protocol": "TCP", "port": p} for p in cfg.ports[ns]], resource_name(m)
             for peer in rule["from"]:
                 if "namespaceSelector" in peer:
-                    # Namespaces only by the immutable name label, never combined with a pod selector.
-                    assert set(peer) == {"namespaceSelector"}, f"{resource_name(m)}: namespace peers carry no podSelector"
+                    # A namespace only by the immutable name label AND, in the same peer, its trusted pods'
+                    # labels: never a whole namespace, never pod labels a tenant namespace could carry.
+                    assert set(peer) == {"namespaceSelector", "podSelector"}, f"{resource_name(m)}: {peer}"
+                    assert m["metadata"]["name"] == NS, resource_name(m)
                     name = peer["namespaceSelector"]["matchLabels"][NAME_LABEL]
                     assert peer["namespaceSelector"] == {"matchLabels": {NAME_LABEL: name}}
-                    assert name != ns, f"{resource_name(m)}: a namespace-wide allow into itself"
+                    assert name != ns, f"{resource_name(m)}: an allow into itself"
+                    labels = peer["podSelector"]["matchLabels"]
+                    assert set(peer["podSelector"]) == {"matchLabels"} and labels, f"{resource_name(m)}: {peer}"
+                    assert labels in cfg.trusted_pods[name], f"{resource_name(m)}: {name} pods {labels} are not configured"
                 elif "podSelector" in peer:
                     # Pod labels only inside the policy's own namespace (no namespaceSelector).
                     assert set(peer) == {"podSelector"}, f"{resource_name(m)}: pod peers are same-namespace only"
@@ -618,6 +645,13 @@ def test_policy_count_does_not_grow_with_tenants(stack):
         ({"networkPolicy": {"controlPlaneRanges": ["172.16.0.33/28"]}}, "networkPolicy.controlPlaneRanges", ["CIDR"]),
         ({"networkPolicy": {"inNamespaceClients": [{"name": "x", "label": "bad key!"}]}}, "networkPolicy.inNamespaceClients[0].label", ["label key"]),
         ({"networkPolicy": {"servingAllowedFrom": ["litellm"]}}, "networkPolicy.servingAllowedFrom", ["unknown key"]),
+        ({"networkPolicy": {"allowedFrom": ["litellm", "keda"]}}, "", ["networkPolicy.allowedFrom", "keda", "networkPolicy.allowedFromPods", "never trusted whole"]),
+        ({"networkPolicy": {"allowedFromPods": {"monitoring": [{}]}}}, "networkPolicy.allowedFromPods", ["monitoring", "every pod"]),
+        ({"networkPolicy": {"allowedFromPods": {"monitoring": []}}}, "networkPolicy.allowedFromPods", ["monitoring", "no pods"]),
+        ({"networkPolicy": {"allowedFromPods": {"keda": [{"app": "keda"}]}}}, "networkPolicy", ["allowedFromPods", "keda", "not a trusted namespace"]),
+        ({"networkPolicy": {"allowedFromPods": {"gmp-system": [{"app": "x"}]}}}, "networkPolicy", ["gmp-system", "managedPrometheus"]),
+        ({"networkPolicy": {"allowedFromPods": {"monitoring": [{"bad key!": "x"}]}}}, "networkPolicy.allowedFromPods", ["monitoring", "label key"]),
+        ({"networkPolicy": {"allowedFromPods": {"monitoring": [{"app": ""}]}}}, "networkPolicy.allowedFromPods", ["monitoring", "empty label value"]),
         ({"tenants": ["team-a", "serving"]}, "tenants", ["platform namespace"]),
         ({"tenants": ["team-a", "kserve"]}, "tenants", ["platform namespace"]),
         ({"tenants": ["team-a", "team-a"]}, "tenants", ["twice"]),
@@ -626,6 +660,8 @@ def test_policy_count_does_not_grow_with_tenants(stack):
     ids=[
         "allowed-dup", "protected-dup", "protected-empty", "protected-bad-name", "port-too-big", "port-list-empty",
         "ports-unprotected-ns", "intra-unprotected", "webhook-unprotected", "webhook-port-zero", "bad-cidr", "bad-cp-cidr", "bad-label", "old-key",
+        "trusted-ns-without-pods", "trusted-pods-empty-set", "trusted-pods-empty-list", "trusted-pods-stray-ns", "trusted-pods-gmp-off",
+        "trusted-pods-bad-key", "trusted-pods-empty-value",
         "tenant-is-platform", "tenant-is-kserve", "tenant-dup", "tenant-is-protected",
     ],
 )

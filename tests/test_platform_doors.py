@@ -284,6 +284,28 @@ def test_dev_benchmarks_download_their_tokenizer(dev):
     assert dev.to_ip(VLLM_BENCH, PUBLIC_IP) == only(443), "allow-model-hub-egress-benchmark"
 
 
+# ---------------------------------------------------------------- trusted namespaces, trusted by pod
+
+
+@needs_nca
+@pytest.mark.parametrize("src", [GRAFANA, OTEL, PG_PRIMARY, MIGRATIONS, AGW_CONTROLLER, SIM_0])
+def test_dev_untrusted_pods_of_trusted_namespaces_reach_no_model_server(dev, src):
+    # Tenants reach Grafana (3000) and the collector (4317/4318): neither may be a path to a model server.
+    for dst in (RAW_VLLM, EMBEDDINGS, RAW_EPP, INF_GW, QWEN_CPU, DECODE):
+        if dst.split("/")[0] != src.split("/")[0]:
+            assert not dev.between(src, dst), f"dev: {src} is no trusted pod, must not reach {dst}, nca says {dev.between(src, dst)}"
+
+
+@needs_nca
+@pytest.mark.parametrize("src, dst, port", [
+    (LITELLM, EMBEDDINGS, 8080), (LITELLM, INF_GW, 80), (LITELLM, KSERVE_GW, 80), (LITELLM, LLMD_GW, 80),
+    (PROMETHEUS, RAW_VLLM, 8000), (PROMETHEUS, RAW_EPP, 9090), (PROMETHEUS, INF_GW, 15020), (PROMETHEUS, SCHEDULER, 9090),
+    (INF_GW, RAW_EPP, 9002), (INF_GW, RAW_VLLM, 8000),
+])
+def test_dev_trusted_pods_keep_their_flows(dev, src, dst, port):
+    assert dev.allows(src, dst, port), f"dev: {src} -> {dst}:{port} must stay open, nca says {dev.between(src, dst)}"
+
+
 # ---------------------------------------------------------------- dev egress lock
 
 

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from components.config import NetworkPolicyConfig
+from components.platform_facts import PROMETHEUS_LABELS
 from tools import verify
 from tools.verify import Row
 
@@ -137,10 +139,14 @@ REFERENCE_SERVICES = {
 }
 
 
-def _answers(calls):
-    def run(api, source, url, timeout):
+def _answers(calls, trusted=None):
+    """A cluster that enforces SR1 by pod: only a pod of `monitoring` with the trusted labels gets an answer."""
+    trusted = PROMETHEUS_LABELS if trusted is None else trusted
+
+    def run(api, source, url, timeout, labels):
         calls.append((source, url))
-        return (0, "200") if source == "monitoring" else (28, "000")
+        ok = source == "monitoring" and trusted.items() <= labels.items()
+        return (0, "200") if ok else (28, "000")
 
     return run
 
@@ -183,7 +189,7 @@ def test_sr1_scaled_to_zero_target_is_skipped_not_passed():
 
 
 def test_sr1_fails_when_the_policy_lets_default_in():
-    def open_everything(api, source, url, timeout):
+    def open_everything(api, source, url, timeout, labels):
         return 0, "200"
 
     rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=open_everything)}
@@ -196,3 +202,63 @@ def test_sr1_serving_url_overrides_only_the_vllm_target():
     verify.sr1(FakeCore(REFERENCE_SERVICES), "http://x.serving.svc:8000/health", 5, run=_answers(calls))
     assert ("monitoring", "http://x.serving.svc:8000/health") in calls
     assert ("monitoring", "http://embeddings.serving.svc.cluster.local/health") in calls
+
+
+# ------------------------------------------------------------------ SR1 trusts pods of monitoring, not the namespace
+
+
+def _labelled_calls():
+    calls = []
+
+    def run(api, source, url, timeout, labels):
+        calls.append((source, url, dict(labels)))
+        return (0, "200") if source == "monitoring" and labels else (28, "000")
+
+    return calls, run
+
+
+def test_sr1_monitoring_probes_carry_a_trusted_pods_labels():
+    calls, run = _labelled_calls()
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=run)}
+    embeddings = "http://embeddings.serving.svc.cluster.local/health"
+    want = NetworkPolicyConfig().trusted_pods["monitoring"][0]
+    assert ("monitoring", embeddings, want) in calls, calls  # SR1-b as Prometheus
+    assert ("monitoring", embeddings, {}) in calls, calls  # SR1-h as any other pod
+    assert all(labels == {} for source, _, labels in calls if source == "default"), calls
+    assert rows["SR1-b"].status == "PASS" and rows["SR1-d"].status == "PASS" and rows["SR1-h"].status == "PASS", rows
+    assert "app.kubernetes.io/name=prometheus" in rows["SR1-b"].detail, rows["SR1-b"].detail
+
+
+def test_sr1_fails_when_monitoring_is_trusted_whole():
+    # Control: a cluster that still admits every pod of monitoring answers the unlabelled probe.
+    def namespace_wide(api, source, url, timeout, labels):
+        return (0, "200") if source == "monitoring" else (28, "000")
+
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=namespace_wide)}
+    assert rows["SR1-h"].status == "FAIL" and rows["SR1-b"].status == "PASS", rows
+    assert verify.exit_code(list(rows.values())) == verify.EXIT_FAIL
+
+
+def test_sr1_probe_labels_follow_the_stack_config():
+    grafana = {"app.kubernetes.io/name": "grafana"}
+    cfg = NetworkPolicyConfig(allowed_from_pods={"monitoring": [grafana]})
+    calls = []
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=_answers(calls, grafana),
+                                           trusted_pods=cfg.trusted_pods)}
+    assert rows["SR1-b"].status == "PASS" and "app.kubernetes.io/name=grafana" in rows["SR1-b"].detail, rows["SR1-b"]
+
+
+def test_sr1_monitoring_not_trusted_skips_the_trusted_probes():
+    cfg = NetworkPolicyConfig(allowed_from=["litellm", "inference"])
+    calls = []
+    rows = {r.check: r for r in verify.sr1(FakeCore(REFERENCE_SERVICES), None, 5, run=_answers(calls),
+                                           trusted_pods=cfg.trusted_pods)}
+    for check in ("SR1-b", "SR1-d"):
+        assert rows[check].status == "SKIP" and "allowedFrom" in rows[check].detail, rows[check]
+    assert rows["SR1-h"].status == "PASS", rows["SR1-h"]
+
+
+def test_trusted_probe_pod_keeps_its_own_label_and_serves_nothing():
+    pod = verify.curl_pod("p", "http://x", PROMETHEUS_LABELS)
+    assert pod["metadata"]["labels"] == {"app": "llm-platform-verify", **PROMETHEUS_LABELS}
+    assert all("ports" not in c for c in pod["spec"]["containers"]), "no Service may route to the probe"

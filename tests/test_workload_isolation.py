@@ -231,8 +231,8 @@ def test_api_server_only_for_labelled_clients(locked_conn):
 
 @needs_nca
 def test_platform_egress_only_for_platform_clients(locked_conn):
-    # `inference` is trusted by SR1 namespace-wide; its egress lock lets only the gateway proxy and
-    # the pickers out to the other protected namespaces, not the model servers there.
+    # SR1 admits only `inference`'s gateway proxies into the other protected namespaces; the egress lock
+    # lets only the gateway proxy and the pickers out to them, not the model servers there.
     assert locked_conn.allows(INF_GW, QWEN_CPU, 8080), "inference/allow-platform-egress-gateway-proxy"
     assert not locked_conn.between(SIM_0, "serving"), "inference/default-deny-egress: vllm-sim must not reach serving"
 

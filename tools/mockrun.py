@@ -53,6 +53,15 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
 # they get back only what identifies them.
 SMALL_OUTPUTS = {"kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"}
 
+# Their wire form is the same in every run of a process with the same inputs (the tests run the program about
+# ten times per worker), so a run that goes on in its process (not `make synth`'s one-shot run) keeps it, keyed
+# by the inputs' JSON: plain values only (no Output, no resource reference), hence no dependencies, so a later
+# run sends the engine byte-identical requests (tests/test_mockrun.py compares them).
+_WIRE_CACHE: dict[str, bytes] = {}
+# ...and the monitor's side: such a request's deserialised inputs and their plain record, keyed by its bytes.
+_READ_CACHE: dict[bytes, tuple[Any, Any]] = {}
+_WIRE_CACHE_ON = [False]
+
 UNKNOWN = "<unknown>"
 """How a value the engine does not know yet (preview of a new stack) appears in recorded inputs."""
 
@@ -147,7 +156,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         # A resource reference deserialises into a read of that resource, a task on this thread's loop that
         # only serialising the state back (which runs the loop) completes: such requests are never echoed.
         references = _RESOURCE_WIRE in raw
-        inputs = pulumi_rpc.deserialize_properties(wire)
+        cacheable = _WIRE_CACHE_ON[0] and request.type in SMALL_OUTPUTS and not unknowns and not references
+        if cacheable and raw in _READ_CACHE:
+            inputs, plain = _READ_CACHE[raw]
+        else:
+            inputs = pulumi_rpc.deserialize_properties(wire)
+            plain = None
         resource_id, state = self.mocks.new_resource(
             pulumi.runtime.MockResourceArgs(
                 typ=request.type,
@@ -162,13 +176,17 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         echo = state is inputs and not unknowns and not references
         obj = wire if echo else _sync_await(pulumi_rpc.serialize_properties(state, {}))
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
-        recorded = pulumi_rpc.deserialize_properties(wire, keep_unknowns=True) if unknowns else inputs
+        if plain is None:
+            recorded = pulumi_rpc.deserialize_properties(wire, keep_unknowns=True) if unknowns else inputs
+            plain = _plain(recorded)
+            if cacheable:
+                _READ_CACHE[raw] = (inputs, plain)
         self.records.append(
             Registration(
                 type=request.type,
                 name=request.name,
                 urn=urn,
-                inputs=_plain(recorded),
+                inputs=plain,
                 parent=request.parent,
                 dependencies=sorted(request.dependencies),
                 protect=bool(request.protect),
@@ -259,6 +277,30 @@ def _fresh_engine() -> None:
     # recorder has the inputs already. Guarded by type: every other resource resolves as the SDK does.
     if not getattr(pulumi_rpc.resolve_outputs, "_small_outputs_only", False):
         pulumi_rpc.resolve_outputs = _small_outputs_only(pulumi_rpc.resolve_outputs)
+    if not getattr(pulumi_rpc.serialize_properties, "_wire_cache", False):
+        pulumi_rpc.serialize_properties = _cached_wire(pulumi_rpc.serialize_properties)
+
+
+def _cached_wire(serialize: Any) -> Any:
+    async def wrapper(inputs: Any, property_deps: dict, resource_obj: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not _WIRE_CACHE_ON[0] or getattr(resource_obj, "_type", None) not in SMALL_OUTPUTS:
+            return await serialize(inputs, property_deps, resource_obj, *args, **kwargs)
+        try:
+            key = json.dumps(inputs, sort_keys=True)
+        except (TypeError, ValueError):  # an Output or a resource among the inputs: not a plain value
+            return await serialize(inputs, property_deps, resource_obj, *args, **kwargs)
+        struct = struct_pb2.Struct()
+        if key in _WIRE_CACHE:
+            struct.ParseFromString(_WIRE_CACHE[key])
+            property_deps.update({name: [] for name in struct.fields})
+            return struct
+        struct = await serialize(inputs, property_deps, resource_obj, *args, **kwargs)
+        if not any(property_deps.values()) and set(property_deps) == set(struct.fields):
+            _WIRE_CACHE[key] = struct.SerializeToString()
+        return struct
+
+    wrapper._wire_cache = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _small_outputs_only(resolve_outputs: Any) -> Any:
@@ -313,6 +355,7 @@ def run(stack: str, config: dict[str, str], preview: bool = False, one_shot: boo
     _LAST[:] = [monitor]
     pulumi.runtime.set_all_config(config)
     _fresh_engine()
+    _WIRE_CACHE_ON[0] = not one_shot
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
     @pulumi.runtime.test

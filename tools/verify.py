@@ -3,9 +3,11 @@
 Runs, in order, with the official Kubernetes Python client:
   SR1-a  the security group's section-3 check: from a throwaway pod in `default`,
          http://embeddings.serving.svc.cluster.local/health gets no HTTP answer (times out)
-  SR1-b  the same request from a throwaway pod in `monitoring` gets HTTP 200
+  SR1-b  the same request from a throwaway pod in `monitoring` carrying a trusted pod's labels (Prometheus':
+         SR1 trusts pods of `monitoring`, `networkPolicy.allowedFromPods`) gets HTTP 200
   SR1-c  from `default`, a vLLM Service in `serving` (raw-vllm, coder-*; or --serving-url) gets no answer
-  SR1-d  the same vLLM request from `monitoring` gets HTTP 200
+  SR1-d  the same vLLM request from `monitoring` (trusted pod's labels) gets HTTP 200
+  SR1-h  the embeddings request from a pod in `monitoring` without those labels gets no answer
   SR1-e/f/g  from `default`, the gateway Services in `inference`, `kserve` and `llm-d` get no answer
   A check whose target Service is absent, or has no ready endpoint (a deployment scaled to 0), is
   SKIP and names the flow it could not test: a timeout to nothing proves nothing.
@@ -143,11 +145,13 @@ def gpu_pod(name: str, labelled: bool, gpus: int = 1) -> dict:
     }
 
 
-def curl_pod(name: str, url: str) -> dict:
+def curl_pod(name: str, url: str, labels: Optional[dict[str, str]] = None) -> dict:
+    """A curl probe; ``labels`` (a trusted pod's) are added to its own: it declares no port, so no Service
+    selecting those labels routes to it."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "llm-platform-verify"}},
+        "metadata": {"name": name, "labels": {"app": "llm-platform-verify", **(labels or {})}},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
@@ -188,10 +192,12 @@ def connect(kubeconfig: Optional[str], context: Optional[str], timeout: float):
         raise NoCluster(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
 
 
-def run_probe(api, namespace: str, url: str, timeout: float) -> tuple[Optional[int], str]:
-    """Run curl in a short-lived pod; return (curl exit code, printed HTTP code)."""
+def run_probe(
+    api, namespace: str, url: str, timeout: float, labels: Optional[dict[str, str]] = None
+) -> tuple[Optional[int], str]:
+    """Run curl in a short-lived pod (with ``labels``); return (curl exit code, printed HTTP code)."""
     name = f"llm-platform-verify-{secrets.token_hex(3)}"
-    api.create_namespaced_pod(namespace, curl_pod(name, url))
+    api.create_namespaced_pod(namespace, curl_pod(name, url, labels))
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -220,25 +226,32 @@ class Probe:
     path: str
     allowed: bool
     """True: HTTP 200 expected; False: no HTTP answer expected."""
+    trusted_pod: Optional[bool] = None
+    """True: the probe pod carries the labels of a trusted pod of ``source`` (SR1 trusts pods, not
+    namespaces); False: it carries none (another pod of that namespace); None: labels do not matter."""
 
     @property
     def description(self) -> str:
         what = "/".join(self.services)
         verb = "HTTP 200" if self.allowed else "times out"
-        return f"{self.source} -> {what}.{self.namespace} {verb}"
+        who = {True: " (trusted pod)", False: " (other pod)", None: ""}[self.trusted_pod]
+        return f"{self.source}{who} -> {what}.{self.namespace} {verb}"
 
 
 VLLM_SERVICES = ("raw-vllm", "coder-chat", "coder-fim", "coder-agent")
 SR1_PROBES = (
     # The security group's operating notes, section 3, as written.
     Probe("SR1-a", "default", "serving", ("embeddings",), "/health", allowed=False),
-    Probe("SR1-b", "monitoring", "serving", ("embeddings",), "/health", allowed=True),
+    # `monitoring` is trusted by pod (Prometheus): the probe carries a trusted pod's labels.
+    Probe("SR1-b", "monitoring", "serving", ("embeddings",), "/health", allowed=True, trusted_pod=True),
     Probe("SR1-c", "default", "serving", VLLM_SERVICES, "/health", allowed=False),
-    Probe("SR1-d", "monitoring", "serving", VLLM_SERVICES, "/health", allowed=True),
+    Probe("SR1-d", "monitoring", "serving", VLLM_SERVICES, "/health", allowed=True, trusted_pod=True),
     # Tenants must not reach any gateway in front of model servers (they go through LiteLLM).
     Probe("SR1-e", "default", "inference", ("inference-gateway",), "/", allowed=False),
     Probe("SR1-f", "default", "kserve", ("kserve-ingress-gateway",), "/", allowed=False),
     Probe("SR1-g", "default", "llm-d", ("llm-d-gateway",), "/", allowed=False),
+    # The rest of a trusted namespace (Grafana, the OTLP collector: tenants reach both) is not trusted.
+    Probe("SR1-h", "monitoring", "serving", ("embeddings",), "/health", allowed=False, trusted_pod=False),
 )
 
 
@@ -277,15 +290,41 @@ def resolve_target(api, probe: Probe) -> tuple[Optional[str], str]:
     )
 
 
-def sr1(api, override_url: Optional[str], timeout: float, run=None) -> list[Row]:
+def probe_labels(probe: Probe, trusted_pods: dict[str, list[dict[str, str]]]) -> tuple[Optional[dict[str, str]], str]:
+    """(labels for the probe pod, "") or (None, why not tested): a trusted pod's labels for ``trusted_pod``."""
+    if not probe.trusted_pod:
+        return {}, ""
+    selectors = trusted_pods.get(probe.source)
+    if not selectors:
+        return None, f"not tested: {probe.source} is not in networkPolicy.allowedFrom, so none of its pods is trusted"
+    return dict(selectors[0]), ""
+
+
+def sr1(
+    api,
+    override_url: Optional[str],
+    timeout: float,
+    run=None,
+    trusted_pods: Optional[dict[str, list[dict[str, str]]]] = None,
+) -> list[Row]:
     """Run every SR1 probe whose target exists; SKIP (naming the flow) those whose target is absent.
 
-    ``override_url`` (``--serving-url``) replaces the vLLM target of SR1-c/SR1-d.
+    ``override_url`` (``--serving-url``) replaces the vLLM target of SR1-c/SR1-d. ``trusted_pods``: the
+    stack's ``NetworkPolicyConfig.trusted_pods`` (default: the platform's), whose labels a trusted-pod
+    probe carries.
     """
     run = run or run_probe
+    if trusted_pods is None:
+        from components.config import NetworkPolicyConfig
+
+        trusted_pods = NetworkPolicyConfig().trusted_pods
     rows = []
     url: Optional[str]
     for probe in SR1_PROBES:
+        labels, why = probe_labels(probe, trusted_pods)
+        if labels is None:
+            rows.append(Row(probe.check, probe.description, "SKIP", why))
+            continue
         if override_url and probe.services == VLLM_SERVICES:
             url, why = override_url, ""
         else:
@@ -294,8 +333,9 @@ def sr1(api, override_url: Optional[str], timeout: float, run=None) -> list[Row]
             rows.append(Row(probe.check, probe.description, "SKIP", why))
             continue
         classify = classify_allowed_probe if probe.allowed else classify_denied_probe
-        status, detail = classify(*run(api, probe.source, url, timeout))
-        rows.append(Row(probe.check, probe.description, status, f"{url}: {detail}"))
+        status, detail = classify(*run(api, probe.source, url, timeout, labels))
+        shown = f" (as {', '.join(f'{k}={v}' for k, v in labels.items())})" if labels else ""
+        rows.append(Row(probe.check, probe.description, status, f"{url}{shown}: {detail}"))
     return rows
 
 
@@ -508,9 +548,10 @@ def main(argv: Optional[list[str]] = None, checks: Optional[list[Callable]] = No
             "stack's cluster (e.g. pulumi stack output kubeconfig --show-secrets > kubeconfig)"
         )
         return EXIT_NO_CLUSTER
-    rows = sr1(api, args.serving_url, args.timeout) + sr2(api)
-    rows += pod_security(api, stack_tenants(args.stack))
     settings = stack_settings(args.stack)
+    trusted = settings.network_policy.trusted_pods if settings is not None else None
+    rows = sr1(api, args.serving_url, args.timeout, trusted_pods=trusted) + sr2(api)
+    rows += pod_security(api, stack_tenants(args.stack))
     rows += agent_isolation(api, settings)
     rows += network_logging(settings)
     print(table(rows))

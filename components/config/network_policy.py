@@ -13,11 +13,18 @@ from components.config.base import (
     ConfigModel,
     NamespaceList,
     dns_label,
+    label_map,
     namespace_name,
     no_duplicates,
     port_list,
 )
-from components.platform_facts import DEFAULT_PROTECTED_NAMESPACES, LITELLM_NAMESPACE, MONITORING_NAMESPACE
+from components.platform_facts import (
+    DEFAULT_PROTECTED_NAMESPACES,
+    LITELLM_NAMESPACE,
+    MANAGED_PROMETHEUS_NAMESPACE,
+    MONITORING_NAMESPACE,
+    TRUSTED_PLATFORM_PODS,
+)
 
 
 class InNamespaceClient(ConfigModel):
@@ -106,8 +113,19 @@ class NetworkPolicyConfig(ConfigModel):
     allowed_from: NamespaceList = Field(
         default_factory=lambda: ["litellm", "inference", "agentgateway-system", "monitoring"]
     )
-    """Trusted platform namespaces that reach every protected namespace (a namespace never gets a
-    namespace-wide allow into itself; its own flows are `inNamespaceClients`)."""
+    """Trusted platform namespaces whose calling pods (`allowedFromPods`) reach every protected namespace (a
+    namespace never gets this allow into itself; its own flows are `inNamespaceClients`). Only those pods are
+    trusted, never the whole namespace: a name without known pods is an error."""
+    allowed_from_pods: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
+    """Which pods of a trusted namespace are trusted: namespace -> label sets (a pod matching every label of
+    one set is trusted; matched only inside that namespace). An entry replaces the platform default for its
+    namespace; a namespace without an entry gets the default: `litellm` LiteLLM's proxy
+    (`app.kubernetes.io/name: litellm`), `inference` and `agentgateway-system` the agentgateway proxies
+    (`gateway.networking.k8s.io/gateway-class-name: agentgateway`), `monitoring` Prometheus
+    (`app.kubernetes.io/name: prometheus`), `gmp-system` the Managed Prometheus collectors
+    (`app.kubernetes.io/name: collector`). Any other `allowedFrom` namespace must have an entry. A separate
+    map rather than objects inside `allowedFrom` keeps `allowedFrom` a plain namespace list (what other keys
+    are checked against) and lets a stack override one namespace without restating the rest."""
     in_namespace_clients: list[InNamespaceClient] = Field(default_factory=_default_in_namespace_clients)
     """Pods (by label) that reach every pod of their own protected namespace: gateway proxies,
     endpoint pickers/schedulers, llm-d decode/prefill, benchmark clients."""
@@ -150,6 +168,28 @@ class NetworkPolicyConfig(ConfigModel):
             namespace_name(ns)
             dns_label(name, "Gateway name")
         return no_duplicates(v, "Gateway")
+
+    @field_validator("allowed_from_pods")
+    @classmethod
+    def _allowed_from_pods(cls, v: dict[str, list[dict[str, str]]]) -> dict[str, list[dict[str, str]]]:
+        for ns, selectors in v.items():
+            namespace_name(ns)
+            if not selectors:
+                raise ValueError(
+                    f"`{ns}` lists no pods, so nothing of {ns} would be trusted; list the labels of its pods that "
+                    f"call the protected namespaces, or remove {ns} from `allowedFrom`"
+                )
+            for labels in selectors:
+                if not labels:
+                    raise ValueError(
+                        f"`{ns}` has an empty label set, which would trust every pod of {ns}; write the labels of "
+                        "the pods that call the protected namespaces, e.g. {app.kubernetes.io/name: prometheus}"
+                    )
+                label_map(labels, f"`{ns}` label")
+                if any(not value for value in labels.values()):
+                    raise ValueError(f"`{ns}` has an empty label value in {labels}; name the value the pods carry")
+            no_duplicates([tuple(sorted(labels.items())) for labels in selectors], f"`{ns}` label set")
+        return v
 
     @field_validator("in_namespace_clients")
     @classmethod
@@ -197,6 +237,13 @@ class NetworkPolicyConfig(ConfigModel):
                 f"`intraNamespace` names {', '.join(stray)}, which is not in `protectedNamespaces`; "
                 "list only protected namespaces there"
             )
+        trusted = self.trusted_namespace_names
+        stray = [ns for ns in self.allowed_from_pods if ns not in trusted]
+        if stray:
+            raise ValueError(
+                f"`allowedFromPods` names {', '.join(stray)}, which is not a trusted namespace (`allowedFrom`, or "
+                "gmp-system with `managedPrometheus: true`); add it there or remove its entry"
+            )
         services = self.platform_services.namespaces
         clash = [ns for ns in services if ns in self.protected_namespaces]
         if clash:
@@ -237,6 +284,37 @@ class NetworkPolicyConfig(ConfigModel):
                     "in docs/sr1-network-policies.md), or remove `ports` to allow every port"
                 )
         return self
+
+    @property
+    def trusted_namespace_names(self) -> list[str]:
+        """Namespaces whose trusted pods reach the protected ones: `allowedFrom`, then `gmp-system` with
+        `managedPrometheus`."""
+        extra = [MANAGED_PROMETHEUS_NAMESPACE] if self.managed_prometheus else []
+        return list(dict.fromkeys([*self.allowed_from, *extra]))
+
+    def check_trusted_pods(self) -> None:
+        """Raise unless every trusted namespace has known pods (an `allowedFromPods` entry or a platform default).
+
+        The stack config runs this after its tenant and agent checks, so a tenant or agent namespace listed in
+        `allowedFrom` gets that error rather than an invitation to name its pods.
+        """
+        unknown = [ns for ns in self.trusted_namespace_names if ns not in self.allowed_from_pods and ns not in TRUSTED_PLATFORM_PODS]
+        if unknown:
+            raise ValueError(
+                f"`networkPolicy.allowedFrom` names {', '.join(unknown)}, whose trusted pods are not known (a namespace "
+                f"is never trusted whole); add `networkPolicy.allowedFromPods: {{{unknown[0]}: [{{<label>: <value>}}]}}` "
+                "with the labels of the pods that call the protected namespaces, or remove it from `allowedFrom`"
+            )
+
+    @property
+    def trusted_pods(self) -> dict[str, list[dict[str, str]]]:
+        """Trusted namespace -> its trusted pods' label sets: the `allowedFromPods` entry, else the platform's
+        default (:meth:`check_trusted_pods` raises when there is neither)."""
+        self.check_trusted_pods()
+        return {
+            ns: [dict(labels) for labels in self.allowed_from_pods.get(ns, TRUSTED_PLATFORM_PODS.get(ns, ()))]
+            for ns in self.trusted_namespace_names
+        }
 
     @property
     def protected_namespace_names(self) -> list[str]:

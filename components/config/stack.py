@@ -136,6 +136,12 @@ class StackConfig(ConfigModel):
         isolation_rules(self)
         return self
 
+    @model_validator(mode="after")
+    def _trusted_pods_known(self) -> "StackConfig":
+        # Last: a tenant or agent namespace in networkPolicy.allowedFrom gets that error first.
+        self.network_policy.check_trusted_pods()
+        return self
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
