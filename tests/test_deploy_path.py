@@ -202,11 +202,11 @@ def test_old_behaviour_create_of_an_existing_tenant_namespace_is_refused(runs):
     assert [x.rule for x in refusals] == ["exists"] and "team-a" in refusals[0].message, refusals
 
 
-def test_existing_cluster_patches_declared_tenants():
+def test_existing_cluster_patches_declared_tenants(program_run):
     # A missing tenant is not refused by the model: the real engine refuses it at the read before each patch
     # (make e2e, declared-tenants; test_declared_tenants_are_read_before_they_are_patched).
     overrides = {"llm-platform:cluster": None, "llm-platform:existingCluster": EXISTING, "llm-platform:kyverno": {}}
-    records = mockrun.run_stack("prod", overrides)
+    records = program_run("prod", overrides=overrides)
     # Registration order follows dependency resolution, not config order: compare as a set.
     assert sorted(r.inputs["metadata"]["name"] for r in of_type(records, "kubernetes:core/v1:NamespacePatch")) == [
         "team-a",
@@ -217,13 +217,13 @@ def test_existing_cluster_patches_declared_tenants():
     assert strict(records, "prod", overrides, cluster=present) == []
 
 
-def test_declared_tenants_are_read_before_they_are_patched():
+def test_declared_tenants_are_read_before_they_are_patched(program_run):
     # The server-side apply patch of a missing namespace creates it (make e2e, apiserver-parity): each patch
     # depends on a read of its namespace, which fails the preview and the up when it is missing.
     from components.tenants import existence_check_name
 
     overrides = {"llm-platform:cluster": None, "llm-platform:existingCluster": EXISTING, "llm-platform:kyverno": {}}
-    records = mockrun.run_stack("prod", overrides)
+    records = program_run("prod", overrides=overrides)
     created = {r.urn for r in records}
     patches = of_type(records, "kubernetes:core/v1:NamespacePatch")
     assert patches

@@ -108,14 +108,15 @@ def test_a_resource_passed_as_an_input_completes_as_with_the_sdk_monitor():
     assert results["ours"] == results["sdk"] == {"create": "true", "triggers": 1}, results
 
 
-def test_a_later_run_reuses_the_crd_wire_forms_and_records_the_same():
+def test_a_later_run_reuses_the_crd_wire_forms_and_records_the_same(monkeypatch):
     """The CRDs' wire forms and records are kept between runs of a process (tools/mockrun.py): a later run
     records exactly what a run that computed them records, and a changed CRD is computed afresh."""
     from components import kyverno
 
     config = mockrun.stack_config("dev")
-    mockrun._WIRE_CACHE.clear()
-    mockrun._READ_CACHE.clear()
+    # Empty caches for this test; the process's own come back after it.
+    monkeypatch.setattr(mockrun, "_WIRE_CACHE", {})
+    monkeypatch.setattr(mockrun, "_READ_CACHE", {})
     first = mockrun.run("dev", config)
     crds = [r for r in first if r.type in mockrun.SMALL_OUTPUTS]
     assert len(crds) == 22 and len(mockrun._WIRE_CACHE) == 22 and len(mockrun._READ_CACHE) == 22
@@ -128,11 +129,8 @@ def test_a_later_run_reuses_the_crd_wire_forms_and_records_the_same():
         out[0] = {**out[0], "metadata": {**out[0]["metadata"], "labels": {"changed": "yes"}}}
         return tuple(out)
 
-    kyverno.crd_manifests = changed
-    try:
-        again = mockrun.run("dev", config)
-    finally:
-        kyverno.crd_manifests = original
+    monkeypatch.setattr(kyverno, "crd_manifests", changed)
+    again = mockrun.run("dev", config)
     assert len(mockrun._WIRE_CACHE) == 23, "the changed CRD is serialised afresh"
     labelled = [r for r in again if r.type in mockrun.SMALL_OUTPUTS and r.inputs["metadata"].get("labels") == {"changed": "yes"}]
     assert len(labelled) == 1
