@@ -42,7 +42,7 @@ def load_policy(name: str) -> dict[str, Any]:
 
 def cel_literal(value: Any) -> str:
     """A CEL literal for a JSON-like value (JSON is valid CEL for strings, numbers, bools, lists, maps)."""
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def set_params(policy: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

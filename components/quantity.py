@@ -27,7 +27,7 @@ def parse_quantity(text: str) -> Fraction:
     """The exact value of a Kubernetes quantity string (resource.ParseQuantity), or QuantityError."""
     if not isinstance(text, str):
         raise QuantityError(f"quantity expects a string, got {type(text).__name__}")
-    m = _QUANTITY.match(text)
+    m = _QUANTITY.fullmatch(text)
     if not m:
         raise QuantityError(f"quantities must match the regular expression "
                             f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text!r}")

@@ -164,7 +164,7 @@ def test_parse_quantity(text, value):
     assert parse_quantity(text) == value, text
 
 
-@pytest.mark.parametrize("text", ["", "16 Gi", "1KB", "Gi", "1.2.3", "1ki", "0x10", "1Gi ", " 1"])
+@pytest.mark.parametrize("text", ["", "16 Gi", "1KB", "Gi", "1.2.3", "1ki", "0x10", "1Gi ", " 1", "1Gi\n"])
 def test_parse_quantity_rejects(text):
     with pytest.raises(QuantityError):
         parse_quantity(text)

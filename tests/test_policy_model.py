@@ -128,3 +128,24 @@ def test_every_loader_reads_the_policy_folder():
     for module in (guardrails, tenant_boundaries):
         assert module.policy_file is policy_model.policy_file and module.POLICY_DIR == policy_model.POLICY_DIR
     assert guardrails.load_policy is policy_model.load_policy
+
+
+def test_a_literal_keeps_characters_beyond_the_basic_plane_whole():
+    """JSON's default ASCII escapes write such a character as a surrogate pair, which CEL refuses ("invalid unicode
+    code point"); the literal carries the character itself, and CEL reads back the same string."""
+    from tools import kyverno_eval
+
+    literal = policy_model.cel_literal(["\U0001F600bob", 'a"b', "c'd\\e"])
+    assert "\\ud83d" not in literal and "\U0001F600" in literal
+    assert kyverno_eval.compile_expr(literal).eval(data={}).plain_value() == ["\U0001F600bob", 'a"b', "c'd\\e"]
+
+
+@pytest.mark.parametrize("config", [
+    {"acceleratorResources": ["nvidia.com/gpu\n"]},
+    {"acceleratorResourcePatterns": ["example.com/*\n"]},
+    {"trustedControllers": {"kueue": "system:serviceaccount:kueue-system:kueue-controller-manager\n"}},
+])
+def test_a_trailing_newline_is_not_a_valid_name(config):
+    # `$` also matches before a final newline: the validators match whole strings.
+    with pytest.raises(ValueError):
+        KyvernoConfig.model_validate(config)

@@ -13,6 +13,7 @@ import concurrent.futures
 import gc
 import json
 import pathlib
+import pickle
 import runpy
 import sys
 from dataclasses import dataclass, field
@@ -58,8 +59,9 @@ SMALL_OUTPUTS = {"kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"}
 # by the inputs' JSON: plain values only (no Output, no resource reference), hence no dependencies, so a later
 # run sends the engine byte-identical requests (tests/test_mockrun.py compares them).
 _WIRE_CACHE: dict[str, bytes] = {}
-# ...and the monitor's side: such a request's deserialised inputs and their plain record, keyed by its bytes.
-_READ_CACHE: dict[bytes, tuple[Any, Any]] = {}
+# ...and the monitor's side: such a request's deserialised inputs and its record (pickled: every run gets its
+# own copy, so a caller changing a record changes no later run), keyed by its bytes (deterministic order).
+_READ_CACHE: dict[bytes, tuple[Any, bytes]] = {}
 _WIRE_CACHE_ON = [False]
 
 UNKNOWN = "<unknown>"
@@ -149,7 +151,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         _ensure_event_loop()  # as the SDK: deserialising resource references needs a loop on this thread
         wire = request.object
-        raw = wire.SerializeToString()
+        raw = wire.SerializeToString(deterministic=True)
         # In up mode deserialising turns an unknown into None (as the SDK's monitor does for the mocks); such
         # requests are rare, and they are deserialised once more, keeping unknowns, for the record.
         unknowns = not self.mocks.preview and _UNKNOWN_WIRE in raw
@@ -158,7 +160,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         references = _RESOURCE_WIRE in raw
         cacheable = _WIRE_CACHE_ON[0] and request.type in SMALL_OUTPUTS and not unknowns and not references
         if cacheable and raw in _READ_CACHE:
-            inputs, plain = _READ_CACHE[raw]
+            inputs, pickled = _READ_CACHE[raw]
+            plain = pickle.loads(pickled)
         else:
             inputs = pulumi_rpc.deserialize_properties(wire)
             plain = None
@@ -180,7 +183,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             recorded = pulumi_rpc.deserialize_properties(wire, keep_unknowns=True) if unknowns else inputs
             plain = _plain(recorded)
             if cacheable:
-                _READ_CACHE[raw] = (inputs, plain)
+                _READ_CACHE[raw] = (inputs, pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL))
         self.records.append(
             Registration(
                 type=request.type,

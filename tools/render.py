@@ -166,9 +166,11 @@ def render(
         if policies:
             from tools.matrix import write_matrix
 
-            # Columns in the config's order of protected namespaces, whatever order the engine registered in.
+            # Columns in the config's order of protected namespaces, then the other namespaces by name, whatever
+            # order the engine registered in (a mock run's order follows dependency resolution and timing).
             order = {ns: i for i, ns in enumerate(settings.network_policy.protected_namespace_names)}
-            policies.sort(key=lambda o: order.get(o["metadata"]["namespace"], len(order)))
+            policies.sort(key=lambda o: (order.get(o["metadata"]["namespace"], len(order)), o["metadata"]["namespace"],
+                                         o["metadata"]["name"]))
             write_matrix(policies, list(settings.tenants), tmp)
         from tools.guardrail_report import write_report
 

@@ -64,7 +64,7 @@ LABEL_VALUE_OR_EMPTY = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9
 
 
 def dns_label(value: str, what: str) -> str:
-    if not DNS_LABEL.match(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid {what}: use at most 63 lowercase letters, digits "
             "and '-', starting and ending with a letter or digit (DNS-1123 label)"
@@ -85,7 +85,7 @@ def no_duplicates(values: list[_T], what: str) -> list[_T]:
 
 
 def service_account_user(value: str) -> str:
-    if not SA_USER.match(value):
+    if not SA_USER.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a service account user name; write it like "
             "system:serviceaccount:<namespace>:<service-account>"
@@ -144,9 +144,9 @@ def port_list(values: list[int], what: str) -> list[int]:
 def label_map(v: dict[str, str], what: str) -> dict[str, str]:
     """matchLabels: label keys, and label values that may be empty."""
     for k, val in v.items():
-        if not LABEL_KEY.match(k):
+        if not LABEL_KEY.fullmatch(k):
             raise ValueError(f"{what} key {k!r} is not a valid label key")
-        if not LABEL_VALUE_OR_EMPTY.match(val):
+        if not LABEL_VALUE_OR_EMPTY.fullmatch(val):
             raise ValueError(f"{what} value {val!r} (key {k!r}) is not a valid label value")
     return v
 

@@ -48,7 +48,7 @@ class NodePool(ConfigModel):
     @classmethod
     def _zones(cls, v: list[str]) -> list[str]:
         for z in v:
-            if not ZONE.match(z):
+            if not ZONE.fullmatch(z):
                 raise ValueError(f"{z!r} is not a zone; write it like europe-west4-b")
         return no_duplicates(v, "zone")
 
@@ -146,7 +146,7 @@ class ClusterConfig(ConfigModel):
     @field_validator("location")
     @classmethod
     def _location(cls, v: str) -> str:
-        if not (REGION.match(v) or ZONE.match(v)):
+        if not (REGION.fullmatch(v) or ZONE.fullmatch(v)):
             raise ValueError(
                 f"{v!r} is neither a region (e.g. europe-west4) nor a zone (e.g. europe-west4-a)"
             )
@@ -187,7 +187,7 @@ class ClusterConfig(ConfigModel):
                     f"not every zone of {self.region} offers {pool.gpu.type}; set nodeLocations to the zones "
                     f"that do (gcloud compute accelerator-types list --filter='zone~{self.region}')"
                 )
-        if self.node_service_account is not None and not SA_EMAIL.match(self.node_service_account):
+        if self.node_service_account is not None and not SA_EMAIL.fullmatch(self.node_service_account):
             raise ValueError(
                 f"nodeServiceAccount {self.node_service_account!r} is not a service account email "
                 "(name@project.iam.gserviceaccount.com); remove it to let the stack create one"
@@ -201,7 +201,7 @@ class ClusterConfig(ConfigModel):
 
     @property
     def regional(self) -> bool:
-        return bool(REGION.match(self.location))
+        return bool(REGION.fullmatch(self.location))
 
     @property
     def region(self) -> str:

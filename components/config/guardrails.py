@@ -68,7 +68,7 @@ class GpuCapPolicy(GuardrailPolicy):
     @classmethod
     def _device_classes(cls, v: list[str]) -> list[str]:
         for dc in v:
-            if not DNS_SUBDOMAIN.match(dc):
+            if not DNS_SUBDOMAIN.fullmatch(dc):
                 raise ValueError(f"device class {dc!r} is not a DeviceClass name (DNS subdomain), e.g. gpu.nvidia.com")
         return no_duplicates(v, "device class")
 
@@ -152,7 +152,7 @@ class ApprovedModelsPolicy(GuardrailPolicy):
     def _models(cls, v: list[str]) -> list[str]:
         out = [m.strip().lower() for m in v]
         for m in out:
-            if not _MODEL.match(m):
+            if not _MODEL.fullmatch(m):
                 raise ValueError(
                     f"model {m!r} is not `org/name` (optionally ending in `-v*` for version suffixes); "
                     "write it as on Hugging Face, e.g. meta-llama/llama-3.1-8b-instruct"
@@ -278,7 +278,7 @@ class TrustedRegistriesPolicy(GuardrailPolicy):
         if not v:
             raise ValueError("an empty registry list rejects every image; list at least one prefix")
         for r in v:
-            if not _REGISTRY.match(r) or "/" not in r.rstrip("/") and not r.endswith("/"):
+            if not _REGISTRY.fullmatch(r) or "/" not in r.rstrip("/") and not r.endswith("/"):
                 raise ValueError(
                     f"registry prefix {r!r} must be a host with an optional path, without scheme, "
                     "e.g. europe-docker.pkg.dev/my-project/ or docker.io/vllm/vllm-openai"
@@ -331,7 +331,7 @@ class OwnershipPolicy(GuardrailPolicy):
         if not v:
             raise ValueError("an empty list refuses every Secret; list at least one pattern, e.g. *-vault")
         for g in v:
-            if not re.match(r"^[a-z0-9.*?-]+$", g) or not g.strip("*?"):
+            if not re.fullmatch(r"^[a-z0-9.*?-]+$", g) or not g.strip("*?"):
                 raise ValueError(f"{g!r} is not a Secret name glob (lowercase letters, digits, '-', '.', '*', '?'; "
                                  "not only wildcards)")
         return no_duplicates(v, "pattern")
@@ -372,7 +372,7 @@ class ReserveAcceleratorNodesPolicy(GuardrailPolicy):
     def _sas(cls, v: list[str]) -> list[str]:
         for sa in v:
             ns, sep, name = sa.partition("/")
-            if not sep or not DNS_LABEL.match(ns) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+            if not sep or not DNS_LABEL.fullmatch(ns) or not re.fullmatch(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
                 raise ValueError(f"service account {sa!r} must be written namespace/name, e.g. serving/vllm")
         return no_duplicates(v, "service account")
 

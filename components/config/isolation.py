@@ -141,7 +141,7 @@ class ServingEgressConfig(ConfigModel):
     def _fqdns(cls, v: list[str]) -> list[str]:
         for name in v:
             bare = name[2:] if name.startswith("*.") else name
-            if not bare or not all(DNS_LABEL.match(part) for part in bare.split(".")) or "." not in bare:
+            if not bare or not all(DNS_LABEL.fullmatch(part) for part in bare.split(".")) or "." not in bare:
                 raise ValueError(f"{name!r} is not a DNS name or `*.`-pattern (e.g. huggingface.co, *.hf.co)")
         return no_duplicates(v, "FQDN")
 

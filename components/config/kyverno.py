@@ -56,7 +56,7 @@ class TrustedControllers(ConfigModel):
 
     def namespaces(self) -> set[str]:
         """Namespaces of all trusted identities."""
-        return {m.group(1) for v in self.model_dump().values() if (m := SA_USER.match(v))}
+        return {m.group(1) for v in self.model_dump().values() if (m := SA_USER.fullmatch(v))}
 
 
 # Kueue's integration ("framework") names, as registered by Kueue 0.18.1 (pkg/controller/jobs/**
@@ -150,7 +150,7 @@ class KyvernoConfig(ConfigModel):
         if not v:
             raise ValueError("list at least one accelerator resource, e.g. nvidia.com/gpu")
         for r in v:
-            if not _RESOURCE_NAME.match(r):
+            if not _RESOURCE_NAME.fullmatch(r):
                 raise ValueError(f"{r!r} is not an extended resource name; write it like nvidia.com/gpu")
         return no_duplicates(v, "accelerator resource")
 
@@ -158,7 +158,7 @@ class KyvernoConfig(ConfigModel):
     @classmethod
     def _accelerator_patterns(cls, v: list[str]) -> list[str]:
         for r in v:
-            if not _RESOURCE_PATTERN.match(r):
+            if not _RESOURCE_PATTERN.fullmatch(r):
                 raise ValueError(
                     f"{r!r} is not a resource-name pattern; write a prefix ending in one `*` after the "
                     "domain, like nvidia.com/mig-*"

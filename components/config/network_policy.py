@@ -45,7 +45,7 @@ class InNamespaceClient(ConfigModel):
     @field_validator("label")
     @classmethod
     def _label(cls, v: str) -> str:
-        if not LABEL_KEY.match(v):
+        if not LABEL_KEY.fullmatch(v):
             raise ValueError(f"{v!r} is not a label key (optional DNS prefix '/', then a name of at most 63 characters)")
         return v
 
@@ -53,7 +53,7 @@ class InNamespaceClient(ConfigModel):
     @classmethod
     def _values(cls, v: list[str]) -> list[str]:
         for x in v:
-            if not LABEL_VALUE.match(x):
+            if not LABEL_VALUE.fullmatch(x):
                 raise ValueError(f"{x!r} is not a label value (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)")
         return no_duplicates(v, "label value")
 

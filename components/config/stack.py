@@ -84,7 +84,7 @@ class StackConfig(ConfigModel):
                     f"`tenantBoundaries.routeNamespaces[{i}]` ({ns!r}) is a tenant or agent namespace: its routes "
                     "could take the platform Gateways' traffic; list platform namespaces only")
         for i, user in enumerate(tb.network_policy_writers):
-            m = SA_USER.match(user)
+            m = SA_USER.fullmatch(user)
             if m and m.group(1) in workloads:
                 raise ValueError(
                     f"`tenantBoundaries.networkPolicyWriters[{i}]` ({user!r}) is a service account in a tenant or "

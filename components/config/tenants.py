@@ -42,7 +42,7 @@ class GatewayRef(ConfigModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not DNS_SUBDOMAIN.match(v):
+        if not DNS_SUBDOMAIN.fullmatch(v):
             raise ValueError(f"{v!r} is not a Gateway name (lowercase DNS subdomain, e.g. inference-gateway)")
         return v
 
