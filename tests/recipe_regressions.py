@@ -23,6 +23,7 @@ import hashlib
 import os
 import pathlib
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ from typing import Any, Optional
 
 import yaml
 
-from components import yaml_io
+from components import guardrails, yaml_io
+from components.config import StackConfig
+from tests import kyverno_parity
+from tools import kyverno_eval, nca
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies" / "kyverno"
@@ -115,35 +119,30 @@ def extract_policies(page: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------- our verdicts
 
-def _folder_test(folder: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    base = POLICIES / folder / ".kyverno-test"
-    test = yaml_io.load((base / "kyverno-test.yaml").read_text(encoding="utf-8"))
-    resources: dict[str, dict[str, Any]] = {}
-    for name in test["resources"]:
-        for doc in yaml.safe_load_all((base / name).read_text(encoding="utf-8")):
-            if isinstance(doc, dict):
-                resources[doc["metadata"]["name"]] = doc
-    return test, resources
+def folder_suite(folder: str) -> kyverno_eval.TestSuite:
+    """Our policy folder's suite (its cases and resources), read as the offline evaluator reads it."""
+    return kyverno_eval.load_suite(POLICIES / folder / ".kyverno-test" / "kyverno-test.yaml")
 
 
-def our_verdict(test: dict[str, Any], case: str) -> str:
+def our_verdict(suite: kyverno_eval.TestSuite, case: str) -> str:
     """The verdict our policy gives the case in its folder suite: fail if any rule fails it, else pass."""
-    results = [r["result"] for r in test["results"] if any(n.split("/")[-1] == case for n in r["resources"])]
+    results = [c.expected for c in suite.cases if c.resource.split("/")[-1] == case]
     if not results:
-        raise RecipeError(f"{test['metadata']['name']}: no result for regression case {case}")
+        raise RecipeError(f"{suite.path}: no result for regression case {case}")
     return "fail" if "fail" in results else "pass"
 
 
 def write_suite(reg: Regression, policy_text: str, folder: pathlib.Path) -> dict[str, str]:
     """A `kyverno test` folder: the recipe policy as written, the cases, our verdicts as the expected results."""
-    test, resources = _folder_test(reg.folder)
+    suite = folder_suite(reg.folder)
+    resources = {r["metadata"]["name"]: r for r in suite.resources}
     missing = [c for c in reg.cases if c not in resources]
     if missing:
         raise RecipeError(f"{reg.folder}: regression cases {missing} are not in its .kyverno-test resources")
     folder.mkdir(parents=True)
     (folder / "policy.yaml").write_text(policy_text, encoding="utf-8")
     (folder / "resources.yaml").write_text(yaml_io.dump_all([resources[c] for c in reg.cases]), encoding="utf-8")
-    verdicts = {c: our_verdict(test, c) for c in reg.cases}
+    verdicts = {c: our_verdict(suite, c) for c in reg.cases}
     suite: dict[str, Any] = {
         "apiVersion": "cli.kyverno.io/v1alpha1", "kind": "Test", "metadata": {"name": f"recipe-{reg.recipe_rule}"},
         "policies": ["policy.yaml"], "resources": ["resources.yaml"],
@@ -164,14 +163,12 @@ def write_suite(reg: Regression, policy_text: str, folder: pathlib.Path) -> dict
 
 def check_validate_rules(cli: pathlib.Path, policies: dict[str, str], work: pathlib.Path) -> list[str]:
     """Run every regression suite over the recipe; one line per case. Raise unless every row fails."""
-    from tests.kyverno_parity import run_cli
-
     lines, wrong = [], []
     for i, reg in enumerate(REGRESSIONS):
         if reg.recipe_policy not in policies:
             raise RecipeError(f"the page has no ClusterPolicy {reg.recipe_policy}")
         verdicts = write_suite(reg, policies[reg.recipe_policy], work / f"{i:02d}-{reg.recipe_rule}")
-        rows, _passed, _failed, text = run_cli(cli, work / f"{i:02d}-{reg.recipe_rule}")
+        rows, _passed, _failed, text = kyverno_parity.run_cli(cli, work / f"{i:02d}-{reg.recipe_rule}")
         by_case = {r.resource.split("/")[-1]: r for r in rows}
         for case, ours in verdicts.items():
             row = by_case.get(case)
@@ -199,8 +196,6 @@ def recipe_network_policy(policy_text: str, namespace: str) -> dict[str, Any]:
 
 def dns_reachability(network_policy: dict[str, Any]) -> tuple[bool, bool]:
     """(UDP 53, TCP 53) from the locked model pod to kube-dns in kube-system, as nca decides."""
-    from tools import nca
-
     with tempfile.TemporaryDirectory() as tmp:
         pol = pathlib.Path(tmp) / "policies.yaml"
         pol.write_text(yaml_io.dump_all([network_policy]), encoding="utf-8")
@@ -214,18 +209,14 @@ def dns_reachability(network_policy: dict[str, Any]) -> tuple[bool, bool]:
 
 def check_egress(policies: dict[str, str]) -> list[str]:
     """DNS from a locked inference pod: refused under the recipe's NetworkPolicy, allowed under ours."""
-    from components import config as cfgmod
-    from components import guardrails
-    from tools import kyverno_eval as ge
-
     recipe_np = recipe_network_policy(policies[EGRESS_POLICY[0]], "ai-locked")
-    settings = cfgmod.StackConfig.model_validate({
+    settings = StackConfig.model_validate({
         "existingCluster": {"context": "c", "networkPolicyEnforced": True}, "security": True,
         "guardrails": {"enabled": True}})
     (ours,) = [p for p in guardrails.build_policies(settings) if p["metadata"]["name"] == guardrails.EGRESS_POLICY]
     namespaces = yaml_io.load((NETPOL_DIR / "namespaces.yaml").read_text(encoding="utf-8"))["items"]
     (locked,) = [n for n in namespaces if n["metadata"]["name"] == "ai-locked"]
-    ours_np = ge.evaluate_rule(ours["spec"]["rules"][0], locked).generated
+    ours_np = kyverno_eval.evaluate_rule(ours["spec"]["rules"][0], locked).generated
     if ours_np is None:
         raise RecipeError("the catalog's egress lockdown generated nothing for the locked namespace")
     recipe_dns, ours_dns = dns_reachability(recipe_np), dns_reachability(ours_np)
@@ -247,14 +238,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if page_path is None:
         print(f"recipe-regressions: no recipe page (RECIPE_PAGE); {HOW_TO_GET}", file=sys.stderr)
         return 2
-    from tests.kyverno_parity import cli_path
-
-    cli = args.cli or cli_path()
+    cli = args.cli or kyverno_parity.cli_path()
     if not cli.is_file():
         print(f"recipe-regressions: no Kyverno CLI at {cli}; build it with `make kyverno-cli`", file=sys.stderr)
         return 2
-    import shutil
-
     shutil.rmtree(args.work, ignore_errors=True)
     try:
         policies = extract_policies(read_page(page_path))

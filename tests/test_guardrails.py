@@ -122,8 +122,8 @@ def test_catalog_fixes_are_cases(policy, resource, expected):
 def test_recipe_regressions_are_cases_with_a_verdict(policy, resource):
     found = {c.expected for s in SUITES[policy] for c in s.cases if c.resource == resource}
     assert found and found <= {"pass", "fail"}, f"{policy}: regression case {resource} has no pass/fail result"
-    test, _ = recipe_regressions._folder_test(policy)
-    assert recipe_regressions.our_verdict(test, resource) == ("fail" if "fail" in found else "pass")
+    suite = recipe_regressions.folder_suite(policy)
+    assert recipe_regressions.our_verdict(suite, resource) == ("fail" if "fail" in found else "pass")
 
 
 def test_flatmap_is_not_kubernetes_cel():

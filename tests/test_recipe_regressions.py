@@ -12,6 +12,7 @@ import yaml
 from components import yaml_io
 from tests import kyverno_parity
 from tests import recipe_regressions as rr
+from tools import kyverno_eval
 
 PAGE = """---
 title: "A recipe"
@@ -96,10 +97,11 @@ def test_only_the_pinned_page_is_read(tmp_path):
 
 
 def test_our_verdict_is_fail_when_any_rule_fails():
-    test = {"metadata": {"name": "t"}, "results": [
-        {"rule": "a", "resources": ["x"], "result": "pass"},
-        {"rule": "b", "resources": ["serving/x"], "result": "fail"},
-        {"rule": "a", "resources": ["y"], "result": "pass"}]}
+    def case(rule: str, resource: str, result: str) -> kyverno_eval.Case:
+        return kyverno_eval.Case(Path("t"), "p", rule, resource, "Pod", result)
+
+    test = kyverno_eval.TestSuite(Path("t"), [], [], {}, {}, "", [],
+                                  cases=[case("a", "x", "pass"), case("b", "serving/x", "fail"), case("a", "y", "pass")])
     assert rr.our_verdict(test, "x") == "fail"
     assert rr.our_verdict(test, "y") == "pass"
     with pytest.raises(rr.RecipeError, match="no result for regression case z"):
